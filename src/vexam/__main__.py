@@ -1,0 +1,5 @@
+"""Allow `python -m vexam ...`."""
+
+from vexam.cli import app
+
+app()

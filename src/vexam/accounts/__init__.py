@@ -1,0 +1,1 @@
+"""Accounts: phone numbers, SMS codes, passwords, sessions and devices (SPEC §2)."""

@@ -1,0 +1,274 @@
+"""The `vexam` command: serve, worker, demo, db, user and school administration."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from vexam.config import Environment, InsecureSettingsError, Settings
+from vexam.core.clock import SystemClock
+from vexam.core.context import Ctx, Role
+from vexam.core.db import Database
+from vexam.core.errors import VexamError
+from vexam.core.jobs import JobQueue, JobRuntime
+from vexam.main import build_queue, build_resources, create_app
+
+app = typer.Typer(help="vexam: remote video admission exams.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+school_app = typer.Typer(help="Schools.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(school_app, name="school")
+console = Console()
+
+DEMO_PASSWORD = "vexam-demo-2026"  # noqa: S105 - printed for people trying the demo
+DEMO_SCHOOL = "demo-academy"
+DEMO_ACCOUNTS = [
+    ("13900000001", Role.operator, "平台管理员 Operator"),
+    ("13900000002", Role.school_admin, "院校管理员 School admin"),
+    ("13900000003", Role.reviewer, "评委 Reviewer"),
+    ("13900000004", Role.support, "客服 Support agent"),
+    ("13900000005", Role.candidate, "考生 Candidate"),
+]
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.check_safe_to_start()
+    except InsecureSettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return settings
+
+
+@asynccontextmanager
+async def _cli_ctx(settings: Settings) -> AsyncIterator[Ctx]:
+    """A unit of work for an administrator at the console (audited as the CLI)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    queue = build_queue(settings)
+    try:
+        async with db.unit_of_work() as session:
+            yield Ctx(
+                session=session, clock=SystemClock(), settings=settings, jobs=queue, device_id="cli"
+            )
+    finally:
+        await db.dispose()
+
+
+async def _upgrade(settings: Settings) -> None:
+    from vexam.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the newest migration."""
+    settings = _settings()
+    asyncio.run(_upgrade(settings))
+    console.print("database is at the newest migration")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Upgrade, then fail if the models and the migrations disagree (CI's drift check)."""
+    from vexam.migrate import drift
+
+    settings = _settings()
+
+    async def _check() -> list[object]:
+        await _upgrade(settings)
+        db = Database(settings.effective_database_url)
+        try:
+            return await drift(db)
+        finally:
+            await db.dispose()
+
+    differences = asyncio.run(_check())
+    if differences:
+        for item in differences:
+            console.print(f"[red]drift:[/red] {item}")
+        raise typer.Exit(1)
+    console.print("models and migrations agree")
+
+
+@user_app.command("create")
+def user_create(
+    phone: Annotated[str, typer.Option(help="11-digit mainland mobile number")],
+    role: Annotated[Role, typer.Option(help="account role")] = Role.candidate,
+    school: Annotated[str | None, typer.Option(help="school slug (staff of a school)")] = None,
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password: Annotated[str | None, typer.Option(help="password (prompted when omitted)")] = None,
+) -> None:
+    """Create an account (staff accounts too: school admin, reviewer, support, operator)."""
+    from vexam.accounts import service as accounts
+    from vexam.schools import service as schools
+
+    settings = _settings()
+    secret = password or getpass.getpass("password: ")
+
+    async def _create() -> int:
+        async with _cli_ctx(settings) as ctx:
+            school_id = None
+            if school:
+                found = await schools.school_by_slug(ctx, school)
+                if found is None:
+                    raise VexamError("school_not_found")
+                school_id = found.id
+            phone_ok = accounts.normalise_phone(phone)
+            user = await accounts.create_user(
+                ctx, phone_ok, secret, role=role, school_id=school_id, display_name=name
+            )
+            return user.id
+
+    try:
+        user_id = asyncio.run(_create())
+    except VexamError as exc:
+        console.print(f"[red]{exc.code}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"created user {user_id} ({role.value})")
+
+
+@school_app.command("create")
+def school_create(
+    slug: Annotated[str, typer.Option(help="short unique name, e.g. central-conservatory")],
+    name: Annotated[str, typer.Option(help="school name (Chinese)")],
+    name_en: Annotated[str | None, typer.Option(help="school name in English")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone")] = "Asia/Shanghai",
+) -> None:
+    """Create a school."""
+    from vexam.schools import service as schools
+
+    settings = _settings()
+
+    async def _create() -> int:
+        async with _cli_ctx(settings) as ctx:
+            school = await schools.create_school(
+                ctx, slug, name, name_en=name_en, timezone=timezone
+            )
+            return school.id
+
+    try:
+        school_id = asyncio.run(_create())
+    except VexamError as exc:
+        console.print(f"[red]{exc.code}[/red] {exc.params}")
+        raise typer.Exit(1) from None
+    console.print(f"created school {school_id} ({slug})")
+
+
+async def seed_demo(settings: Settings) -> None:
+    """Create the demo school and one account per role, once (safe to run again)."""
+    from vexam.accounts import service as accounts
+    from vexam.schools import service as schools
+
+    async with _cli_ctx(settings) as ctx:
+        school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
+        if school is None:
+            school = await schools.create_school(
+                ctx, DEMO_SCHOOL, "示范艺术学院", name_en="Demo Academy of Arts"
+            )
+        for phone, role, label in DEMO_ACCOUNTS:
+            if await accounts.user_by_phone(ctx.session, phone) is None:
+                staff_of_school = role in (Role.school_admin, Role.reviewer)
+                await accounts.create_user(
+                    ctx,
+                    phone,
+                    DEMO_PASSWORD,
+                    role=role,
+                    display_name=label,
+                    school_id=school.id if staff_of_school else None,
+                )
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="where the SQLite files and blobs go")] = Path(
+        "vexam-data"
+    ),
+) -> None:
+    """Run the whole platform locally on SQLite with demo data and print where to open it."""
+    settings = Settings(
+        env=Environment.development,
+        data_dir=data_dir,
+        database_url="",
+        storage_url="",
+        queue_url="",
+        sms_sender="console",
+        base_url=f"http://{host}:{port}",
+    )
+    asyncio.run(_upgrade(settings))
+    asyncio.run(seed_demo(settings))
+    base = settings.base_url
+    console.print(f"\n[bold]vexam demo[/bold] — data in {data_dir.resolve()}")
+    console.print(f"  open          {base}/            (register, sign in)")
+    console.print(f"  API docs      {base}/api/docs")
+    console.print(f"  health        {base}/readyz")
+    console.print(f"  demo logins   password [bold]{DEMO_PASSWORD}[/bold] for every account:")
+    for phone, role, label in DEMO_ACCOUNTS:
+        console.print(f"    {phone}  {role.value:<13} {label}")
+    console.print("  SMS codes are printed here, in this console, as \\[vexam SMS → ...] lines.\n")
+    application = create_app(settings, in_process_worker=True)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    in_process_worker: Annotated[
+        bool, typer.Option(help="also run jobs in this process (small sites)")
+    ] = False,
+) -> None:
+    """Run the web server (stateless: run as many as you need behind a load balancer)."""
+    settings = _settings()
+    application = create_app(settings, in_process_worker=in_process_worker)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="jobs run at once in this process")] = 4,
+) -> None:
+    """Run background jobs (SMS, media checks, timers) until stopped."""
+    settings = _settings()
+    queue: JobQueue = build_queue(settings)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="vexam-worker-loop", daemon=True).start()
+    queue.runtime = JobRuntime(
+        db=Database(settings.effective_database_url),
+        settings=settings,
+        clock=SystemClock(),
+        loop=loop,
+        resources=build_resources(settings),
+    )
+    console.print(
+        f"vexam worker: {threads} threads on {settings.effective_queue_url.split('@')[-1]}"
+    )
+    consumer = queue.huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
+    consumer.run()

@@ -1,0 +1,116 @@
+"""Typed settings read from `VEXAM_*` environment variables (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Published so operators can see exactly which values are refused in production.
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a known, refused default
+DEFAULT_DATA_KEY = "dev-data-key-change-me"
+
+
+class Environment(StrEnum):
+    """Where the server runs: development relaxes the secret checks, nothing else."""
+
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised at start-up when production would run with development-only values."""
+
+
+class Settings(BaseSettings):
+    """Every knob of a vexam process. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VEXAM_", env_file=".env", extra="ignore", case_sensitive=False
+    )
+
+    env: Environment = Environment.production
+    data_dir: Path = Path("vexam-data")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    storage_url: str = ""  # empty: folder data_dir/blobs; s3://bucket[/prefix]
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    queue_url: str = ""  # empty: SQLite queue file in data_dir; redis://host:port/db
+    queue_name: str = "vexam"
+
+    secret_key: str = DEFAULT_SECRET_KEY
+    data_key: str = DEFAULT_DATA_KEY
+
+    base_url: str = "http://127.0.0.1:8000"
+    forwarded_allow_ips: str = "127.0.0.1"
+    cookie_secure: bool = False
+
+    default_timezone: str = "Asia/Shanghai"
+    min_client_version: str = "0.0.0"
+    client_download_url: str = "https://vexam.example/download"
+
+    sms_sender: str = "console"
+    sms_code_ttl_seconds: int = Field(300, ge=30)
+    sms_resend_seconds: int = Field(60, ge=1)
+    sms_max_wrong_attempts: int = Field(5, ge=1)
+    sms_daily_cap_per_phone: int = Field(10, ge=1)
+    sms_daily_cap_per_ip: int = Field(50, ge=1)
+
+    password_min_length: int = Field(8, ge=8)
+    login_max_failures: int = Field(5, ge=1)
+    lockout_minutes: int = Field(15, ge=1)
+    session_days: int = Field(30, ge=1)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "VEXAM_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def is_development(self) -> bool:
+        """True for development and test, where default secrets and console SMS are allowed."""
+        return self.env is not Environment.production
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or an SQLite file in the data folder."""
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'vexam.db').resolve()}"
+
+    @property
+    def effective_queue_url(self) -> str:
+        """The configured queue URL, or an SQLite queue file in the data folder."""
+        return self.queue_url or f"sqlite:///{(self.data_dir / 'queue.db').resolve()}"
+
+    def insecure_reasons(self) -> list[str]:
+        """Why these settings must not run in production (empty when they may)."""
+        reasons = []
+        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
+            reasons.append("VEXAM_SECRET_KEY is the default or shorter than 32 characters")
+        if self.data_key == DEFAULT_DATA_KEY or len(self.data_key) < 32:
+            reasons.append("VEXAM_DATA_KEY is the default or shorter than 32 characters")
+        if self.sms_sender == "console":
+            reasons.append("VEXAM_SMS_SENDER=console prints codes to the log; configure a gateway")
+        return reasons
+
+    def check_safe_to_start(self) -> None:
+        """Refuse production start-up with development-only values, naming each one."""
+        if self.is_development:
+            return
+        reasons = self.insecure_reasons()
+        if reasons:
+            raise InsecureSettingsError(
+                "refusing to start in production (VEXAM_ENV=production):\n  - "
+                + "\n  - ".join(reasons)
+                + "\nSet them, or VEXAM_ENV=development for local use."
+            )

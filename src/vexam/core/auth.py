@@ -1,0 +1,131 @@
+"""Who is calling: bearer tokens for apps, an HttpOnly cookie for pages; CSRF for forms."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vexam.core.context import Ctx, Principal, Role
+from vexam.core.errors import VexamError
+from vexam.core.web import (
+    DEVICE_COOKIE,
+    SESSION_COOKIE,
+    client_ip,
+    csrf_token_for,
+    device_id,
+    is_public,
+    request_locale,
+)
+
+# Resolves a token hash to a principal; provided by the accounts domain at app start.
+Authenticator = Callable[[AsyncSession, str, datetime], Awaitable[Principal | None]]
+
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def new_token() -> str:
+    """A fresh opaque session token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """What is stored for a token: its SHA-256 (a leaked table signs nobody in)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def _check_csrf(request: Request) -> None:
+    device = request.cookies.get(DEVICE_COOKIE)
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith(_FORM_TYPES):
+        form = await request.form()
+        value = form.get("csrf_token")
+        sent = value if isinstance(value, str) else None
+    expected = csrf_token_for(request.app.state.settings.secret_key, device) if device else None
+    if not expected or not sent or not hmac.compare_digest(sent, expected):
+        raise VexamError("csrf_failed")
+
+
+async def authenticate(request: Request) -> None:
+    """App-wide dependency: resolve the caller, refuse anonymous calls to non-public routes.
+
+    A browser request that could ride on ambient cookies (a session cookie or a form post)
+    must carry the CSRF token of its device when it changes state.
+    """
+    bearer = _bearer(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if request.method in _UNSAFE and bearer is None:
+        content_type = request.headers.get("content-type", "")
+        if cookie is not None or content_type.startswith(_FORM_TYPES):
+            await _check_csrf(request)
+    token = bearer or cookie
+    principal: Principal | None = None
+    if token:
+        state = request.app.state
+        principal = await state.authenticator(
+            request.state.db, hash_token(token), state.clock.now()
+        )
+    request.state.principal = principal
+    if principal is None and not is_public(request.scope.get("endpoint")):
+        raise VexamError("not_authenticated")
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The signed-in principal, or None on a public route."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
+
+
+async def current_principal(request: Request) -> Principal:
+    """The signed-in principal; 401 `not_authenticated` otherwise."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise VexamError("not_authenticated")
+    return principal
+
+
+def require_roles(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that admits only principals holding one of `roles` (403 `forbidden`)."""
+
+    async def _dependency(request: Request) -> Principal:
+        principal = await current_principal(request)
+        if principal.role not in roles:
+            raise VexamError("forbidden")
+        return principal
+
+    return _dependency
+
+
+async def get_ctx(request: Request) -> Ctx:
+    """The service context of this request (its unit of work, actor, client and language)."""
+    state = request.app.state
+    return Ctx(
+        session=request.state.db,
+        clock=state.clock,
+        settings=state.settings,
+        jobs=state.queue,
+        actor=getattr(request.state, "principal", None),
+        client_ip=client_ip(request),
+        device_id=device_id(request),
+        locale=request_locale(request),
+        extra={"user_agent": request.headers.get("user-agent", "")[:300]},
+    )
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+ServiceCtx = Annotated[Ctx, Depends(get_ctx)]
+Operator = Annotated[Principal, Depends(require_roles(Role.operator))]

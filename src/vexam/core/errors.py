@@ -1,0 +1,112 @@
+"""Errors are data: one catalogue of stable codes, rendered as RFC 9457 problems or pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from vexam.core.db import KeepChanges
+from vexam.core.i18n import N_
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """HTTP status and English message (the gettext msgid) of one code."""
+
+    status: int
+    message: str
+
+
+# The one catalogue. Messages are msgids: translations live in locale/*/messages.po.
+# Placeholders are filled from the error's params (datetimes shown in the school's zone).
+CATALOGUE: dict[str, ErrorSpec] = {
+    # §1 generic
+    "invalid_request": ErrorSpec(
+        422, N_("The request is not valid: check the highlighted fields.")
+    ),
+    "not_found": ErrorSpec(404, N_("Nothing was found at this address.")),
+    "method_not_allowed": ErrorSpec(405, N_("This address does not accept that method.")),
+    "not_authenticated": ErrorSpec(401, N_("Please sign in first.")),
+    "forbidden": ErrorSpec(403, N_("Your account may not do this.")),
+    "csrf_failed": ErrorSpec(403, N_("The form expired. Reload the page and try again.")),
+    "internal_error": ErrorSpec(
+        500, N_("Something went wrong on our side. Nothing you sent was lost; please try again.")
+    ),
+    "service_unavailable": ErrorSpec(503, N_("The service is busy. Please try again shortly.")),
+    "client_version_invalid": ErrorSpec(
+        400, N_("The X-Client-Version header must look like 2.3.1.")
+    ),
+    "device_id_invalid": ErrorSpec(
+        400, N_("The device id must be 8 to 128 letters, digits, dots, dashes or underscores.")
+    ),
+    # §2 accounts
+    "phone_invalid": ErrorSpec(
+        422, N_("Enter an 11-digit mainland mobile number starting with 13 to 19.")
+    ),
+    "phone_registered": ErrorSpec(
+        409, N_("This phone number already has an account. Sign in, or reset the password.")
+    ),
+    "phone_not_registered": ErrorSpec(
+        404, N_("No account uses this phone number. Register first.")
+    ),
+    "sms_code_invalid": ErrorSpec(
+        400, N_("The SMS code is wrong or already used. Check it, or request a new code.")
+    ),
+    "sms_code_expired": ErrorSpec(
+        400, N_("The SMS code has expired (codes last 5 minutes). Request a new code.")
+    ),
+    "sms_rate_limited": ErrorSpec(
+        429, N_("Too many SMS codes requested. You can request another after {retry_at}.")
+    ),
+    "password_too_weak": ErrorSpec(
+        422,
+        N_("Choose a password of at least {min_length} characters that is not your phone number."),
+    ),
+    "login_failed": ErrorSpec(401, N_("The phone number or password is wrong.")),
+    "account_locked": ErrorSpec(
+        423,
+        N_(
+            "Too many failed sign-ins: the account is locked until {locked_until}. "
+            "You can sign in with an SMS code or reset the password now."
+        ),
+    ),
+    "account_disabled": ErrorSpec(403, N_("This account has been disabled. Contact support.")),
+    "client_outdated": ErrorSpec(
+        426,
+        N_(
+            "This app version is too old. "
+            "Install version {min_version} or newer from {download_url}."
+        ),
+    ),
+    "session_not_found": ErrorSpec(404, N_("That sign-in session does not exist.")),
+    "school_not_found": ErrorSpec(404, N_("No such school.")),
+}
+
+
+class VexamError(Exception):
+    """A refusal with a catalogue `code`; `params` fill the message and extend the problem."""
+
+    def __init__(self, code: str, /, **params: Any) -> None:
+        if code not in CATALOGUE:
+            raise KeyError(f"unknown error code {code!r}: add it to core.errors.CATALOGUE")
+        super().__init__(code)
+        self.code = code
+        self.params = params
+
+    @property
+    def status(self) -> int:
+        """HTTP status of this code."""
+        return CATALOGUE[self.code].status
+
+
+class CountedRefusal(VexamError, KeepChanges):
+    """A refusal whose writes are committed before it is answered (counters, attempts)."""
+
+
+def json_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as JSON values: datetimes as ISO 8601 UTC."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out

@@ -1,0 +1,98 @@
+"""Render refusals: RFC 9457 problem+json for the API, an error page for browsers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vexam.core.errors import CATALOGUE, VexamError, json_params
+from vexam.core.i18n import render_message
+from vexam.core.web import request_locale, wants_html
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_body(
+    code: str, locale: str, params: dict[str, Any], timezone: str, instance: str | None = None
+) -> dict[str, Any]:
+    """The problem document of `code`: type, title, status, detail (localised), code, params."""
+    spec = CATALOGUE[code]
+    body: dict[str, Any] = {
+        "type": f"urn:vexam:problem:{code}",
+        "title": code,
+        "status": spec.status,
+        "detail": render_message(locale, spec.message, params, timezone),
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    for key, value in json_params(params).items():
+        body.setdefault(key, value)
+    return body
+
+
+def problem_response(
+    request: Request,
+    code: str,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Answer `code` as a page for browsers or a problem document for everyone else."""
+    params = params or {}
+    settings = request.app.state.settings
+    locale = request_locale(request)
+    body = problem_body(code, locale, params, settings.default_timezone, request.url.path)
+    if wants_html(request):
+        templates = request.app.state.templates
+        response: Response = templates.render(
+            request, "error.html", {"problem": body}, status_code=body["status"]
+        )
+        response.headers.update(headers or {})
+        return response
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _vexam_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VexamError)
+    headers = {}
+    if "retry_after_s" in exc.params:
+        headers["Retry-After"] = str(exc.params["retry_after_s"])
+    return problem_response(request, exc.code, exc.params, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # Field locations and error kinds only: never echo the submitted values back.
+    errors = [
+        {"loc": [str(part) for part in error.get("loc", ())], "type": error.get("type", "")}
+        for error in exc.errors()
+    ]
+    return problem_response(request, "invalid_request", {"errors": errors})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}.get(
+        exc.status_code, "forbidden" if exc.status_code == 403 else "invalid_request"
+    )
+    return problem_response(request, code, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Full detail goes to the server log only; the client gets a stable code.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, "internal_error")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every refusal and crash through the catalogue."""
+    app.add_exception_handler(VexamError, _vexam_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,673 @@
+"""Blob storage for videos and ID images: one async contract, a local and an S3 implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import re
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MIN_PART_SIZE",
+    "BlobNotFound",
+    "BlobStore",
+    "InvalidBlobKey",
+    "LocalBlobStore",
+    "S3BlobStore",
+    "blob_store_from_url",
+    "validate_key",
+]
+
+MAX_KEY_LENGTH = 512
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every multipart part but the last
+_DEFAULT_PART_SIZE = 8 * 1024 * 1024
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+# Temp files carry a "~", which no valid key segment can contain: they can never collide with a
+# blob and `list` can recognise (and skip) them by validation alone.
+_TEMP_SUFFIX = ".~part"
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class BlobNotFound(Exception):
+    """The requested blob does not exist."""
+
+
+class InvalidBlobKey(ValueError):
+    """A key breaks the key rules (see `validate_key`)."""
+
+
+def validate_key(key: str) -> str:
+    """Return `key` unchanged if it is a safe blob key, else raise InvalidBlobKey.
+
+    A key is 1-512 characters of "/"-separated segments, each `[A-Za-z0-9._-]+` and neither
+    "." nor "..", with no leading, trailing or doubled "/": no key can escape a store's root.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidBlobKey("blob key must be a non-empty string")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidBlobKey(f"blob key longer than {MAX_KEY_LENGTH} characters")
+    for segment in key.split("/"):
+        if not _SEGMENT.fullmatch(segment) or segment in {".", ".."}:
+            raise InvalidBlobKey(f"invalid blob key {key!r}")
+    return key
+
+
+def _validate_prefix(prefix: str) -> str:
+    """Return a list prefix if it is "" or a key-like string, optionally ending in "/"."""
+    if prefix:
+        validate_key(prefix.removesuffix("/"))
+    return prefix
+
+
+def _check_range(start: int, end: int | None, chunk_size: int) -> None:
+    if start < 0:
+        raise ValueError("range start must be >= 0")
+    if end is not None and end < start:
+        raise ValueError("range end must be >= start")
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be > 0")
+
+
+class BlobStore(Protocol):
+    """Byte blobs addressed by validated keys; writes are atomic, deletes idempotent."""
+
+    async def put(
+        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        """Store `data` under `key`, replacing any old blob; readers see old or new, never part."""
+        ...
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+    ) -> int:
+        """Store the concatenated chunks atomically without holding them all; return the size.
+
+        If `chunks` raises, nothing is stored and the error propagates.
+        """
+        ...
+
+    async def get(self, key: str) -> bytes:
+        """Return the whole blob; BlobNotFound if absent."""
+        ...
+
+    def iter_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) of the blob, end clamped to its size; BlobNotFound if absent."""
+        ...
+
+    async def size(self, key: str) -> int:
+        """Return the blob's length in bytes; BlobNotFound if absent."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Return whether a blob is stored under `key`."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob if present; deleting a missing blob is not an error."""
+        ...
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Return the sorted keys that start with `prefix` (a plain string prefix)."""
+        ...
+
+    async def ping(self) -> None:
+        """Return if the store is usable, raise if it is unreachable or misconfigured."""
+        ...
+
+
+# --------------------------------------------------------------------------- local files
+
+
+class _TempFile:
+    """A temp file beside its destination, published by fsync + os.replace (sync methods)."""
+
+    def __init__(self, dest: Path) -> None:
+        self._dest = dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=_TEMP_SUFFIX)
+        self._tmp = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self._dest)
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_dir(self._dest.parent)
+
+    def abort(self) -> None:
+        # Closing waits for any write still running in another thread (the buffered writer's
+        # lock), so a cancelled put cannot leave a half-written temp file behind.
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself is only durable once the directory entry is on disk.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the replace is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(dest: Path, data: bytes) -> None:
+    tmp = _TempFile(dest)
+    try:
+        tmp.write(data)
+    except BaseException:
+        tmp.abort()
+        raise
+    tmp.commit()
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise BlobNotFound(str(path.name)) from exc
+
+
+def _file_size(path: Path) -> int:
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise BlobNotFound(path.name) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise BlobNotFound(path.name)
+    return st.st_size
+
+
+def _open_at(path: Path, start: int) -> IO[bytes]:
+    try:
+        f = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise BlobNotFound(path.name) from exc
+    f.seek(start)
+    return f
+
+
+def _unlink_file(path: Path) -> None:
+    # A key that names a directory (because longer keys live under it) is not a blob.
+    if path.is_file():
+        path.unlink(missing_ok=True)
+
+
+class LocalBlobStore:
+    """Blobs as files under `root`; atomic via temp file + fsync + os.replace, I/O in threads.
+
+    The content type is not recorded. A key cannot be both a blob and the parent of other keys
+    ("a" and "a/b"): the filesystem refuses with an OSError.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    async def put(
+        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        """Store `data` under `key`, replacing any old blob; readers see old or new, never part."""
+        await asyncio.to_thread(_write_atomic, self._path(key), data)
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+    ) -> int:
+        """Stream chunks to a temp file and publish it atomically; return the bytes written."""
+        dest = self._path(key)
+        tmp = await asyncio.to_thread(_TempFile, dest)
+        total = 0
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await asyncio.to_thread(tmp.write, chunk)
+                    total += len(chunk)
+        except BaseException:
+            # The thread runs to completion even if this await is cancelled again.
+            await asyncio.to_thread(tmp.abort)
+            raise
+        await asyncio.to_thread(tmp.commit)
+        return total
+
+    async def get(self, key: str) -> bytes:
+        """Return the whole blob; BlobNotFound if absent."""
+        return await asyncio.to_thread(_read_file, self._path(key))
+
+    def iter_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) of the blob, end clamped to its size; BlobNotFound if absent."""
+        path = self._path(key)
+        _check_range(start, end, chunk_size)
+        return self._iter_range(path, start, end, chunk_size)
+
+    async def _iter_range(
+        self, path: Path, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        # The open handle pins the file: a concurrent os.replace cannot mix two versions.
+        f = await asyncio.to_thread(_open_at, path, start)
+        try:
+            remaining = end - start if end is not None else None
+            while remaining is None or remaining > 0:
+                want = chunk_size if remaining is None else min(chunk_size, remaining)
+                data = await asyncio.to_thread(f.read, want)
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+        finally:
+            f.close()
+
+    async def size(self, key: str) -> int:
+        """Return the blob's length in bytes; BlobNotFound if absent."""
+        return await asyncio.to_thread(_file_size, self._path(key))
+
+    async def exists(self, key: str) -> bool:
+        """Return whether a blob is stored under `key`."""
+        return await asyncio.to_thread(self._path(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob if present; deleting a missing blob is not an error."""
+        await asyncio.to_thread(_unlink_file, self._path(key))
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Return the sorted keys that start with `prefix` (a plain string prefix)."""
+        _validate_prefix(prefix)
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        # Walk only the deepest directory the prefix names fully, then filter by string prefix.
+        base_parts = prefix.split("/")[:-1]
+        base = self.root.joinpath(*base_parts)
+        keys: list[str] = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    validate_key(key)  # skips temp files and anything not written by us
+                except InvalidBlobKey:
+                    continue
+                keys.append(key)
+        keys.sort()
+        return keys
+
+    async def ping(self) -> None:
+        """Return if the root is (or can be made) a writable directory, else raise OSError."""
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"blob root {self.root} is not writable")
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    return _error_code(exc) in _NOT_FOUND_CODES
+
+
+class S3BlobStore:
+    """Blobs in an S3-compatible bucket (AWS, MinIO, Ceph, OSS, COS) via boto3 in threads."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        prefix: str = "",
+        part_size: int = _DEFAULT_PART_SIZE,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3 bucket name must not be empty")
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be >= {MIN_PART_SIZE} (the S3 minimum)")
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.part_size = part_size
+        config = Config(
+            # Path-style works on every S3 clone; virtual-host style needs wildcard DNS.
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            # Newer botocore adds CRC checksums by default, which several S3 clones reject.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,  # to_thread runs many requests at once
+        )
+        # A private session: boto3's default session is module-global and not thread-safe.
+        self._client: S3Client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=config,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def _key(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def put(
+        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        """Store `data` under `key` with one PUT, which S3 makes visible all at once."""
+        full = self._key(key)
+        await asyncio.to_thread(
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=full,
+            Body=data,
+            ContentType=content_type,
+        )
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+    ) -> int:
+        """Upload chunks as a multipart upload (one PUT if small), aborted on any error."""
+        full = self._key(key)
+        buf = bytearray()
+        total = 0
+        upload_id: str | None = None
+        parts: list[CompletedPartTypeDef] = []
+        try:
+            async for chunk in chunks:
+                buf += chunk
+                total += len(chunk)
+                if len(buf) >= self.part_size:
+                    if upload_id is None:
+                        created = await asyncio.to_thread(
+                            self._client.create_multipart_upload,
+                            Bucket=self.bucket,
+                            Key=full,
+                            ContentType=content_type,
+                        )
+                        upload_id = created["UploadId"]
+                    await self._upload_part(full, upload_id, parts, bytes(buf))
+                    buf.clear()
+            if upload_id is None:
+                # Small blob: a single PUT is cheaper and just as atomic.
+                await asyncio.to_thread(
+                    self._client.put_object,
+                    Bucket=self.bucket,
+                    Key=full,
+                    Body=bytes(buf),
+                    ContentType=content_type,
+                )
+                return total
+            if buf:
+                await self._upload_part(full, upload_id, parts, bytes(buf))
+            await asyncio.to_thread(
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            if upload_id is not None:
+                # Unaborted uploads keep their parts (and their cost) forever. The thread
+                # finishes the abort even if this task is cancelled once more.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(
+                        self._client.abort_multipart_upload,
+                        Bucket=self.bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                    )
+            raise
+        return total
+
+    async def _upload_part(
+        self, full: str, upload_id: str, parts: list[CompletedPartTypeDef], body: bytes
+    ) -> None:
+        number = len(parts) + 1
+        resp = await asyncio.to_thread(
+            self._client.upload_part,
+            Bucket=self.bucket,
+            Key=full,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        parts.append({"ETag": resp["ETag"], "PartNumber": number})
+
+    async def get(self, key: str) -> bytes:
+        """Return the whole blob; BlobNotFound if absent."""
+        full = self._key(key)
+        return await asyncio.to_thread(self._get, full, key)
+
+    def _get(self, full: str, key: str) -> bytes:
+        try:
+            resp = self._client.get_object(Bucket=self.bucket, Key=full)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise BlobNotFound(key) from exc
+            raise
+        body = resp["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
+
+    def iter_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end) of the blob, end clamped to its size; BlobNotFound if absent."""
+        full = self._key(key)
+        _check_range(start, end, chunk_size)
+        return self._iter_range(full, key, start, end, chunk_size)
+
+    async def _iter_range(
+        self, full: str, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        if end is not None and end <= start:
+            await self.size(key)  # an empty range still reports a missing blob
+            return
+        # One ranged GET reads a single object version, even if it is overwritten meanwhile.
+        byte_range = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            if start == 0 and end is None:
+                # No Range header: a ranged GET of an empty object is a 416.
+                resp = await asyncio.to_thread(
+                    self._client.get_object, Bucket=self.bucket, Key=full
+                )
+            else:
+                resp = await asyncio.to_thread(
+                    self._client.get_object, Bucket=self.bucket, Key=full, Range=byte_range
+                )
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise BlobNotFound(key) from exc
+            if _error_code(exc) == "InvalidRange":  # start is at or past the end
+                return
+            raise
+        body = resp["Body"]
+        try:
+            while True:
+                data = await asyncio.to_thread(body.read, chunk_size)
+                if not data:
+                    break
+                yield data
+        finally:
+            body.close()
+
+    async def size(self, key: str) -> int:
+        """Return the blob's length in bytes; BlobNotFound if absent."""
+        full = self._key(key)
+        try:
+            resp = await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=full)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise BlobNotFound(key) from exc
+            raise
+        return resp["ContentLength"]
+
+    async def exists(self, key: str) -> bool:
+        """Return whether a blob is stored under `key`."""
+        try:
+            await self.size(key)
+        except BlobNotFound:
+            return False
+        return True
+
+    async def delete(self, key: str) -> None:
+        """Remove the blob if present; deleting a missing blob is not an error."""
+        full = self._key(key)
+        await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=full)
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Return the sorted keys that start with `prefix` (a plain string prefix)."""
+        _validate_prefix(prefix)
+        return await asyncio.to_thread(self._list, prefix)
+
+    def _list(self, prefix: str) -> builtins.list[str]:
+        store_prefix = f"{self.prefix}/" if self.prefix else ""
+        paginator = self._client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=store_prefix + prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"].removeprefix(store_prefix)
+                try:
+                    validate_key(key)  # objects written by other tools may not be valid keys
+                except InvalidBlobKey:
+                    continue
+                keys.append(key)
+        keys.sort()
+        return keys
+
+    async def ping(self) -> None:
+        """Return if the bucket is reachable with these credentials, else raise (HeadBucket)."""
+        await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
+
+
+# --------------------------------------------------------------------------- factory
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def blob_store_from_url(
+    url: str,
+    *,
+    data_dir: Path,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+    s3_access_key: str | None = None,
+    s3_secret_key: str | None = None,
+) -> BlobStore:
+    """Build the store a settings URL names: "", "local", a path, file:///path or s3://bucket[/p].
+
+    Raises ValueError for any other form.
+    """
+    url = url.strip()
+    if url in {"", "local"}:
+        return LocalBlobStore(Path(data_dir) / "blobs")
+    match = _SCHEME.match(url)
+    # A one-letter "scheme" is a Windows drive ("C:\\blobs"), i.e. a plain path.
+    if match is None or len(match.group(1)) == 1:
+        return LocalBlobStore(Path(url).expanduser())
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in {"", "localhost"} or parts.query or parts.fragment:
+            raise ValueError(f"blob store URL {url!r}: use file:///absolute/path")
+        if not parts.path.startswith("/"):
+            raise ValueError(f"blob store URL {url!r}: file URL path must be absolute")
+        return LocalBlobStore(Path(unquote(parts.path)))
+    if scheme == "s3":
+        if "@" in parts.netloc or ":" in parts.netloc:
+            # Not echoing the URL: it may hold a secret.
+            raise ValueError(
+                "s3 blob store URL must be s3://bucket[/prefix]; put credentials and the "
+                "endpoint in the s3_* settings"
+            )
+        if not parts.netloc:
+            raise ValueError(f"blob store URL {url!r}: missing bucket, use s3://bucket[/prefix]")
+        if parts.query or parts.fragment:
+            raise ValueError(f"blob store URL {url!r}: query and fragment are not supported")
+        prefix = parts.path.strip("/")
+        if prefix:
+            try:
+                validate_key(prefix)
+            except InvalidBlobKey as exc:
+                raise ValueError(f"blob store URL {url!r}: invalid key prefix {prefix!r}") from exc
+        return S3BlobStore(
+            parts.netloc,
+            endpoint_url=s3_endpoint_url,
+            region=s3_region,
+            access_key=s3_access_key,
+            secret_key=s3_secret_key,
+            prefix=prefix,
+        )
+    raise ValueError(
+        f"unsupported blob store URL scheme {scheme!r}: use 'local', a filesystem path, "
+        "file:///path or s3://bucket[/prefix]"
+    )

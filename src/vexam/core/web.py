@@ -1,0 +1,154 @@
+"""HTTP plumbing shared by every domain: unit-of-work routes, public marker, templates."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from vexam.core.errors import VexamError
+from vexam.core.i18n import DEFAULT_LOCALE, LOCALES, format_datetime, gettext, negotiate
+
+PUBLIC_ATTR = "__vexam_public__"
+SESSION_COOKIE = "vexam_session"
+DEVICE_COOKIE = "vexam_device"
+LANG_COOKIE = "vexam_lang"
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def public(endpoint: F) -> F:
+    """Mark a route as reachable without signing in (routes are authenticated by default)."""
+    setattr(endpoint, PUBLIC_ATTR, True)
+    return endpoint
+
+
+def is_public(endpoint: object) -> bool:
+    """Whether `endpoint` was opted out of authentication with `@public`."""
+    return bool(getattr(endpoint, PUBLIC_ATTR, False))
+
+
+class UnitOfWorkRoute(APIRoute):
+    """A route whose whole request runs in one unit of work, committed before responding."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler in `Database.unit_of_work()`."""
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            async with request.app.state.db.unit_of_work() as session:
+                request.state.db = session
+                return await original(request)
+
+        return handler
+
+
+def make_router(**kwargs: Any) -> APIRouter:
+    """An APIRouter whose routes run in a unit of work (use for every domain router)."""
+    return APIRouter(route_class=UnitOfWorkRoute, **kwargs)
+
+
+def client_ip(request: Request) -> str | None:
+    """The client address (uvicorn resolves X-Forwarded-For from trusted proxies only)."""
+    return request.client.host if request.client else None
+
+
+def device_id(request: Request) -> str | None:
+    """The caller's device id: `X-Device-Id` from apps, the device cookie from browsers."""
+    value = request.headers.get("x-device-id") or request.cookies.get(DEVICE_COOKIE)
+    if value is None:
+        return None
+    if not DEVICE_ID_RE.match(value):
+        raise VexamError("device_id_invalid")
+    return value
+
+
+def csrf_token_for(secret_key: str, device: str) -> str:
+    """The form token of a browser: bound to its device cookie and the server secret."""
+    digest = hmac.new(secret_key.encode(), f"csrf:{device}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:40]
+
+
+def request_locale(request: Request) -> str:
+    """User setting, else the language cookie, else Accept-Language (Chinese by default)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.locale in LOCALES:
+        return str(principal.locale)
+    cookie = request.cookies.get(LANG_COOKIE)
+    if cookie in LOCALES:
+        return str(cookie)
+    return negotiate(request.headers.get("accept-language"))
+
+
+def wants_html(request: Request) -> bool:
+    """Whether to answer with a page rather than a problem document."""
+    if request.url.path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+class Templates:
+    """Jinja2 environments, one per locale, with gettext bound to that locale."""
+
+    def __init__(self, directories: Sequence[Path]) -> None:
+        self._envs: dict[str, Environment] = {}
+        for locale in LOCALES:
+            env = Environment(
+                loader=FileSystemLoader([str(d) for d in directories]),
+                autoescape=select_autoescape(["html"]),
+                extensions=["jinja2.ext.i18n"],
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.install_gettext_callables(  # type: ignore[attr-defined]
+                gettext=_bound_gettext(locale),
+                ngettext=_bound_ngettext(locale),
+                newstyle=True,
+            )
+            self._envs[locale] = env
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+    ) -> Response:
+        """Render template `name` in the request's language."""
+        locale = request_locale(request)
+        settings = request.app.state.settings
+        device = request.cookies.get(DEVICE_COOKIE) or getattr(request.state, "new_device", "")
+        values: dict[str, Any] = {
+            "request": request,
+            "locale": locale,
+            "html_lang": "zh-CN" if locale == DEFAULT_LOCALE else "en",
+            "principal": getattr(request.state, "principal", None),
+            "csrf_token": csrf_token_for(settings.secret_key, device) if device else "",
+            "show_time": lambda value: format_datetime(value, settings.default_timezone, locale),
+        }
+        values.update(context or {})
+        html = self._envs[locale].get_template(name).render(values)
+        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+
+
+def _bound_gettext(locale: str) -> Callable[[str], str]:
+    def _gettext(message: str) -> str:
+        return gettext(locale, message)
+
+    return _gettext
+
+
+def _bound_ngettext(locale: str) -> Callable[[str, str, int], str]:
+    def _ngettext(singular: str, plural: str, count: int) -> str:
+        return gettext(locale, singular if count == 1 else plural)
+
+    return _ngettext

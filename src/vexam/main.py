@@ -1,0 +1,126 @@
+"""create_app(settings): builds engines, stores and the queue in the lifespan; mounts routers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
+
+from vexam import __version__
+from vexam.accounts import api as accounts_api
+from vexam.accounts import pages as accounts_pages
+from vexam.accounts import service as accounts_service
+from vexam.accounts import tasks as accounts_tasks
+from vexam.accounts.sms import sender_from_settings
+from vexam.config import Settings
+from vexam.core.auth import authenticate
+from vexam.core.clock import Clock, SystemClock
+from vexam.core.db import Database
+from vexam.core.health import router as health_router
+from vexam.core.jobs import InProcessWorker, JobHandler, JobQueue, JobRuntime
+from vexam.core.middleware import ClientVersionGate, DeviceCookie, RequestMetrics
+from vexam.core.problems import install_problem_handlers
+from vexam.core.storage import blob_store_from_url
+from vexam.core.web import Templates
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATE_DIRS = [PACKAGE_DIR / "web" / "templates", PACKAGE_DIR / "accounts" / "templates"]
+
+
+def job_handlers() -> dict[str, JobHandler]:
+    """Every domain's jobs by name."""
+    return {**accounts_tasks.JOBS}
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Pluggable services that jobs use (SMS gateway, later payment and ID providers)."""
+    return {"sms_sender": sender_from_settings(settings)}
+
+
+def build_queue(settings: Settings) -> JobQueue:
+    """The job queue named by the settings, knowing every domain's jobs."""
+    return JobQueue(settings.effective_queue_url, settings.queue_name, job_handlers())
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    in_process_worker: bool = False,
+    resources: dict[str, Any] | None = None,
+) -> FastAPI:
+    """Build the web application. Nothing connects until the lifespan starts."""
+    settings = settings or Settings()
+    settings.check_safe_to_start()
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url)
+        queue = build_queue(settings)
+        queue.runtime = JobRuntime(
+            db=db,
+            settings=settings,
+            clock=clock,
+            loop=asyncio.get_running_loop(),
+            resources=app.state.resources,
+        )
+        app.state.db = db
+        app.state.queue = queue
+        app.state.store = blob_store_from_url(
+            settings.storage_url,
+            data_dir=settings.data_dir,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+        )
+        worker = InProcessWorker(queue) if in_process_worker else None
+        if worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                await asyncio.to_thread(worker.stop)
+            await db.dispose()
+
+    app = FastAPI(
+        title="vexam",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        dependencies=[Depends(authenticate)],
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.templates = Templates(TEMPLATE_DIRS)
+    app.state.authenticator = accounts_service.resolve_token
+    app.state.resources = resources if resources is not None else build_resources(settings)
+    app.state.metrics = CollectorRegistry()
+
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(accounts_api.router)
+    app.include_router(accounts_pages.router)
+    app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
+
+    # Added innermost first: metrics must see the scope the router fills in.
+    app.add_middleware(RequestMetrics, registry=app.state.metrics)
+    app.add_middleware(DeviceCookie, secure=settings.cookie_secure)
+    app.add_middleware(
+        ClientVersionGate,
+        min_version=settings.min_client_version,
+        download_url=settings.client_download_url,
+        timezone=settings.default_timezone,
+    )
+    return app

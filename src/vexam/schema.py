@@ -1,0 +1,11 @@
+"""Every table of every domain on one metadata (for migrations and drift checks)."""
+
+from __future__ import annotations
+
+from vexam.accounts import models as accounts_models
+from vexam.core import audit
+from vexam.core.models import Base
+from vexam.schools import models as schools_models
+
+metadata = Base.metadata
+MODEL_MODULES = (audit, accounts_models, schools_models)

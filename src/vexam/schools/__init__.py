@@ -1,0 +1,1 @@
+"""Schools and their staff; rosters and exams come with SPEC §4."""

@@ -1,0 +1,59 @@
+"""School rules (creation by operators; the rest of SPEC §4 builds on this)."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from vexam.core import audit
+from vexam.core.context import Ctx
+from vexam.core.errors import VexamError
+from vexam.schools.models import School
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def _invalid(field: str) -> VexamError:
+    return VexamError("invalid_request", errors=[{"loc": ["body", field], "type": "value_error"}])
+
+
+async def create_school(
+    ctx: Ctx, slug: str, name: str, *, name_en: str | None = None, timezone: str = "Asia/Shanghai"
+) -> School:
+    """Create a school with a unique slug and a valid IANA time zone."""
+    if not SLUG_RE.match(slug):
+        raise _invalid("slug")
+    if not name.strip():
+        raise _invalid("name")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _invalid("timezone") from None
+    school = School(
+        slug=slug, name=name.strip(), name_en=name_en, timezone=timezone, created_at=ctx.now()
+    )
+    try:
+        async with ctx.session.begin_nested():
+            ctx.session.add(school)
+    except IntegrityError:
+        raise _invalid("slug") from None
+    await audit.record(ctx, "school.created", "school", school.id, slug=slug)
+    return school
+
+
+async def get_school(ctx: Ctx, school_id: int) -> School:
+    """The school with `school_id`; `school_not_found` otherwise."""
+    school = await ctx.session.get(School, school_id)
+    if school is None:
+        raise VexamError("school_not_found")
+    return school
+
+
+async def school_by_slug(ctx: Ctx, slug: str) -> School | None:
+    """The school with `slug`, if any."""
+    return (
+        await ctx.session.execute(select(School).where(School.slug == slug))
+    ).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Static assets and shared templates (base layout, error page)."""
