@@ -485,7 +485,7 @@ async def test_from_url_s3(s3_server: S3Server, tmp_path: Path) -> None:
         ("s3://AKIA:secret@bucket", "credentials"),
         ("s3://bucket/../etc", "prefix"),
         ("s3://bucket/a b", "prefix"),
-        ("s3://bucket?x=1", "query"),
+        ("s3://bucket?x=1", "s3://bucket"),
         ("file://otherhost/x", "file:///"),
     ],
 )

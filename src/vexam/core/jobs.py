@@ -121,6 +121,9 @@ class JobQueue:
         """
         ran = 0
         while ran < limit:
+            # Look before dequeuing: Redis dequeues block for a second on an empty queue.
+            if not await asyncio.to_thread(self.huey.pending_count):
+                return ran
             task = await asyncio.to_thread(self.huey.dequeue)
             if task is None:
                 return ran

@@ -9,7 +9,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
@@ -20,21 +20,10 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
-
-__all__ = [
-    "MAX_KEY_LENGTH",
-    "MIN_PART_SIZE",
-    "BlobNotFound",
-    "BlobStore",
-    "InvalidBlobKey",
-    "LocalBlobStore",
-    "S3BlobStore",
-    "blob_store_from_url",
-    "validate_key",
-]
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, GetObjectRequestTypeDef
 
 MAX_KEY_LENGTH = 512
+OCTET_STREAM = "application/octet-stream"  # the default content type
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every multipart part but the last
 _DEFAULT_PART_SIZE = 8 * 1024 * 1024
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
@@ -68,11 +57,22 @@ def validate_key(key: str) -> str:
     return key
 
 
-def _validate_prefix(prefix: str) -> str:
-    """Return a list prefix if it is "" or a key-like string, optionally ending in "/"."""
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        validate_key(key)
+    except InvalidBlobKey:
+        return False
+    return True
+
+
+def _validate_prefix(prefix: str) -> None:
+    # A list prefix is "" or key-like, optionally ending in "/" (a "directory").
     if prefix:
         validate_key(prefix.removesuffix("/"))
-    return prefix
 
 
 def _check_range(start: int, end: int | None, chunk_size: int) -> None:
@@ -87,18 +87,12 @@ def _check_range(start: int, end: int | None, chunk_size: int) -> None:
 class BlobStore(Protocol):
     """Byte blobs addressed by validated keys; writes are atomic, deletes idempotent."""
 
-    async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
-    ) -> None:
+    async def put(self, key: str, data: bytes, *, content_type: str = OCTET_STREAM) -> None:
         """Store `data` under `key`, replacing any old blob; readers see old or new, never part."""
         ...
 
     async def put_stream(
-        self,
-        key: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        content_type: str = "application/octet-stream",
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str = OCTET_STREAM
     ) -> int:
         """Store the concatenated chunks atomically without holding them all; return the size.
 
@@ -174,16 +168,12 @@ class _TempFile:
 
 def _fsync_dir(directory: Path) -> None:
     # The rename itself is only durable once the directory entry is on disk.
-    try:
+    with contextlib.suppress(OSError):  # Windows cannot open directories; the replace is atomic
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the replace is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _write_atomic(dest: Path, data: bytes) -> None:
@@ -196,35 +186,37 @@ def _write_atomic(dest: Path, data: bytes) -> None:
     tmp.commit()
 
 
-def _read_file(path: Path) -> bytes:
+@contextlib.contextmanager
+def _missing_is_not_found(key: str) -> Iterator[None]:
+    """Turn the backends' "no such file/object" errors into BlobNotFound(key)."""
     try:
-        return path.read_bytes()
+        yield
+    # A key whose path runs through or ends at a directory is as absent as a missing file.
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        raise BlobNotFound(str(path.name)) from exc
+        raise BlobNotFound(key) from exc
+    except ClientError as exc:
+        if _error_code(exc) in _NOT_FOUND_CODES:
+            raise BlobNotFound(key) from exc
+        raise
 
 
-def _file_size(path: Path) -> int:
-    try:
+def _file_size(path: Path, key: str) -> int:
+    with _missing_is_not_found(key):
         st = path.stat()
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise BlobNotFound(path.name) from exc
     if not stat.S_ISREG(st.st_mode):
-        raise BlobNotFound(path.name)
+        raise BlobNotFound(key)
     return st.st_size
 
 
-def _open_at(path: Path, start: int) -> IO[bytes]:
-    try:
+def _open_at(path: Path, key: str, start: int) -> IO[bytes]:
+    with _missing_is_not_found(key):
         f = path.open("rb")
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        raise BlobNotFound(path.name) from exc
     f.seek(start)
     return f
 
 
 def _unlink_file(path: Path) -> None:
-    # A key that names a directory (because longer keys live under it) is not a blob.
-    if path.is_file():
+    if path.is_file():  # a directory of longer keys is not a blob: leave it alone
         path.unlink(missing_ok=True)
 
 
@@ -244,18 +236,12 @@ class LocalBlobStore:
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*validate_key(key).split("/"))
 
-    async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
-    ) -> None:
+    async def put(self, key: str, data: bytes, *, content_type: str = OCTET_STREAM) -> None:
         """Store `data` under `key`, replacing any old blob; readers see old or new, never part."""
         await asyncio.to_thread(_write_atomic, self._path(key), data)
 
     async def put_stream(
-        self,
-        key: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        content_type: str = "application/octet-stream",
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str = OCTET_STREAM
     ) -> int:
         """Stream chunks to a temp file and publish it atomically; return the bytes written."""
         dest = self._path(key)
@@ -275,7 +261,9 @@ class LocalBlobStore:
 
     async def get(self, key: str) -> bytes:
         """Return the whole blob; BlobNotFound if absent."""
-        return await asyncio.to_thread(_read_file, self._path(key))
+        path = self._path(key)
+        with _missing_is_not_found(key):
+            return await asyncio.to_thread(path.read_bytes)
 
     def iter_range(
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
@@ -283,13 +271,13 @@ class LocalBlobStore:
         """Yield bytes [start, end) of the blob, end clamped to its size; BlobNotFound if absent."""
         path = self._path(key)
         _check_range(start, end, chunk_size)
-        return self._iter_range(path, start, end, chunk_size)
+        return self._iter_range(path, key, start, end, chunk_size)
 
     async def _iter_range(
-        self, path: Path, start: int, end: int | None, chunk_size: int
+        self, path: Path, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
         # The open handle pins the file: a concurrent os.replace cannot mix two versions.
-        f = await asyncio.to_thread(_open_at, path, start)
+        f = await asyncio.to_thread(_open_at, path, key, start)
         try:
             remaining = end - start if end is not None else None
             while remaining is None or remaining > 0:
@@ -305,7 +293,7 @@ class LocalBlobStore:
 
     async def size(self, key: str) -> int:
         """Return the blob's length in bytes; BlobNotFound if absent."""
-        return await asyncio.to_thread(_file_size, self._path(key))
+        return await asyncio.to_thread(_file_size, self._path(key), key)
 
     async def exists(self, key: str) -> bool:
         """Return whether a blob is stored under `key`."""
@@ -329,13 +317,9 @@ class LocalBlobStore:
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             for name in files:
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if not key.startswith(prefix):
-                    continue
-                try:
-                    validate_key(key)  # skips temp files and anything not written by us
-                except InvalidBlobKey:
-                    continue
-                keys.append(key)
+                # Validation skips temp files and anything else not written by us.
+                if key.startswith(prefix) and _is_valid_key(key):
+                    keys.append(key)
         keys.sort()
         return keys
 
@@ -350,14 +334,6 @@ class LocalBlobStore:
 
 
 # --------------------------------------------------------------------------- S3
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _is_not_found(exc: ClientError) -> bool:
-    return _error_code(exc) in _NOT_FOUND_CODES
 
 
 class S3BlobStore:
@@ -379,8 +355,8 @@ class S3BlobStore:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be >= {MIN_PART_SIZE} (the S3 minimum)")
         prefix = prefix.strip("/")
-        if prefix:
-            validate_key(prefix)
+        if prefix and not _is_valid_key(prefix):
+            raise ValueError(f"invalid S3 key prefix {prefix!r} (same rules as a blob key)")
         self.bucket = bucket
         self.prefix = prefix
         self.part_size = part_size
@@ -412,9 +388,7 @@ class S3BlobStore:
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    async def put(
-        self, key: str, data: bytes, *, content_type: str = "application/octet-stream"
-    ) -> None:
+    async def put(self, key: str, data: bytes, *, content_type: str = OCTET_STREAM) -> None:
         """Store `data` under `key` with one PUT, which S3 makes visible all at once."""
         full = self._key(key)
         await asyncio.to_thread(
@@ -426,11 +400,7 @@ class S3BlobStore:
         )
 
     async def put_stream(
-        self,
-        key: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        content_type: str = "application/octet-stream",
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str = OCTET_STREAM
     ) -> int:
         """Upload chunks as a multipart upload (one PUT if small), aborted on any error."""
         full = self._key(key)
@@ -453,15 +423,8 @@ class S3BlobStore:
                         upload_id = created["UploadId"]
                     await self._upload_part(full, upload_id, parts, bytes(buf))
                     buf.clear()
-            if upload_id is None:
-                # Small blob: a single PUT is cheaper and just as atomic.
-                await asyncio.to_thread(
-                    self._client.put_object,
-                    Bucket=self.bucket,
-                    Key=full,
-                    Body=bytes(buf),
-                    ContentType=content_type,
-                )
+            if upload_id is None:  # small blob: a single PUT is cheaper and just as atomic
+                await self.put(key, bytes(buf), content_type=content_type)
                 return total
             if buf:
                 await self._upload_part(full, upload_id, parts, bytes(buf))
@@ -506,13 +469,8 @@ class S3BlobStore:
         return await asyncio.to_thread(self._get, full, key)
 
     def _get(self, full: str, key: str) -> bytes:
-        try:
-            resp = self._client.get_object(Bucket=self.bucket, Key=full)
-        except ClientError as exc:
-            if _is_not_found(exc):
-                raise BlobNotFound(key) from exc
-            raise
-        body = resp["Body"]
+        with _missing_is_not_found(key):
+            body = self._client.get_object(Bucket=self.bucket, Key=full)["Body"]
         try:
             return body.read()
         finally:
@@ -533,20 +491,13 @@ class S3BlobStore:
             await self.size(key)  # an empty range still reports a missing blob
             return
         # One ranged GET reads a single object version, even if it is overwritten meanwhile.
-        byte_range = f"bytes={start}-{'' if end is None else end - 1}"
+        request: GetObjectRequestTypeDef = {"Bucket": self.bucket, "Key": full}
+        if start or end is not None:  # (a ranged GET of an empty object is a 416)
+            request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            if start == 0 and end is None:
-                # No Range header: a ranged GET of an empty object is a 416.
-                resp = await asyncio.to_thread(
-                    self._client.get_object, Bucket=self.bucket, Key=full
-                )
-            else:
-                resp = await asyncio.to_thread(
-                    self._client.get_object, Bucket=self.bucket, Key=full, Range=byte_range
-                )
+            with _missing_is_not_found(key):
+                resp = await asyncio.to_thread(lambda: self._client.get_object(**request))
         except ClientError as exc:
-            if _is_not_found(exc):
-                raise BlobNotFound(key) from exc
             if _error_code(exc) == "InvalidRange":  # start is at or past the end
                 return
             raise
@@ -563,12 +514,8 @@ class S3BlobStore:
     async def size(self, key: str) -> int:
         """Return the blob's length in bytes; BlobNotFound if absent."""
         full = self._key(key)
-        try:
+        with _missing_is_not_found(key):
             resp = await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=full)
-        except ClientError as exc:
-            if _is_not_found(exc):
-                raise BlobNotFound(key) from exc
-            raise
         return resp["ContentLength"]
 
     async def exists(self, key: str) -> bool:
@@ -596,11 +543,8 @@ class S3BlobStore:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=store_prefix + prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"].removeprefix(store_prefix)
-                try:
-                    validate_key(key)  # objects written by other tools may not be valid keys
-                except InvalidBlobKey:
-                    continue
-                keys.append(key)
+                if _is_valid_key(key):  # objects written by other tools may not be
+                    keys.append(key)
         keys.sort()
         return keys
 
@@ -636,36 +580,25 @@ def blob_store_from_url(
         return LocalBlobStore(Path(url).expanduser())
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    extras = parts.query or parts.fragment
     if scheme == "file":
-        if parts.netloc not in {"", "localhost"} or parts.query or parts.fragment:
+        if parts.netloc not in {"", "localhost"} or not parts.path.startswith("/") or extras:
             raise ValueError(f"blob store URL {url!r}: use file:///absolute/path")
-        if not parts.path.startswith("/"):
-            raise ValueError(f"blob store URL {url!r}: file URL path must be absolute")
         return LocalBlobStore(Path(unquote(parts.path)))
     if scheme == "s3":
-        if "@" in parts.netloc or ":" in parts.netloc:
-            # Not echoing the URL: it may hold a secret.
+        # The URL is not echoed: a mistaken s3://key:secret@bucket would leak the secret.
+        if not parts.netloc or "@" in parts.netloc or ":" in parts.netloc or extras:
             raise ValueError(
-                "s3 blob store URL must be s3://bucket[/prefix]; put credentials and the "
-                "endpoint in the s3_* settings"
+                "blob store URL must be s3://bucket[/prefix]; credentials and endpoint "
+                "go in the s3_* settings"
             )
-        if not parts.netloc:
-            raise ValueError(f"blob store URL {url!r}: missing bucket, use s3://bucket[/prefix]")
-        if parts.query or parts.fragment:
-            raise ValueError(f"blob store URL {url!r}: query and fragment are not supported")
-        prefix = parts.path.strip("/")
-        if prefix:
-            try:
-                validate_key(prefix)
-            except InvalidBlobKey as exc:
-                raise ValueError(f"blob store URL {url!r}: invalid key prefix {prefix!r}") from exc
         return S3BlobStore(
             parts.netloc,
             endpoint_url=s3_endpoint_url,
             region=s3_region,
             access_key=s3_access_key,
             secret_key=s3_secret_key,
-            prefix=prefix,
+            prefix=parts.path,
         )
     raise ValueError(
         f"unsupported blob store URL scheme {scheme!r}: use 'local', a filesystem path, "

@@ -1,0 +1,229 @@
+"""Browser fixtures: the real app under uvicorn in a thread, Debian's Chromium via Playwright.
+
+The tests are plain sync functions (Playwright's sync API refuses to run inside a running
+asyncio loop). Between its calls, Playwright's sync API marks its own loop as the running
+loop of the main thread, so no other asyncio loop can run there while the browser is open:
+the browser therefore lives for this package only (one Chromium for every browser test),
+and is closed before the async tests of other packages run on pytest-asyncio's loop.
+
+Environment:
+  VEXAM_REQUIRE_BROWSER=1  fail (instead of skip) when /usr/bin/chromium is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+
+from tests.helpers import PASSWORD
+from vexam.accounts import service as accounts
+from vexam.accounts.sms import MemorySmsSender
+from vexam.config import Settings
+from vexam.core.context import Ctx
+from vexam.main import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A mid-range Android phone: the devices candidates take exams on (SPEC §2).
+PHONE_VIEWPORT: ViewportSize = {"width": 390, "height": 844}
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+SMS_TIMEOUT_S = 10.0
+SMS_CODE_RE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+
+T = TypeVar("T")
+
+
+@dataclass
+class LiveApp:
+    """The app served by uvicorn on a loop of its own, in a background thread."""
+
+    url: str
+    app: FastAPI
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, make: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
+        """Run `make()` on the server's loop (where its database engine lives); return it."""
+
+        async def _call() -> T:
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(_call(), self.loop).result(timeout)
+
+
+@pytest.fixture
+def live_app(settings: Settings, sms: MemorySmsSender) -> Iterator[LiveApp]:
+    """The real application (lifespan, in-process job worker, real clock) on a free port."""
+    app = create_app(settings, in_process_worker=True, resources={"sms_sender": sms})
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    loop = asyncio.new_event_loop()
+    failure: list[BaseException] = []
+
+    def _serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.serve())
+        except BaseException as exc:  # reported by the fixture, not lost in the thread
+            failure.append(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=_serve, name="vexam-live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the live server stopped while starting: {failure!r}")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"the live server did not start within {START_TIMEOUT_S} s")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveApp(url=f"http://127.0.0.1:{port}", app=app, loop=loop)
+    finally:
+        server.should_exit = True
+        thread.join(STOP_TIMEOUT_S)
+        assert not thread.is_alive(), "the live server did not stop"
+        assert not failure, failure
+
+
+@pytest.fixture
+def live_server(live_app: LiveApp) -> str:
+    """Base URL of the running application, e.g. http://127.0.0.1:41234."""
+    return live_app.url
+
+
+@pytest.fixture
+def existing_account(live_app: LiveApp, new_phone: Callable[[], str]) -> tuple[str, str]:
+    """(phone, password) of an account created directly (as `vexam user create` does).
+
+    Used by tests whose subject is not registering: registering sends an SMS, and a phone
+    may be sent another code only 60 s later (SPEC §2).
+    """
+    phone = new_phone()
+
+    async def _create() -> None:
+        app = live_app.app
+        async with app.state.db.unit_of_work() as session:
+            ctx = Ctx(
+                session=session,
+                clock=app.state.clock,
+                settings=app.state.settings,
+                jobs=app.state.queue,
+                device_id="browser-tests",
+            )
+            await accounts.create_user(ctx, phone, PASSWORD)
+
+    live_app.run(_create)
+    return phone, PASSWORD
+
+
+def _chromium_or_skip() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("VEXAM_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"VEXAM_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium")
+    pytest.skip("Debian's chromium is not installed: apt-get install chromium")
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for every browser test (a new context per test).
+
+    Package scope, not session scope: while Playwright's sync API is open, no other asyncio
+    loop may run in this thread, so the browser must close before the async tests of
+    other packages (tests/core, ...) run.
+    """
+    _chromium_or_skip()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh phone-sized tab (its own cookies) whose Chinese system asks for zh-CN pages."""
+    context = browser.new_context(
+        viewport=PHONE_VIEWPORT,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+        locale="zh-CN",
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def wait_for_sms_code(
+    sms: MemorySmsSender, phone: str, *, count: int = 1, timeout: float = SMS_TIMEOUT_S
+) -> str:
+    """The 6-digit code of the newest SMS to `phone`, once at least `count` have arrived.
+
+    The in-process worker sends the message shortly after the request committed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        texts = [text for to, text in list(sms.outbox) if to == phone]
+        if len(texts) >= count:
+            match = SMS_CODE_RE.search(texts[-1])
+            assert match, f"no 6-digit code in {texts[-1]!r}"
+            return match.group(1)
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{len(texts)} SMS to {phone} within {timeout} s, expected {count}: {sms.outbox}"
+            )
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sms_code(sms: MemorySmsSender) -> Callable[..., str]:
+    """`sms_code(phone, count=1)`: wait for the SMS code sent to `phone` (see wait_for_sms_code)."""
+
+    def _code(phone: str, *, count: int = 1) -> str:
+        return wait_for_sms_code(sms, phone, count=count)
+
+    return _code
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark every test of this folder `browser` (select with -m browser / -m 'not browser')."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.path)).is_relative_to(here):
+            item.add_marker(pytest.mark.browser)

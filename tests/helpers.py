@@ -1,0 +1,40 @@
+"""Small flows many tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct-horse-9"
+
+
+async def send_code(
+    client: httpx.AsyncClient, phone: str, purpose: str = "register", **headers: str
+) -> httpx.Response:
+    """Ask for an SMS code."""
+    return await client.post(
+        "/api/v1/auth/sms-codes", json={"phone": phone, "purpose": purpose}, headers=headers
+    )
+
+
+async def register(
+    client: httpx.AsyncClient, inbox: Any, phone: str, password: str = PASSWORD, **headers: str
+) -> dict[str, Any]:
+    """Register `phone` through the API and return the token response."""
+    sent = await send_code(client, phone, "register")
+    assert sent.status_code == 202, sent.text
+    code = await inbox.code_for(phone)
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"phone": phone, "code": code, "password": password},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Authorization header for `token`."""
+    return {"Authorization": f"Bearer {token}"}
