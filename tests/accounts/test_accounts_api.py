@@ -1,4 +1,4 @@
-"""SPEC §2: register, sign in by password or SMS, reset, lockout, sessions, devices, version gate."""
+"""SPEC §2: register, sign in (password or SMS), reset, lockout, sessions, devices, versions."""
 
 from __future__ import annotations
 

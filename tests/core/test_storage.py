@@ -420,7 +420,7 @@ async def test_ping_ok(store: BlobStore) -> None:
 async def test_local_ping_fails_when_root_is_a_file(tmp_path: Path) -> None:
     root = tmp_path / "blobs"
     root.write_bytes(b"not a directory")
-    with pytest.raises(OSError):  # noqa: PT011 - any OSError means "not ready"
+    with pytest.raises(OSError):
         await LocalBlobStore(root).ping()
 
 

@@ -61,7 +61,7 @@ def negotiate(accept_language: str | None) -> str:
                 quality = float(params.strip()[2:])
             except ValueError:
                 quality = 0.0
-        if tag and quality > best_q:
+        if tag and quality > 0 and quality > best_q:
             best_tag, best_q = tag, quality
     return "en" if normalise_locale(best_tag) == "en" else DEFAULT_LOCALE
 

@@ -152,3 +152,15 @@ def _bound_ngettext(locale: str) -> Callable[[str, str, int], str]:
         return gettext(locale, singular if count == 1 else plural)
 
     return _ngettext
+
+
+def iter_api_routes(routes: Sequence[Any]) -> list[APIRoute]:
+    """Every APIRoute of an app, including those of included routers (however nested)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            # FastAPI keeps an included router as one branch that points at the original.
+            found.extend(iter_api_routes(route.original_router.routes))
+    return found
