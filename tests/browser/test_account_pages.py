@@ -209,10 +209,13 @@ def test_reset_password_with_sms_code(
     page.locator("input[name=code]").fill(code)
     page.locator("input[name=password]").fill(new_password)
     page.locator("button[name=action][value=reset]").click()
-    # The sign-in form comes back with the phone filled in and a notice.
+    # Redirected to the sign-in page with a notice: a reload cannot re-post the spent code.
+    expect(page).to_have_url(f"{live_server}/login?notice=password_changed")
     expect(page.locator("p.alert.notice")).to_have_text(ZH["password_changed"])
     expect(page.locator("h1")).to_have_text(ZH["Sign in"])
-    expect(page.locator("input[name=phone]")).to_have_value(phone)
+    page.reload()
+    expect(page.locator("p.alert.notice")).to_have_text(ZH["password_changed"])
+    expect(page.locator("p.alert.error")).to_have_count(0)
 
     sign_in_with_password(page, live_server, phone, old_password)
     expect(alert_error(page)).to_have_attribute("data-code", "login_failed")
@@ -306,3 +309,18 @@ def test_form_post_without_valid_csrf_token_is_refused(
     page.locator("button[name=action][value=send_code]").click()
     sms_code(witness)
     assert [text for to, text in sms.outbox if to == other] == []
+
+
+def test_language_switch_keeps_the_page_and_the_choice_survives_sign_in(
+    page: Page, live_server: str, existing_account: tuple[str, str]
+) -> None:
+    """SPEC §1: switching language stays on the same form, and the choice made before
+    signing in is kept on the account."""
+    phone, password = existing_account
+    page.goto(f"{live_server}/login?mode=sms")
+    page.get_by_role("link", name="English").click()
+    expect(page).to_have_url(f"{live_server}/login?mode=sms")
+    expect(page.locator("input[name=code]")).to_have_count(1)
+    sign_in_with_password(page, live_server, phone, password)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("h1").first).to_have_text("My account")

@@ -14,11 +14,27 @@ from vexam.core.auth import CurrentPrincipal, OptionalPrincipal, ServiceCtx
 from vexam.core.context import Ctx
 from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
-from vexam.core.i18n import LOCALES, N_, render_message
-from vexam.core.web import LANG_COOKIE, SESSION_COOKIE, Templates, make_router, public
+from vexam.core.i18n import LOCALES, N_, gettext, render_message
+from vexam.core.web import (
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    Templates,
+    make_router,
+    public,
+    request_locale,
+)
 
 router = make_router(include_in_schema=False)
 FormStr = Annotated[str, Form()]
+
+
+NOTICES = {"password_changed": N_("Password changed. Sign in with the new password.")}
+
+
+def _chosen_locale(request: Request) -> str | None:
+    """The language this browser picked with the language link, if any."""
+    chosen = request.cookies.get(LANG_COOKIE)
+    return chosen if chosen in LOCALES else None
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -75,9 +91,16 @@ async def home(request: Request, principal: OptionalPrincipal, ctx: ServiceCtx) 
 
 @router.get("/login")
 @public
-async def login_page(request: Request, mode: str = "password") -> Response:
+async def login_page(request: Request, mode: str = "password", notice: str = "") -> Response:
     """Sign-in form (password, or SMS code with `?mode=sms`)."""
-    return _render(request, "login.html", mode="sms" if mode == "sms" else "password", phone="")
+    shown = NOTICES.get(notice)
+    return _render(
+        request,
+        "login.html",
+        mode="sms" if mode == "sms" else "password",
+        phone="",
+        notice=gettext(request_locale(request), shown) if shown else None,
+    )
 
 
 @router.post("/login")
@@ -105,6 +128,10 @@ async def login_submit(
             signed_in = await service.login_with_password(ctx, phone, password)
     except VexamError as exc:
         return await _refusal(ctx, request, exc, "login.html", mode=mode, phone=phone)
+    chosen = _chosen_locale(request)
+    if chosen and chosen != signed_in.user.locale:
+        # The language picked on this device before signing in is the person's choice.
+        signed_in.user.locale = chosen
     return _signed_in(request, signed_in)
 
 
@@ -132,7 +159,7 @@ async def register_submit(
             return _render(
                 request, "register.html", phone=phone, notice=_code_sent_notice(ctx, sent)
             )
-        signed_in = await service.register(ctx, phone, code, password)
+        signed_in = await service.register(ctx, phone, code, password, _chosen_locale(request))
     except VexamError as exc:
         return await _refusal(ctx, request, exc, "register.html", phone=phone)
     return _signed_in(request, signed_in)
@@ -163,10 +190,8 @@ async def reset_submit(
         await service.reset_password(ctx, phone, code, password)
     except VexamError as exc:
         return await _refusal(ctx, request, exc, "reset.html", phone=phone)
-    notice = render_message(
-        ctx.locale, N_("Password changed. Sign in with the new password."), {}, "UTC"
-    )
-    return _render(request, "login.html", mode="password", phone=phone, notice=notice)
+    # Redirect, so reloading the page never re-posts a spent code.
+    return RedirectResponse("/login?notice=password_changed", status_code=303)
 
 
 @router.post("/logout")

@@ -106,7 +106,8 @@ async def register(
     if await user_by_phone(ctx.session, phone) is not None:
         raise VexamError("phone_registered")
     await consume_code(ctx, phone, Purpose.register, code)
-    user = await create_user(ctx, phone, password, locale=locale or ctx.locale)
+    # Only a language the person chose is kept; otherwise each device's own preference rules.
+    user = await create_user(ctx, phone, password, locale=locale)
     return await _start_session(ctx, user)
 
 

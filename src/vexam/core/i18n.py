@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,9 @@ def gettext(locale: str, message: str) -> str:
 def format_datetime(value: datetime, timezone: str, locale: str) -> str:
     """Show an instant in the school's time zone, e.g. '2026-06-01 10:15 (Asia/Shanghai)'."""
     local = value.astimezone(ZoneInfo(timezone))
+    if local.second or local.microsecond:
+        # Shown to the minute, rounded up: "after 10:42" must never be too early.
+        local = local.replace(second=0, microsecond=0) + timedelta(minutes=1)
     zone = "北京时间" if timezone == "Asia/Shanghai" and locale == "zh_CN" else timezone
     return f"{local:%Y-%m-%d %H:%M} ({zone})"
 

@@ -132,6 +132,7 @@ class Templates:
             "locale": locale,
             "html_lang": "zh-CN" if locale == DEFAULT_LOCALE else "en",
             "principal": getattr(request.state, "principal", None),
+            "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
             "csrf_token": csrf_token_for(settings.secret_key, device) if device else "",
             "show_time": lambda value: format_datetime(value, settings.default_timezone, locale),
         }
