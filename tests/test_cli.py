@@ -192,3 +192,58 @@ def test_demo_runs_and_a_person_can_register_with_the_printed_code(tmp_path: Pat
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_worker_process_sends_queued_sms(tmp_path: Path) -> None:
+    """`vexam worker` runs jobs a web process queued (here: the SMS with a code)."""
+    import asyncio
+
+    import httpx
+
+    from vexam.config import Settings
+    from vexam.main import create_app
+
+    env = {**_env(tmp_path), "VEXAM_SMS_SENDER": "console"}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    settings = Settings(
+        env="development",
+        data_dir=tmp_path / "data",
+        database_url="",
+        queue_url="",
+        sms_sender="console",
+        _env_file=None,
+    )
+
+    async def _request_code() -> int:
+        web = create_app(settings)
+        async with web.router.lifespan_context(web):
+            transport = httpx.ASGITransport(app=web)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    "/api/v1/auth/sms-codes", json={"phone": "13912345678", "purpose": "register"}
+                )
+            assert response.status_code == 202, response.text
+            return web.state.queue.pending_count()
+
+    assert asyncio.run(_request_code()) == 1
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
+    child_env.update(env, PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "vexam", "worker", "--threads", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "[vexam SMS → 139****5678]" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            assert worker.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        assert re.search(r"验证码是 \d{6}", log_path.read_text())
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)

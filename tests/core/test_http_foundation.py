@@ -6,6 +6,7 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from vexam.core.auth import Operator
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import catalog, negotiate
 from vexam.core.web import UnitOfWorkRoute, is_public, iter_api_routes
@@ -240,3 +241,30 @@ async def test_openapi_is_published(client) -> None:
     spec = (await client.get("/api/openapi.json")).json()
     assert "/api/v1/auth/register" in spec["paths"]
     assert (await client.get("/api/docs")).status_code == 200
+
+
+async def test_roles_are_enforced_by_dependency(settings, clock, inbox, sms) -> None:
+    """Roles: a route for operators refuses a candidate with 403 `forbidden`."""
+    from tests.helpers import bearer, register
+    from vexam.core.web import make_router
+
+    app = create_app(settings, clock=clock, resources={"sms_sender": sms})
+    router = make_router()
+
+    @router.get("/api/v1/test-operators-only")
+    async def operators_only(principal: Operator) -> dict[str, int]:
+        return {"user": principal.user_id}
+
+    app.include_router(router)
+    async with app.router.lifespan_context(app):
+        inbox.app = app
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            candidate = await register(client, inbox, "13612340001")
+            refused = await client.get(
+                "/api/v1/test-operators-only", headers=bearer(candidate["token"])
+            )
+            anonymous = await client.get("/api/v1/test-operators-only")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "forbidden"
+    assert anonymous.status_code == 401
