@@ -15,12 +15,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from vexam.core.s3 import S3BlobStore
 from vexam.core.storage import (
     BlobNotFound,
     BlobStore,
     InvalidBlobKey,
     LocalBlobStore,
-    S3BlobStore,
     blob_store_from_url,
     validate_key,
 )
