@@ -101,8 +101,6 @@ class DeviceCookie:
             return
         device = "web-" + secrets.token_hex(12)
         # Downstream code sees the new id at once, as if the browser had sent it.
-        state = scope.setdefault("state", {})
-        state["new_device"] = device
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"cookie"]
         existing = _header(scope, b"cookie")
         joined = (

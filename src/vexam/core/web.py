@@ -126,7 +126,7 @@ class Templates:
         """Render template `name` in the request's language."""
         locale = request_locale(request)
         settings = request.app.state.settings
-        device = request.cookies.get(DEVICE_COOKIE) or getattr(request.state, "new_device", "")
+        device = request.cookies.get(DEVICE_COOKIE, "")
         values: dict[str, Any] = {
             "request": request,
             "locale": locale,
