@@ -53,29 +53,31 @@ def _settings() -> Settings:
 
 
 @asynccontextmanager
-async def _cli_ctx(settings: Settings) -> AsyncIterator[Ctx]:
-    """A unit of work for an administrator at the console (audited as the CLI)."""
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database for one command, disposed of when it ends."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
-    queue = build_queue(settings)
     try:
-        async with db.unit_of_work() as session:
-            yield Ctx(
-                session=session, clock=SystemClock(), settings=settings, jobs=queue, device_id="cli"
-            )
+        yield db
     finally:
         await db.dispose()
+
+
+@asynccontextmanager
+async def _cli_ctx(settings: Settings) -> AsyncIterator[Ctx]:
+    """A unit of work for an administrator at the console (audited as the CLI)."""
+    queue = build_queue(settings)
+    async with _database(settings) as db, db.unit_of_work() as session:
+        yield Ctx(
+            session=session, clock=SystemClock(), settings=settings, jobs=queue, device_id="cli"
+        )
 
 
 async def _upgrade(settings: Settings) -> None:
     from vexam.migrate import upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
-    try:
+    async with _database(settings) as db:
         await upgrade(db)
-    finally:
-        await db.dispose()
 
 
 @db_app.command("upgrade")
@@ -94,12 +96,11 @@ def db_check() -> None:
     settings = _settings()
 
     async def _check() -> list[object]:
-        await _upgrade(settings)
-        db = Database(settings.effective_database_url)
-        try:
+        from vexam.migrate import upgrade
+
+        async with _database(settings) as db:
+            await upgrade(db)
             return await drift(db)
-        finally:
-            await db.dispose()
 
     differences = asyncio.run(_check())
     if differences:

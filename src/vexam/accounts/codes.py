@@ -65,7 +65,7 @@ async def _check_daily_caps(ctx: Ctx, phone: str, now: datetime) -> None:
         ).one()
         if count >= cap:
             # Rolling 24 hours: the next slot opens when the oldest send leaves the window.
-            retry_at = oldest.replace(tzinfo=now.tzinfo) + DAY if oldest else now + DAY
+            retry_at = oldest + DAY if oldest else now + DAY
             raise _rate_limited(now, retry_at, limit="daily", scope=scope)
 
 

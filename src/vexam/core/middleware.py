@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -38,8 +39,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
 async def _send_problem(
     send: Send, scope: Scope, code: str, params: dict[str, Any], timezone: str
 ) -> None:
-    import json
-
     locale = negotiate(_header(scope, b"accept-language"))
     body = json.dumps(problem_body(code, locale, params, timezone, scope.get("path"))).encode()
     await send(
