@@ -27,6 +27,8 @@ from vexam.accounts.sms import MemorySmsSender
 from vexam.config import Environment, Settings
 from vexam.core.clock import FrozenClock
 from vexam.core.db import Database
+from vexam.identity.engines import IdentityEngines
+from vexam.identity.registers import FormatOnlyRegister
 from vexam.main import create_app
 from vexam.migrate import upgrade
 
@@ -105,12 +107,28 @@ def sms() -> MemorySmsSender:
     return MemorySmsSender()
 
 
+@pytest.fixture(scope="session")
+def identity_engines() -> IdentityEngines:
+    """One face engine and ID-card reader for the whole run (models load once)."""
+    return IdentityEngines()
+
+
+@pytest.fixture
+def resources(sms: MemorySmsSender, identity_engines: IdentityEngines) -> dict[str, object]:
+    """The pluggable services of a test app: memory SMS, format-only register, shared engines."""
+    return {
+        "sms_sender": sms,
+        "id_register": FormatOnlyRegister(),
+        "identity_engines": identity_engines,
+    }
+
+
 @pytest.fixture
 async def app(
-    settings: Settings, clock: FrozenClock, sms: MemorySmsSender
+    settings: Settings, clock: FrozenClock, resources: dict[str, object]
 ) -> AsyncIterator[object]:
     """A running application (lifespan entered) for one test."""
-    application = create_app(settings, clock=clock, resources={"sms_sender": sms})
+    application = create_app(settings, clock=clock, resources=resources)
     async with application.router.lifespan_context(application):
         yield application
         # Every test leaves the queue empty: jobs it enqueued must have been run or dropped.

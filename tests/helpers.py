@@ -38,3 +38,25 @@ async def register(
 def bearer(token: str) -> dict[str, str]:
     """Authorization header for `token`."""
     return {"Authorization": f"Bearer {token}"}
+
+
+async def staff(
+    app: Any, client: httpx.AsyncClient, phone: str, role: str, school_id: int | None = None
+) -> str:
+    """Create a staff account directly (as `vexam user create` does); return its token."""
+    from vexam.accounts import service as accounts
+    from vexam.core.context import Ctx, Role
+
+    async with app.state.db.unit_of_work() as session:
+        ctx = Ctx(
+            session=session,
+            clock=app.state.clock,
+            settings=app.state.settings,
+            jobs=app.state.queue,
+            device_id="tests",
+        )
+        await accounts.create_user(ctx, phone, PASSWORD, role=Role(role), school_id=school_id)
+    response = await client.post("/api/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["token"]
+    return token

@@ -20,7 +20,7 @@ from vexam.core.context import Ctx, Role
 from vexam.core.db import Database
 from vexam.core.errors import VexamError
 from vexam.core.jobs import JobQueue, JobRuntime
-from vexam.main import build_queue, build_resources, create_app
+from vexam.main import build_queue, build_resources, build_store, create_app
 
 app = typer.Typer(help="vexam: remote video admission exams.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -267,6 +267,7 @@ def worker(
         clock=SystemClock(),
         loop=loop,
         resources=build_resources(settings),
+        store=build_store(settings),
     )
     console.print(
         f"vexam worker: {threads} threads on {settings.effective_queue_url.split('@')[-1]}"

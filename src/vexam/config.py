@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -68,6 +69,16 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
 
+    # Identity certification (SPEC §3) and the support service level (SPEC §7).
+    id_register: str = "format"
+    face_max_attempts: int = Field(3, ge=1)
+    liveness_challenge_seconds: int = Field(120, ge=10)
+    id_photo_max_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
+    exam_season: str = ""  # empty: derived from the date (a season runs September to August)
+    support_hours_start: str = "08:00"
+    support_hours_end: str = "24:00"
+    support_sla_minutes: int = Field(120, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -75,6 +86,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "VEXAM_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
+        return value
+
+    @field_validator("support_hours_start", "support_hours_end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        # Two-digit hours and minutes, so the strings also compare as times; 24:00 is midnight.
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d|24:00", value):
+            raise ValueError("support hours look like 08:00 or 24:00")
         return value
 
     @property

@@ -26,11 +26,20 @@ from vexam.core.health import router as health_router
 from vexam.core.jobs import InProcessWorker, JobHandler, JobQueue, JobRuntime
 from vexam.core.middleware import ClientVersionGate, DeviceCookie, RequestMetrics
 from vexam.core.problems import install_problem_handlers
-from vexam.core.storage import blob_store_from_url
+from vexam.core.storage import BlobStore, blob_store_from_url
 from vexam.core.web import Templates
+from vexam.identity import api as identity_api
+from vexam.identity import pages as identity_pages
+from vexam.identity import support_api as identity_support_api
+from vexam.identity.engines import IdentityEngines
+from vexam.identity.registers import register_from_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATE_DIRS = [PACKAGE_DIR / "web" / "templates", PACKAGE_DIR / "accounts" / "templates"]
+TEMPLATE_DIRS = [
+    PACKAGE_DIR / "web" / "templates",
+    PACKAGE_DIR / "accounts" / "templates",
+    PACKAGE_DIR / "identity" / "templates",
+]
 
 
 def job_handlers() -> dict[str, JobHandler]:
@@ -39,8 +48,24 @@ def job_handlers() -> dict[str, JobHandler]:
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    """Pluggable services that jobs use (SMS gateway, later payment and ID providers)."""
-    return {"sms_sender": sender_from_settings(settings)}
+    """Pluggable services and engines that requests and jobs use (SMS, ID register, faces)."""
+    return {
+        "sms_sender": sender_from_settings(settings),
+        "id_register": register_from_settings(settings),
+        "identity_engines": IdentityEngines(),
+    }
+
+
+def build_store(settings: Settings) -> BlobStore:
+    """The blob store named by the settings."""
+    return blob_store_from_url(
+        settings.storage_url,
+        data_dir=settings.data_dir,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key,
+    )
 
 
 def build_queue(settings: Settings) -> JobQueue:
@@ -64,6 +89,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url)
+        store = build_store(settings)
         queue = build_queue(settings)
         queue.runtime = JobRuntime(
             db=db,
@@ -71,17 +97,11 @@ def create_app(
             clock=clock,
             loop=asyncio.get_running_loop(),
             resources=app.state.resources,
+            store=store,
         )
         app.state.db = db
         app.state.queue = queue
-        app.state.store = blob_store_from_url(
-            settings.storage_url,
-            data_dir=settings.data_dir,
-            s3_endpoint_url=settings.s3_endpoint_url,
-            s3_region=settings.s3_region,
-            s3_access_key=settings.s3_access_key,
-            s3_secret_key=settings.s3_secret_key,
-        )
+        app.state.store = store
         worker = InProcessWorker(queue) if in_process_worker else None
         if worker:
             worker.start()
@@ -112,6 +132,9 @@ def create_app(
     app.include_router(health_router)
     app.include_router(accounts_api.router)
     app.include_router(accounts_pages.router)
+    app.include_router(identity_api.router)
+    app.include_router(identity_support_api.router)
+    app.include_router(identity_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.

@@ -72,9 +72,9 @@ class LiveApp:
 
 
 @pytest.fixture
-def live_app(settings: Settings, sms: MemorySmsSender) -> Iterator[LiveApp]:
+def live_app(settings: Settings, resources: dict[str, object]) -> Iterator[LiveApp]:
     """The real application (lifespan, in-process job worker, real clock) on a free port."""
-    app = create_app(settings, in_process_worker=True, resources={"sms_sender": sms})
+    app = create_app(settings, in_process_worker=True, resources=resources)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -121,7 +121,8 @@ async def get_ctx(request: Request) -> Ctx:
         client_ip=client_ip(request),
         device_id=device_id(request),
         locale=request_locale(request),
-        extra={"user_agent": request.headers.get("user-agent", "")[:300]},
+        extra={**state.resources, "user_agent": request.headers.get("user-agent", "")[:300]},
+        store=state.store,
     )
 
 
@@ -129,3 +130,5 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 ServiceCtx = Annotated[Ctx, Depends(get_ctx)]
 Operator = Annotated[Principal, Depends(require_roles(Role.operator))]
+SupportAgent = Annotated[Principal, Depends(require_roles(Role.support))]
+Candidate = Annotated[Principal, Depends(require_roles(Role.candidate))]

@@ -16,6 +16,7 @@ from vexam.core.i18n import N_
 
 if TYPE_CHECKING:
     from vexam.core.jobs import JobQueue
+    from vexam.core.storage import BlobStore
 
 
 class Role(StrEnum):
@@ -67,6 +68,14 @@ class Ctx:
     device_id: str | None = None
     locale: str = "zh_CN"
     extra: dict[str, Any] = field(default_factory=dict)
+    store: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store (present in requests and jobs; absent only in bare CLI contexts)."""
+        if self.store is None:
+            raise RuntimeError("no blob store in this context")
+        return self.store
 
     def now(self) -> datetime:
         """The injected clock's current UTC instant."""

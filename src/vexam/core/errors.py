@@ -81,6 +81,83 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "session_not_found": ErrorSpec(404, N_("That sign-in session does not exist.")),
     "school_not_found": ErrorSpec(404, N_("No such school.")),
+    # §3 identity certification
+    "id_number_invalid": ErrorSpec(
+        422, N_("The ID number is not valid ({reason_text}). Check it against the card.")
+    ),
+    "id_photo_unclear": ErrorSpec(
+        422,
+        N_(
+            "The ID card photo cannot be read clearly. Retake it flat, in good light and in "
+            "focus, or enter the details by hand instead."
+        ),
+    ),
+    "image_invalid": ErrorSpec(
+        422, N_("The file is not a photo we can open. Send a JPEG or PNG picture.")
+    ),
+    "image_too_large": ErrorSpec(413, N_("The photo is too large. Send one under {max_mb} MB.")),
+    "document_manual_only": ErrorSpec(
+        422,
+        N_(
+            "This document cannot be read from a photo. Enter its details by hand; "
+            "a person will check them."
+        ),
+    ),
+    "identity_conflict": ErrorSpec(
+        409,
+        N_(
+            "This ID number is already certified on the account {holder_phone}. Sign in with "
+            "that account, or open an appeal if it is not yours."
+        ),
+    ),
+    "candidate_number_taken": ErrorSpec(
+        409,
+        N_(
+            "This candidate number is already used by another certified candidate this "
+            "season. Check it, or open an appeal."
+        ),
+    ),
+    "identity_already_certified": ErrorSpec(
+        409, N_("Your identity is already certified. Nothing more is needed.")
+    ),
+    "identity_not_ready": ErrorSpec(
+        409, N_("This step is not open now. Check your certification status for the next step.")
+    ),
+    "face_not_found": ErrorSpec(
+        422,
+        N_(
+            "No face was found. Face the camera in good light, with nothing covering your "
+            "face, and try again."
+        ),
+    ),
+    "face_mismatch": ErrorSpec(
+        422,
+        N_(
+            "The face does not match the ID photo. Try again in good light; "
+            "{attempts_left} attempts left before a person reviews it."
+        ),
+    ),
+    "liveness_failed": ErrorSpec(
+        422,
+        N_(
+            "The live check failed: start facing the camera, then slowly turn your head as "
+            "asked. {attempts_left} attempts left before a person reviews it."
+        ),
+    ),
+    "liveness_challenge_invalid": ErrorSpec(
+        409, N_("This live check has expired or was already used. Start a new one.")
+    ),
+    "face_attempts_exhausted": ErrorSpec(
+        409,
+        N_(
+            "The face check failed 3 times. Send your ID card photo and a selfie for a "
+            "manual review instead; support answers within service hours."
+        ),
+    ),
+    "review_not_open": ErrorSpec(409, N_("This review has already been decided.")),
+    "appeal_not_open": ErrorSpec(
+        409, N_("This appeal is no longer open: it was decided or cancelled.")
+    ),
 }
 
 

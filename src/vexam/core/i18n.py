@@ -20,6 +20,12 @@ def N_(message: str) -> str:
     return message
 
 
+class Msg(str):
+    """A message parameter that is itself a msgid: translated when the message is rendered."""
+
+    __slots__ = ()
+
+
 @cache
 def catalog(locale: str) -> dict[str, str]:
     """msgid → translation for `locale`, read once from its Babel catalog."""
@@ -81,12 +87,17 @@ def format_datetime(value: datetime, timezone: str, locale: str) -> str:
     return f"{local:%Y-%m-%d %H:%M} ({zone})"
 
 
+def _shown(value: Any, locale: str, timezone: str) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime(value, timezone, locale)
+    if isinstance(value, Msg):
+        return gettext(locale, value)
+    return value
+
+
 def render_message(locale: str, message: str, params: dict[str, Any], timezone: str) -> str:
     """Translate a catalogue message and fill its placeholders."""
-    shown = {
-        key: format_datetime(value, timezone, locale) if isinstance(value, datetime) else value
-        for key, value in params.items()
-    }
+    shown = {key: _shown(value, locale, timezone) for key, value in params.items()}
     try:
         return gettext(locale, message).format(**shown)
     except (KeyError, IndexError):

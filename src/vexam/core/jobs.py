@@ -19,6 +19,7 @@ from vexam.config import Settings
 from vexam.core.clock import Clock
 from vexam.core.context import Ctx
 from vexam.core.db import Database
+from vexam.core.storage import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class JobRuntime:
     clock: Clock
     loop: asyncio.AbstractEventLoop
     resources: dict[str, Any]
+    store: BlobStore | None = None
 
 
 class JobQueue:
@@ -93,6 +95,7 @@ class JobQueue:
                 settings=runtime.settings,
                 jobs=self,
                 extra=runtime.resources,
+                store=runtime.store,
             )
             await handler(ctx, payload)
 

@@ -1,0 +1,124 @@
+"""zh/en pages: the candidate's certification status and support's review and appeal queues."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Form, Request, Response
+from fastapi.responses import RedirectResponse
+
+from vexam.core.auth import CurrentPrincipal, ServiceCtx, SupportAgent
+from vexam.core.db import KeepChanges
+from vexam.core.errors import CATALOGUE, VexamError
+from vexam.core.i18n import render_message
+from vexam.core.web import Templates, make_router
+from vexam.identity import decisions, schemas, service
+
+router = make_router(include_in_schema=False)
+FormStr = Annotated[str, Form()]
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    templates: Templates = request.app.state.templates
+    return templates.render(request, f"identity/{name}", context, status_code=status_code)
+
+
+async def _error_text(ctx: Any, exc: VexamError) -> str:
+    if not isinstance(exc, KeepChanges):
+        await ctx.session.rollback()
+    return render_message(
+        ctx.locale, CATALOGUE[exc.code].message, exc.params, ctx.settings.default_timezone
+    )
+
+
+@router.get("/identity")
+async def identity_page(request: Request, principal: CurrentPrincipal, ctx: ServiceCtx) -> Response:
+    """The candidate's certification state and next step."""
+    state = await service.status(ctx, principal)
+    return _render(request, "status.html", state=state)
+
+
+@router.get("/support/reviews")
+async def reviews_page(
+    request: Request, agent: SupportAgent, ctx: ServiceCtx, state: str = "open"
+) -> Response:
+    """The manual-review queue, the earliest due first; overdue ones highlighted."""
+    chosen = state if state in ("open", "approved", "rejected") else "open"
+    rows = await decisions.list_reviews(ctx, chosen)
+    return _render(request, "reviews.html", rows=rows, state=chosen)
+
+
+@router.get("/support/reviews/{review_id}")
+async def review_page(
+    request: Request, review_id: int, agent: SupportAgent, ctx: ServiceCtx
+) -> Response:
+    """One review: the card photo, the selfie, the stated details and the machine's facts."""
+    review = await decisions.review_detail(ctx, review_id)
+    return _render(request, "review.html", review=review)
+
+
+@router.post("/support/reviews/{review_id}/decision")
+async def review_decision(
+    request: Request,
+    review_id: int,
+    agent: SupportAgent,
+    ctx: ServiceCtx,
+    decision: FormStr,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve or reject from the review page."""
+    try:
+        body = schemas.DecisionIn.model_validate({"decision": decision, "reason": reason})
+    except ValueError:
+        review = await decisions.review_detail(ctx, review_id)
+        return _render(request, "review.html", 422, review=review, reason_missing=True)
+    try:
+        await decisions.decide_review(ctx, agent, review_id, body)
+    except VexamError as exc:
+        message = await _error_text(ctx, exc)
+        review = await decisions.review_detail(ctx, review_id)
+        return _render(
+            request, "review.html", exc.status, review=review, error=message, error_code=exc.code
+        )
+    return RedirectResponse("/support/reviews", status_code=303)
+
+
+@router.get("/support/appeals")
+async def appeals_page(
+    request: Request, agent: SupportAgent, ctx: ServiceCtx, state: str = "open"
+) -> Response:
+    """Appeals with both sides' facts, the earliest due first."""
+    chosen = state if state in ("open", "upheld", "dismissed", "cancelled") else "open"
+    rows = await decisions.list_appeals(ctx, chosen)
+    return _render(request, "appeals.html", rows=rows, state=chosen)
+
+
+@router.post("/support/appeals/{appeal_id}/decision")
+async def appeal_decision(
+    request: Request,
+    appeal_id: int,
+    agent: SupportAgent,
+    ctx: ServiceCtx,
+    decision: FormStr,
+    reason: Annotated[str, Form()] = "",
+    revoke_holder: Annotated[str, Form()] = "",
+) -> Response:
+    """Uphold or dismiss from the appeals page."""
+    try:
+        body = schemas.AppealDecisionIn.model_validate(
+            {"decision": decision, "reason": reason, "revoke_holder": revoke_holder == "on"}
+        )
+        await decisions.decide_appeal(ctx, agent, appeal_id, body)
+    except (ValueError, VexamError) as exc:
+        error = await _error_text(ctx, exc) if isinstance(exc, VexamError) else None
+        rows = await decisions.list_appeals(ctx, "open")
+        return _render(
+            request,
+            "appeals.html",
+            409 if error else 422,
+            rows=rows,
+            state="open",
+            error=error,
+            reason_missing=error is None,
+        )
+    return RedirectResponse("/support/appeals", status_code=303)
