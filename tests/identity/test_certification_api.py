@@ -332,3 +332,23 @@ async def test_already_certified(client, candidate, agent) -> None:
     await certify_by_review(client, who, agent, new_id_number())
     again = await submit(client, who, manual_entry(new_id_number()))
     assert again.status_code == 409 and again.json()["code"] == "identity_already_certified"
+
+
+async def test_full_number_never_reaches_logs_or_audit(client, candidate, agent, app, caplog) -> None:
+    """§8: a whole certification journey writes the ID number to no log line or audit entry."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    who = await candidate()
+    number = new_id_number()
+    await certify_by_review(client, who, agent, number, candidate_number="26110101000777")
+    await client.post(
+        "/api/v1/identity/appeals",
+        json={"kind": "identity_conflict", "id_number": number, "message": "test"},
+        headers=await candidate(),
+    )
+    assert number not in caplog.text
+    assert number[6:14] not in caplog.text  # not even the birth date part
+    async with app.state.db.unit_of_work() as session:
+        details = (await session.execute(select(AuditEntry.detail))).scalars().all()
+    assert all(number not in str(detail) for detail in details)
