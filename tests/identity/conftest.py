@@ -27,7 +27,9 @@ def new_id_number(region: str = "110105", born: str = "20080229", sex: str = "fe
     return first17 + check_character(first17)
 
 
-def jpeg(color: tuple[int, int, int] = (200, 180, 160), size: tuple[int, int] = (320, 240)) -> bytes:
+def jpeg(
+    color: tuple[int, int, int] = (200, 180, 160), size: tuple[int, int] = (320, 240)
+) -> bytes:
     """A plain JPEG picture (no face in it)."""
     out = BytesIO()
     Image.new("RGB", size, color).save(out, "JPEG")
@@ -63,7 +65,9 @@ def candidate(
 
 
 @pytest.fixture
-async def agent(app: Any, client: httpx.AsyncClient, new_phone: Callable[[], str]) -> dict[str, str]:
+async def agent(
+    app: Any, client: httpx.AsyncClient, new_phone: Callable[[], str]
+) -> dict[str, str]:
     """A support agent's auth header."""
     return bearer(await staff(app, client, new_phone(), "support"))
 

@@ -28,7 +28,10 @@ async def to_review(client, who, number, **extra):
     assert response.json()["status"] == "review_required"
     review = await client.post(
         "/api/v1/identity/manual-review",
-        files={"id_photo": ("id.jpg", jpeg(), "image/jpeg"), "selfie": ("me.jpg", jpeg(), "image/jpeg")},
+        files={
+            "id_photo": ("id.jpg", jpeg(), "image/jpeg"),
+            "selfie": ("me.jpg", jpeg(), "image/jpeg"),
+        },
         headers=who,
     )
     assert review.status_code == 201, review.text
@@ -199,7 +202,9 @@ async def test_conflict_found_at_approval_keeps_the_review_open(client, candidat
 async def test_candidate_number_taken(client, candidate, agent) -> None:
     """§3 candidate_number_taken: one candidate number per season."""
     first, second = await candidate(), await candidate()
-    await certify_by_review(client, first, agent, new_id_number(), candidate_number="26110101000123")
+    await certify_by_review(
+        client, first, agent, new_id_number(), candidate_number="26110101000123"
+    )
     response = await submit(
         client, second, manual_entry(new_id_number(), candidate_number="26110101000123")
     )
@@ -243,7 +248,9 @@ async def test_photos_are_private(client, candidate) -> None:
     )
     assert uploaded.status_code == 201, uploaded.text
     photo_id = uploaded.json()["photo_id"]
-    assert (await client.get(f"/api/v1/identity/photos/{photo_id}", headers=owner)).status_code == 200
+    assert (
+        await client.get(f"/api/v1/identity/photos/{photo_id}", headers=owner)
+    ).status_code == 200
     assert (
         await client.get(f"/api/v1/identity/photos/{photo_id}", headers=stranger)
     ).status_code == 404
@@ -300,7 +307,11 @@ async def test_upheld_appeal_revokes_the_wrong_holder(client, candidate, agent, 
     assert row["id_number"] == number and row["holder"]["id_number"] == number
     decided = await client.post(
         f"/api/v1/support/appeals/{appeal['id']}/decision",
-        json={"decision": "uphold", "reason": "holder mistyped their number", "revoke_holder": True},
+        json={
+            "decision": "uphold",
+            "reason": "holder mistyped their number",
+            "revoke_holder": True,
+        },
         headers=agent,
     )
     assert decided.status_code == 200 and decided.json()["status"] == "upheld"
@@ -308,11 +319,16 @@ async def test_upheld_appeal_revokes_the_wrong_holder(client, candidate, agent, 
     assert (await submit(client, owner, manual_entry(number))).status_code == 200
     async with app.state.db.unit_of_work() as session:
         entry = (
-            await session.execute(
-                select(AuditEntry).where(AuditEntry.action == "identity.revoked")
-                .order_by(AuditEntry.id.desc())
+            (
+                await session.execute(
+                    select(AuditEntry)
+                    .where(AuditEntry.action == "identity.revoked")
+                    .order_by(AuditEntry.id.desc())
+                )
             )
-        ).scalars().first()
+            .scalars()
+            .first()
+        )
         assert entry is not None
         assert entry.actor_role == "support"
         assert entry.detail["reason"] == "holder mistyped their number"
@@ -334,7 +350,9 @@ async def test_already_certified(client, candidate, agent) -> None:
     assert again.status_code == 409 and again.json()["code"] == "identity_already_certified"
 
 
-async def test_full_number_never_reaches_logs_or_audit(client, candidate, agent, app, caplog) -> None:
+async def test_full_number_never_reaches_logs_or_audit(
+    client, candidate, agent, app, caplog
+) -> None:
     """§8: a whole certification journey writes the ID number to no log line or audit entry."""
     import logging
 

@@ -128,7 +128,9 @@ async def test_another_person_is_a_face_mismatch(client, candidate, identity_eng
     who = await candidate()
     await face_pending(client, who, identity_engines, seed=103, person="biden_1")
     asked = await challenge(client, who)
-    response = await send(client, who, clip(identity_engines.faces(), asked["direction"]), asked["challenge_id"])
+    response = await send(
+        client, who, clip(identity_engines.faces(), asked["direction"]), asked["challenge_id"]
+    )
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "face_mismatch" and response.json()["attempts_left"] == 2
 

@@ -20,7 +20,10 @@ async def test_status_page_shows_state_and_due_time(client, candidate) -> None:
     await client.post("/api/v1/identity/certification", json=manual_entry(number), headers=who)
     await client.post(
         "/api/v1/identity/manual-review",
-        files={"id_photo": ("a.jpg", jpeg(), "image/jpeg"), "selfie": ("b.jpg", jpeg(), "image/jpeg")},
+        files={
+            "id_photo": ("a.jpg", jpeg(), "image/jpeg"),
+            "selfie": ("b.jpg", jpeg(), "image/jpeg"),
+        },
         headers=who,
     )
     page = await client.get("/identity", headers={**who, **HTML, "Accept-Language": "en"})
@@ -38,7 +41,10 @@ async def test_support_decides_a_review_from_the_pages(client, candidate, agent)
     review = (
         await client.post(
             "/api/v1/identity/manual-review",
-            files={"id_photo": ("a.jpg", jpeg(), "image/jpeg"), "selfie": ("b.jpg", jpeg(), "image/jpeg")},
+            files={
+                "id_photo": ("a.jpg", jpeg(), "image/jpeg"),
+                "selfie": ("b.jpg", jpeg(), "image/jpeg"),
+            },
             headers=who,
         )
     ).json()
@@ -70,7 +76,11 @@ async def test_support_appeals_page(client, candidate, agent) -> None:
     appeal = (
         await client.post(
             "/api/v1/identity/appeals",
-            json={"kind": "candidate_number_taken", "candidate_number": "26110101000999", "message": "我的考生号"},
+            json={
+                "kind": "candidate_number_taken",
+                "candidate_number": "26110101000999",
+                "message": "我的考生号",
+            },
             headers=appellant,
         )
     ).json()
@@ -83,4 +93,6 @@ async def test_support_appeals_page(client, candidate, agent) -> None:
     )
     assert done.status_code == 303
     mine = (await client.get("/api/v1/identity", headers=appellant)).json()["appeals"][0]
-    assert mine["status"] == "dismissed" and mine["decision_reason"] == "number belongs to the holder"
+    assert (
+        mine["status"] == "dismissed" and mine["decision_reason"] == "number belongs to the holder"
+    )

@@ -48,7 +48,9 @@ def test_check_character_property(first17: str) -> None:
     # The defining property: the weighted sum including the check digit is 1 mod 11.
     assert (sum(int(d) * w for d, w in zip(first17, weights, strict=True)) + value) % 11 == 1
     for position in range(17):
-        changed = first17[:position] + str((int(first17[position]) + 1) % 10) + first17[position + 1 :]
+        changed = (
+            first17[:position] + str((int(first17[position]) + 1) % 10) + first17[position + 1 :]
+        )
         assert check_character(changed) != check
 
 
