@@ -43,12 +43,16 @@ def _small(short: int) -> Callable[[Image.Image, int], Image.Image]:
 EXTRA: dict[str, Callable[[Image.Image, int], Image.Image]] = {
     "blur1.5": lambda img, seed: cardgen.blur(img, 1.5),
     "blur2": lambda img, seed: cardgen.blur(img, 2.0),
+    "motion11": lambda img, seed: cardgen.motion_blur(
+        img, 11, angle=random.Random(seed).uniform(0, 180)
+    ),
     "motion15": lambda img, seed: cardgen.motion_blur(
         img, 15, angle=random.Random(seed).uniform(0, 180)
     ),
     "small400": _small(400),
-    "small320": _small(320),
     "small250": _small(250),
+    "small200": _small(200),
+    "small180": _small(180),
 }
 
 
@@ -198,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for label, ok, figure in goals:
         print(f"{'PASS' if ok else 'MISS'}  {label}: {figure}")
+    if args.smoke:
+        # Two cards per row say nothing about a 97 % rate or a median: smoke mode fails
+        # only on what must hold for every single card.
+        hard = goals[:3]
+        print("smoke mode: exit status from the first three goals only")
+        return 0 if all(ok for _, ok, _ in hard) else 1
     return 0 if all(ok for _, ok, _ in goals) else 1
 
 

@@ -20,17 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from vexam.identity.ethnicities import ETHNICITIES, snap_ethnicity
 from vexam.identity.idnumbers import IdNumber, IdNumberError, parse_id_number, province_of_address
 
-# GB 3304 names of the 56 nationalities, without 族, in the standard's order.
-ETHNICITIES: tuple[str, ...] = (
-    "汉", "蒙古", "回", "藏", "维吾尔", "苗", "彝", "壮", "布依", "朝鲜",
-    "满", "侗", "瑶", "白", "土家", "哈尼", "哈萨克", "傣", "黎", "傈僳",
-    "佤", "畲", "高山", "拉祜", "水", "东乡", "纳西", "景颇", "柯尔克孜", "土",
-    "达斡尔", "仫佬", "羌", "布朗", "撒拉", "毛南", "仡佬", "锡伯", "阿昌", "普米",
-    "塔吉克", "怒", "乌孜别克", "俄罗斯", "鄂温克", "德昂", "保安", "裕固", "京", "塔塔尔",
-    "独龙", "鄂伦春", "赫哲", "门巴", "珞巴", "基诺",
-)  # fmt: skip
+__all__ = ["ETHNICITIES", "snap_ethnicity"]
+
 
 # A line score under this is shown to the candidate; it does not decide right from wrong.
 LOW_CONFIDENCE = 0.80
@@ -176,35 +170,6 @@ def _is_cjk(char: str) -> bool:
     return "\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff"
 
 
-def levenshtein(a: str, b: str) -> int:
-    """The edit distance between two strings (insertions, deletions, substitutions)."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def snap_ethnicity(read: str) -> tuple[str | None, str | None]:
-    """Map an OCR read to an official name: (name, None) exact, (name, "snapped"), or (None, why).
-
-    A near miss (one edit away) is snapped only when exactly one official name is that close.
-    """
-    text = _clean(read)
-    if text.endswith("族") and len(text) > 1:
-        text = text[:-1]
-    if text in ETHNICITIES:
-        return text, None
-    if not text:
-        return None, "missing"
-    near = [name for name in ETHNICITIES if levenshtein(text, name) <= 1]
-    if len(near) == 1:
-        return near[0], "snapped"
-    return None, "not_an_official_ethnicity"
-
-
 # --- labels --------------------------------------------------------------------------------
 
 _LABELS = {
@@ -311,6 +276,65 @@ def _read_birth(text: str) -> date | None:
         return None
 
 
+Quad = tuple[tuple[float, float], ...]
+
+
+def label_box(boxes: Sequence[OcrBox], key: str) -> OcrBox | None:
+    """The box that starts with the label `key` ("name", "sex", "ethnicity", ...), if read."""
+    label = _LABELS[key]
+    for fuzzy in (False, True):
+        for box in boxes:
+            if _strip_label(_clean(box.text), label, fuzzy=fuzzy) is not None:
+                return box
+    return None
+
+
+def region_after(box: OcrBox, label_chars: int, length: float) -> Quad:
+    """The quad right of the first `label_chars` characters of `box`, `length` heights long.
+
+    Corners clockwise from top-left, following the box's own direction, 1.4 box heights
+    tall (values are printed larger than labels).
+    """
+    p = box.points
+    width, height = _dimensions(box)
+    ux, uy = (p[1][0] - p[0][0]) / max(width, 1.0), (p[1][1] - p[0][1]) / max(width, 1.0)
+    vx, vy = -uy, ux  # down the page
+    cx = (p[0][0] + p[3][0]) / 2
+    cy = (p[0][1] + p[3][1]) / 2
+    text = _clean(box.text)
+    # Where the label's characters end: the box's right edge when it holds only the label,
+    # else about one box height per label character.
+    start = width if len(text) <= label_chars else min(width, 0.85 * height * label_chars)
+    start += 0.1 * height
+    end = start + length * height
+    half = 0.7 * height
+    return (
+        (cx + ux * start - vx * half, cy + uy * start - vy * half),
+        (cx + ux * end - vx * half, cy + uy * end - vy * half),
+        (cx + ux * end + vx * half, cy + uy * end + vy * half),
+        (cx + ux * start + vx * half, cy + uy * start + vy * half),
+    )
+
+
+def inside(point: tuple[float, float], quad: Quad) -> bool:
+    """Whether `point` lies inside the convex quad (corners in order)."""
+    signs = []
+    for i in range(4):
+        (x0, y0), (x1, y1) = quad[i], quad[(i + 1) % 4]
+        signs.append((x1 - x0) * (point[1] - y0) - (y1 - y0) * (point[0] - x0) >= 0)
+    return all(signs) or not any(signs)
+
+
+def centre(box: OcrBox) -> tuple[float, float]:
+    """The mean of the box's corners."""
+    return (sum(p[0] for p in box.points) / 4, sum(p[1] for p in box.points) / 4)
+
+
+def number_boxes(boxes: Sequence[OcrBox]) -> list[OcrBox]:
+    """Boxes that hold most of an ID number (at least 12 digits)."""
+    return [b for b in boxes if sum(c.isdigit() for c in _clean(b.text)) >= 12]
+
+
 def card_text_found(boxes: Sequence[OcrBox]) -> bool:
     """Whether the OCR text looks like an ID card's portrait side at all."""
     text = "".join(_clean(b.text) for b in boxes)
@@ -387,6 +411,16 @@ def parse_card(
     name_note = None
     if name[0] and not all(_is_cjk(c) or c == "·" for c in name[0]):
         name_note = "unexpected_characters"
+    elif name[0] and len(name[0]) < 2:
+        # A surname and a given name: one character means OCR dropped one.
+        name_note = "too_short"
+    # The number passed every rule, yet two digit misreads can cancel in the check
+    # character; a printed birth date or sex that disagrees with it is the only other hint.
+    id_note = None
+    if birth_disagrees:
+        id_note = "disagrees_with_birth_date"
+    elif sex_field.doubtful:
+        id_note = "disagrees_with_sex"
 
     return IdCardReading(
         name=_field(name[0], name[1], name_note),
@@ -394,22 +428,66 @@ def parse_card(
         ethnicity=ethnicity_field,
         birth_date=birth_field,
         address=_field(address, address_score, address_note),
-        id_number=OcrField(parsed.number, number.score, False, None),
+        id_number=OcrField(parsed.number, number.score, id_note is not None, id_note),
         sharpness=sharpness,
     )
 
 
-def _after_label(row: _Row, key: str) -> str:
-    text = row.text
-    rest = _strip_label(text, _LABELS[key], fuzzy=True)
-    return rest if rest is not None else text
+@dataclass(frozen=True)
+class _Piece:
+    """Part of a value: its text and the segment it came from."""
+
+    text: str
+    seg: _Seg
+    glued: bool = False  # the segment also holds the label
+
+
+def _value_pieces(row: _Row, key: str) -> list[_Piece]:
+    """The row's value after its label, cut where a wide gap leads off the text column.
+
+    When the label has a box of its own, stray characters OCR glued onto it (a smear read
+    as 1, noise read as a character) are dropped: the value is in the boxes that follow.
+    """
+    label = _LABELS[key]
+    segments = row.segments
+    first = _clean(segments[0].text)
+    rest = _strip_label(first, label, fuzzy=True)
+    pieces: list[_Piece] = []
+    if rest is None:
+        # The label was not read as the start of the first box: keep the row as it is,
+        # minus a label that might sit inside the joined text.
+        joined = row.text
+        stripped = _strip_label(joined, label, fuzzy=True)
+        if stripped is not None and len(segments) > 1:
+            return [_Piece(stripped, segments[-1])]
+        pieces = [_Piece(_clean(s.text), s) for s in segments]
+    else:
+        if rest and len(segments) == 1:
+            pieces.append(_Piece(rest, segments[0], glued=True))
+        pieces.extend(_Piece(_clean(s.text), s) for s in segments[1:])
+    return _until_gap([p for p in pieces if p.text])
+
+
+def _until_gap(pieces: list[_Piece], factor: float = 3.0) -> list[_Piece]:
+    """Pieces up to the first gap wider than `factor` text heights (the portrait's edge)."""
+    kept = pieces[:1]
+    for piece in pieces[1:]:
+        previous = kept[-1].seg
+        if piece.seg.left - previous.right > factor * max(previous.height, piece.seg.height):
+            break
+        kept.append(piece)
+    return kept
+
+
+def _joined(pieces: list[_Piece]) -> tuple[str, float]:
+    return "".join(p.text for p in pieces), min((p.seg.score for p in pieces), default=0.0)
 
 
 def _read_name(rows: list[_Row], at: int | None) -> tuple[str | None, float]:
     if at is None:
         return None, 0.0
-    row = rows[at]
-    return _after_label(row, "name") or None, row.score
+    text, score = _joined(_value_pieces(rows[at], "name"))
+    return text or None, score
 
 
 def _read_sex_and_ethnicity(
@@ -418,51 +496,81 @@ def _read_sex_and_ethnicity(
     """(sex read or None, (ethnicity text, score), sex score)."""
     if at is None:
         return None, ("", 0.0), 0.0
-    row = rows[at]
-    rest = _after_label(row, "sex")
+    # No gap cut here: the sex and the ethnicity stand far apart on this row.
+    pieces = []
+    for piece in _value_pieces_no_cut(rows[at], "sex"):
+        pieces.append(piece)
     sex: str | None = None
-    if rest[:1] in ("男", "女"):
-        sex = "male" if rest[0] == "男" else "female"
-        rest = rest[1:]
-    position = rest.find("民族")
-    if position >= 0:
-        ethnicity = rest[position + 2 :]
+    sex_score = 0.0
+    ethnicity_pieces: list[_Piece] = []
+    for index, piece in enumerate(pieces):
+        position = piece.text.find("民族")
+        if position < 0:
+            stripped = _strip_label(piece.text, "民族", fuzzy=True)
+            if stripped is not None and (index > 0 or sex is not None):
+                position, tail = 0, stripped
+            else:
+                tail = None
+        else:
+            tail = piece.text[position + 2 :]
+        head = piece.text if position < 0 else piece.text[:position]
+        if sex is None and head[:1] in ("男", "女"):
+            sex = "male" if head[0] == "男" else "female"
+            sex_score = piece.seg.score
+        if tail is not None:
+            if tail:
+                ethnicity_pieces.append(_Piece(tail, piece.seg))
+            ethnicity_pieces.extend(pieces[index + 1 :])
+            break
     else:
-        stripped = _strip_label(rest, "民族", fuzzy=True)
-        ethnicity = stripped if stripped is not None else ""
-    # Score of the boxes holding the ethnicity: the row's last segment.
-    return sex, (ethnicity, row.segments[-1].score), row.score
+        # No 民族 label read: the ethnicity is the last box right of the sex.
+        if len(pieces) >= 2:
+            ethnicity_pieces = pieces[-1:]
+    text, score = _joined(_until_gap(ethnicity_pieces))
+    return sex, (text, score), sex_score
+
+
+def _value_pieces_no_cut(row: _Row, key: str) -> list[_Piece]:
+    label = _LABELS[key]
+    segments = row.segments
+    rest = _strip_label(_clean(segments[0].text), label, fuzzy=True)
+    if rest is None:
+        return [_Piece(_clean(s.text), s) for s in segments]
+    first = [_Piece(rest, segments[0])] if rest else []
+    return first + [_Piece(_clean(s.text), s) for s in segments[1:]]
 
 
 def _read_birth_row(rows: list[_Row], at: int | None) -> tuple[date | None, float]:
     if at is None:
         return None, 0.0
-    row = rows[at]
-    return _read_birth(_after_label(row, "birth")), row.score
+    text, score = _joined(_value_pieces(rows[at], "birth"))
+    return _read_birth(text), score
 
 
 def _read_address(rows: list[_Row], at: int | None) -> tuple[str | None, float]:
     if at is None:
         return None, 0.0
-    first = rows[at]
-    # Segments of the first line after the label give the column where continuation lines
-    # start; anything further right (the portrait, background print) is not the address.
-    value_segments = [
-        s for s in first.segments if _strip_label(_clean(s.text), "住址", fuzzy=False) is None
-    ]
-    parts = [_after_label(first, "address")]
-    scores = [first.score]
-    column = value_segments[0].left if value_segments else first.segments[-1].right
-    tolerance = 1.5 * first.height
+    pieces = _value_pieces(rows[at], "address")
+    if not pieces:
+        return None, 0.0
+    # Continuation lines start in the same column as the first line; anything starting
+    # elsewhere (the portrait, background print) is not the address.
+    head = pieces[0].seg
+    tolerance = 1.5 * head.height
+    low, high = head.left - tolerance, head.left + tolerance
+    if pieces[0].glued:
+        # Label and first line in one box: the value column is somewhere inside it, a
+        # label's width (two small characters and a gap) from its left edge.
+        high = head.left + max(tolerance, 0.4 * (head.right - head.left))
+    lines = [pieces]
     for row in rows[at + 1 :]:
         if _strip_label(row.text, _LABELS["number"], fuzzy=True) is not None:
             break
-        kept = [s for s in row.segments if abs(s.left - column) <= tolerance]
+        kept = [s for s in row.segments if low <= s.left <= high]
         if not kept:
             continue
         start = row.segments.index(kept[0])
-        line = row.segments[start:]
-        parts.append("".join(_clean(s.text) for s in line))
-        scores.append(min(s.score for s in line))
-    address = "".join(parts)
+        lines.append(_until_gap([_Piece(_clean(s.text), s) for s in row.segments[start:]]))
+    texts, scores = zip(*(_joined(line) for line in lines), strict=True)
+    address = "".join(texts)
     return (address or None), min(scores)
