@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 
 from tests.helpers import PASSWORD
 from vexam.accounts import service as accounts
@@ -157,33 +164,58 @@ def _chromium_or_skip() -> None:
 
 
 @pytest.fixture(scope="package")
-def browser() -> Iterator[Browser]:
-    """One headless Chromium for every browser test (a new context per test).
+def playwright() -> Iterator[Playwright]:
+    """Playwright's sync API for this package.
 
     Package scope, not session scope: while Playwright's sync API is open, no other asyncio
-    loop may run in this thread, so the browser must close before the async tests of
-    other packages (tests/core, ...) run.
+    loop may run in this thread, so it must close before the async tests of other packages
+    (tests/core, ...) run.
     """
     _chromium_or_skip()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with sync_playwright() as instance:
+        yield instance
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh phone-sized tab (its own cookies) whose Chinese system asks for zh-CN pages."""
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """One headless Chromium for every browser test (a new context per test)."""
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def launch_with_camera(playwright: Playwright, video: Path) -> Browser:
+    """A Chromium whose camera plays `video` (a 4:2:0 .y4m file, looped), access granted."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}",
+        ],
+    )
+
+
+def phone_context(browser: Browser, locale: str = "zh-CN") -> BrowserContext:
+    """A fresh phone-sized context (its own cookies) asking for pages in `locale`."""
     context = browser.new_context(
         viewport=PHONE_VIEWPORT,
         is_mobile=True,
         has_touch=True,
         device_scale_factor=2,
-        locale="zh-CN",
+        locale=locale,
     )
     context.set_default_timeout(10_000)
+    return context
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh phone-sized tab (its own cookies) whose Chinese system asks for zh-CN pages."""
+    context = phone_context(browser)
     try:
         yield context.new_page()
     finally:

@@ -33,9 +33,9 @@ async def _error_text(ctx: Any, exc: VexamError) -> str:
 
 @router.get("/identity")
 async def identity_page(request: Request, principal: CurrentPrincipal, ctx: ServiceCtx) -> Response:
-    """The candidate's certification state and next step."""
+    """Certify: photograph or type the card, the live face check, the review, appeals."""
     state = await service.status(ctx, principal)
-    return _render(request, "status.html", state=state)
+    return _render(request, "status.html", state=state, timezone=ctx.settings.default_timezone)
 
 
 @router.get("/support/reviews")
