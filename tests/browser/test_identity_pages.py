@@ -8,7 +8,7 @@ check asks for. The card photo carries another photo of him (obama_2) as its por
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
