@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+
+from vexam.core.context import Ctx, Role
 
 PASSWORD = "correct-horse-9"
 
@@ -40,21 +44,27 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@asynccontextmanager
+async def app_ctx(app: Any, device_id: str = "tests") -> AsyncIterator[Ctx]:
+    """A service context on `app` in a unit of work of its own (as the CLI gets one)."""
+    async with app.state.db.unit_of_work() as session:
+        yield Ctx(
+            session=session,
+            clock=app.state.clock,
+            settings=app.state.settings,
+            jobs=app.state.queue,
+            device_id=device_id,
+            store=app.state.store,
+        )
+
+
 async def staff(
     app: Any, client: httpx.AsyncClient, phone: str, role: str, school_id: int | None = None
 ) -> str:
     """Create a staff account directly (as `vexam user create` does); return its token."""
     from vexam.accounts import service as accounts
-    from vexam.core.context import Ctx, Role
 
-    async with app.state.db.unit_of_work() as session:
-        ctx = Ctx(
-            session=session,
-            clock=app.state.clock,
-            settings=app.state.settings,
-            jobs=app.state.queue,
-            device_id="tests",
-        )
+    async with app_ctx(app) as ctx:
         await accounts.create_user(ctx, phone, PASSWORD, role=Role(role), school_id=school_id)
     response = await client.post("/api/v1/auth/login", json={"phone": phone, "password": PASSWORD})
     assert response.status_code == 200, response.text

@@ -34,11 +34,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, app_ctx
 from vexam.accounts import service as accounts
 from vexam.accounts.sms import MemorySmsSender
 from vexam.config import Settings
-from vexam.core.context import Ctx
 from vexam.main import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -140,15 +139,7 @@ def existing_account(live_app: LiveApp, new_phone: Callable[[], str]) -> tuple[s
     phone = new_phone()
 
     async def _create() -> None:
-        app = live_app.app
-        async with app.state.db.unit_of_work() as session:
-            ctx = Ctx(
-                session=session,
-                clock=app.state.clock,
-                settings=app.state.settings,
-                jobs=app.state.queue,
-                device_id="browser-tests",
-            )
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
             await accounts.create_user(ctx, phone, PASSWORD)
 
     live_app.run(_create)

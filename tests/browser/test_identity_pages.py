@@ -18,10 +18,11 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, Playwright, Route, expect
 
 from tests.browser.conftest import LiveApp, launch_with_camera, phone_context
+from tests.helpers import app_ctx
 from tests.identity.cardgen import cjk_font_path, make_card
 from tests.identity.conftest import new_id_number
 from tests.identity.test_faces import SHARED_FACES, camera_image
-from vexam.core.context import Ctx, Principal, Role
+from vexam.core.context import Principal, Role
 from vexam.identity.engines import IdentityEngines
 
 pytestmark = [
@@ -186,16 +187,7 @@ def approve_latest_review(live_app: LiveApp) -> None:
     from vexam.identity import decisions, schemas
 
     async def _approve() -> None:
-        app = live_app.app
-        async with app.state.db.unit_of_work() as session:
-            ctx = Ctx(
-                session=session,
-                clock=app.state.clock,
-                settings=app.state.settings,
-                jobs=app.state.queue,
-                device_id="browser-tests",
-                store=app.state.store,
-            )
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
             reviews = await decisions.list_reviews(ctx)
             agent = Principal(
                 user_id=0,

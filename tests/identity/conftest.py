@@ -81,3 +81,22 @@ def manual_entry(number: str, **extra: Any) -> dict[str, Any]:
         "id_number": number,
         **extra,
     }
+
+
+async def to_review(client, who, number, **extra):
+    """Typed without a card photo: no portrait to compare, so a person reviews it."""
+    response = await client.post(
+        "/api/v1/identity/certification", json=manual_entry(number, **extra), headers=who
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "review_required"
+    review = await client.post(
+        "/api/v1/identity/manual-review",
+        files={
+            "id_photo": ("id.jpg", jpeg(), "image/jpeg"),
+            "selfie": ("me.jpg", jpeg(), "image/jpeg"),
+        },
+        headers=who,
+    )
+    assert review.status_code == 201, review.text
+    return review.json()

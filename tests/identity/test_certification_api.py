@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from tests.identity.conftest import jpeg, manual_entry, new_id_number
+from tests.identity.conftest import jpeg, manual_entry, new_id_number, to_review
 from vexam.core.audit import AuditEntry
 from vexam.identity.models import Identity
 
@@ -19,23 +19,6 @@ pytestmark = pytest.mark.usefixtures("app")
 
 async def submit(client, who, body):
     return await client.post("/api/v1/identity/certification", json=body, headers=who)
-
-
-async def to_review(client, who, number, **extra):
-    """Typed without a card photo: no portrait to compare, so a person reviews it."""
-    response = await submit(client, who, manual_entry(number, **extra))
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == "review_required"
-    review = await client.post(
-        "/api/v1/identity/manual-review",
-        files={
-            "id_photo": ("id.jpg", jpeg(), "image/jpeg"),
-            "selfie": ("me.jpg", jpeg(), "image/jpeg"),
-        },
-        headers=who,
-    )
-    assert review.status_code == 201, review.text
-    return review.json()
 
 
 async def certify_by_review(client, who, agent, number, **extra):

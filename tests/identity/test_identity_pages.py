@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.identity.conftest import jpeg, manual_entry, new_id_number
+from tests.identity.conftest import new_id_number, to_review
 
 pytestmark = pytest.mark.usefixtures("app")
 HTML = {"Accept": "text/html"}
@@ -17,15 +17,7 @@ async def test_status_page_shows_state_and_due_time(client, candidate) -> None:
     assert page.status_code == 200
     assert 'data-status="not_started"' in page.text and "尚未实名认证" in page.text
     number = new_id_number()
-    await client.post("/api/v1/identity/certification", json=manual_entry(number), headers=who)
-    await client.post(
-        "/api/v1/identity/manual-review",
-        files={
-            "id_photo": ("a.jpg", jpeg(), "image/jpeg"),
-            "selfie": ("b.jpg", jpeg(), "image/jpeg"),
-        },
-        headers=who,
-    )
+    await to_review(client, who, number)
     page = await client.get("/identity", headers={**who, **HTML, "Accept-Language": "en"})
     assert 'data-status="in_review"' in page.text
     assert "Support is reviewing your identity." in page.text
@@ -37,17 +29,7 @@ async def test_support_decides_a_review_from_the_pages(client, candidate, agent)
     """§7: the queue lists the review with its due time; the agent approves it with a reason."""
     who = await candidate()
     number = new_id_number()
-    await client.post("/api/v1/identity/certification", json=manual_entry(number), headers=who)
-    review = (
-        await client.post(
-            "/api/v1/identity/manual-review",
-            files={
-                "id_photo": ("a.jpg", jpeg(), "image/jpeg"),
-                "selfie": ("b.jpg", jpeg(), "image/jpeg"),
-            },
-            headers=who,
-        )
-    ).json()
+    review = await to_review(client, who, number)
     queue = await client.get("/support/reviews", headers={**agent, **HTML})
     assert queue.status_code == 200 and f"/support/reviews/{review['id']}" in queue.text
     assert number not in queue.text  # masked in the queue
