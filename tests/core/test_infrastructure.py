@@ -10,7 +10,7 @@ from vexam.config import DEFAULT_SECRET_KEY, Environment, InsecureSettingsError,
 from vexam.core import audit
 from vexam.core.audit import AuditEntry
 from vexam.core.context import Ctx
-from vexam.core.db import Database, after_commit
+from vexam.core.db import Database, after_commit, after_rollback
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.migrate import downgrade, drift, upgrade
 from vexam.schools import service as schools
@@ -62,6 +62,26 @@ async def test_unit_of_work_rolls_back_on_error_and_drops_hooks(app) -> None:
             raise VexamError("forbidden")
     assert seen == []
     assert await _school_count(app, "uow-rollback") == 0
+
+
+async def test_after_rollback_hooks_undo_side_effects_only_on_rollback(app) -> None:
+    """A side effect done before the commit (a stored blob) is undone if the rows roll back."""
+    undone: list[str] = []
+
+    async def undo(name: str) -> None:
+        undone.append(name)
+
+    async with app.state.db.unit_of_work() as session:
+        after_rollback(session, lambda: undo("committed"))
+    with pytest.raises(CountedRefusal):
+        async with app.state.db.unit_of_work() as session:
+            after_rollback(session, lambda: undo("counted"))
+            raise CountedRefusal("login_failed")
+    with pytest.raises(VexamError):
+        async with app.state.db.unit_of_work() as session:
+            after_rollback(session, lambda: undo("refused"))
+            raise VexamError("forbidden")
+    assert undone == ["refused"]
 
 
 async def test_counted_refusal_keeps_its_writes(app) -> None:

@@ -247,6 +247,25 @@ async def test_photos_are_private(client, candidate) -> None:
     assert garbage.status_code == 422 and garbage.json()["code"] == "image_invalid"
 
 
+async def test_a_refused_request_keeps_no_photo(client, candidate, app) -> None:
+    """Nothing half-kept: a review refused for a bad selfie leaves no card photo behind."""
+    who = await candidate()
+    user_id = (await client.get("/api/v1/me", headers=who)).json()["id"]
+    await submit(client, who, manual_entry(new_id_number()))
+    refused = await client.post(
+        "/api/v1/identity/manual-review",
+        files={
+            "id_photo": ("id.jpg", jpeg(), "image/jpeg"),
+            "selfie": ("me.jpg", b"not a picture", "image/jpeg"),
+        },
+        headers=who,
+    )
+    assert refused.status_code == 422 and refused.json()["code"] == "image_invalid"
+    assert await app.state.store.list(f"identity/{user_id}/") == []
+    state = (await client.get("/api/v1/identity", headers=who)).json()
+    assert state["status"] == "review_required"  # still open: the candidate can send again
+
+
 async def test_staff_cannot_use_candidate_routes_and_vice_versa(client, candidate, agent) -> None:
     """Authorization: support routes are for support agents; certifying is for candidates."""
     who = await candidate()

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 _AFTER_COMMIT = "vexam.after_commit"
+_AFTER_ROLLBACK = "vexam.after_rollback"
 
 
 class KeepChanges(Exception):
@@ -28,6 +29,24 @@ class KeepChanges(Exception):
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
     """Run `hook` once the unit of work owning `session` commits; drop it on rollback."""
     session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
+def after_rollback(session: AsyncSession, hook: AfterCommit) -> None:
+    """Run `hook` if the unit of work owning `session` rolls back (undo a side effect).
+
+    For writes outside the database done before the commit, e.g. a blob the request stored
+    and the rows naming it: if the rows are rolled back, the blob must go too.
+    """
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(hook)
+
+
+async def _run_hooks(hooks: list[AfterCommit], what: str) -> None:
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception:
+            # The state is settled; a periodic sweep re-drives what a lost hook misses.
+            log.exception("%s hook failed", what)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -78,19 +97,17 @@ class Database:
                 await session.commit()
                 raise
             await session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.info.pop(_AFTER_COMMIT, None)
+            committed = isinstance(exc, KeepChanges) and not session.in_transaction()
+            undo: list[AfterCommit] = [] if committed else session.info.pop(_AFTER_ROLLBACK, [])
             await session.rollback()
-            raise
-        finally:
-            hooks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
             await session.close()
-        for hook in hooks:
-            try:
-                await hook()
-            except Exception:
-                # The state is committed; a periodic sweep re-drives what a lost hook misses.
-                log.exception("after-commit hook failed")
+            await _run_hooks(undo, "after-rollback")
+            raise
+        hooks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+        await session.close()
+        await _run_hooks(hooks, "after-commit")
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -21,6 +21,7 @@ from vexam.accounts import service as accounts
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.crypto import blind_index, encrypt_text
+from vexam.core.db import after_rollback
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.core.i18n import N_, Msg
 from vexam.identity import schemas
@@ -202,7 +203,14 @@ async def store_photo(ctx: Ctx, user_id: int, kind: str, data: bytes) -> Identit
     check_photo_size(ctx, data)
     content_type = image_format(data)
     key = f"identity/{user_id}/{kind}-{uuid.uuid4().hex}"
-    await ctx.blobs.put(key, data, content_type=content_type)
+    store = ctx.blobs
+    await store.put(key, data, content_type=content_type)
+
+    async def _forget() -> None:
+        await store.delete(key)
+
+    # A refused request keeps no photo that no row names (a counted refusal keeps both).
+    after_rollback(ctx.session, _forget)
     photo = IdentityPhoto(
         user_id=user_id,
         kind=kind,
