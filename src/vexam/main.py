@@ -28,6 +28,7 @@ from vexam.core.middleware import ClientVersionGate, DeviceCookie, RequestMetric
 from vexam.core.problems import install_problem_handlers
 from vexam.core.storage import BlobStore, blob_store_from_url
 from vexam.core.web import Templates
+from vexam.exams import api as exams_api
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
 from vexam.identity import support_api as identity_support_api
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(identity_api.router)
     app.include_router(identity_support_api.router)
     app.include_router(identity_pages.router)
+    app.include_router(exams_api.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from vexam.accounts import models as accounts_models
 from vexam.core import audit
 from vexam.core.models import Base
+from vexam.exams import models as exams_models
 from vexam.identity import models as identity_models
 from vexam.schools import models as schools_models
 
 metadata = Base.metadata
-MODEL_MODULES = (audit, accounts_models, schools_models, identity_models)
+MODEL_MODULES = (audit, accounts_models, schools_models, identity_models, exams_models)

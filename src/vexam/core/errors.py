@@ -158,6 +158,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "appeal_not_open": ErrorSpec(
         409, N_("This appeal is no longer open: it was decided or cancelled.")
     ),
+    # §4 exams
+    "exam_not_found": ErrorSpec(404, N_("No such exam.")),
+    "exam_window_invalid": ErrorSpec(
+        422, N_("The exam window must end after it starts. Check both times.")
+    ),
+    "exam_setting_invalid": ErrorSpec(422, N_("The setting {field} is not valid: {reason}.")),
+    "exam_code_taken": ErrorSpec(409, N_("This school already has an exam with this code.")),
 }
 
 

@@ -1,0 +1,1 @@
+"""Exams: settings and subjects (SPEC §4); applications, payments and sessions build on them."""
