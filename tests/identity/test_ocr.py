@@ -33,6 +33,7 @@ from vexam.identity.ocr import (
     gate,
     sharpness,
 )
+from vexam.identity.regions import check_address
 
 NUMBER = "11010519491231002X"  # valid: Beijing, 1949-12-31, female
 needs_fonts = pytest.mark.skipif(
@@ -229,6 +230,73 @@ def test_ethnicity_near_miss_snaps_only_when_one_name_fits() -> None:
 def test_snap_ethnicity(read: str, expected: tuple[str | None, str | None]) -> None:
     """§3 OCR: ethnicity must be one of the 56 official names; snap only a unique fit."""
     assert snap_ethnicity(read) == expected
+
+
+def test_address_near_miss_district_snaps_to_the_official_name() -> None:
+    """§3 OCR: 颖州区 in 阜阳市 is 颍州区 read wrong; 培陵区 in 重庆 is 涪陵区 (GB/T 2260)."""
+    boxes = card_boxes(address=("安徽省阜阳市颖州区人民", "路12号"))
+    address = parse_card(boxes).address
+    assert (address.value, address.doubtful, address.note) == (
+        "安徽省阜阳市颍州区人民路12号",
+        False,
+        "snapped",
+    )
+    chongqing = parse_card(card_boxes(address=("重庆市培陵区解放路8号",))).address
+    assert (chongqing.value, chongqing.doubtful, chongqing.note) == (
+        "重庆市涪陵区解放路8号",
+        False,
+        "snapped",
+    )
+
+
+def test_address_with_official_names_is_kept_as_read() -> None:
+    """§3 OCR: genuine names, with or without a county level, are left alone."""
+    for lines in [
+        ("安徽省阜阳市颍上县城关", "镇王家村"),
+        ("四川省绵阳市涪城区学府", "路3号"),
+        ("广东省东莞市石桥镇",),  # a prefecture-level city without counties
+        ("湖北省仙桃市新华路1号",),  # county level directly under the province
+    ]:
+        address = parse_card(card_boxes(address=lines)).address
+        assert (address.value, address.doubtful, address.note) == ("".join(lines), False, None)
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        ("安徽省阜阳市颖州区人民路", ("安徽省阜阳市颍州区人民路", "snapped")),
+        ("安徽省阜阳市颖东区", ("安徽省阜阳市颍东区", "snapped")),
+        ("重庆市培陵区", ("重庆市涪陵区", "snapped")),
+        ("重庆市洛陵区", ("重庆市涪陵区", "snapped")),
+        ("四川省绵阳市培城区", ("四川省绵阳市涪城区", "snapped")),
+        ("北京市朝阳区建国路88号", ("北京市朝阳区建国路88号", None)),
+        ("安徽省阜阳市颍州区", ("安徽省阜阳市颍州区", None)),
+        ("四川省绵竹市城关镇", ("四川省绵竹市城关镇", None)),  # prefecture left out
+        # 江京区 is one character from both 江北区 and 江津区: not snapped, doubtful.
+        ("重庆市江京区", ("重庆市江京区", "unknown_district")),
+        ("安徽省阜阳市某某区", ("安徽省阜阳市某某区", "unknown_district")),
+        ("北京市火星区", ("北京市火星区", "unknown_district")),
+    ],
+)
+def test_check_address(read: str, expected: tuple[str, str | None]) -> None:
+    """§3 OCR: names below the province checked against GB/T 2260; unique near misses snap."""
+    checked = check_address(read)
+    assert checked is not None
+    assert (checked.value, checked.note) == expected
+
+
+def test_address_snapping_never_changes_the_province() -> None:
+    """§3 OCR: no province, no check; a snap only ever replaces names after it."""
+    assert check_address("朝阳区建国路88号") is None
+    checked = check_address("安微省阜阳市颖州区")  # 安微: no province read
+    assert checked is None
+
+
+def test_unknown_district_is_doubtful() -> None:
+    """§3 OCR: a county-level name that matches nothing in the gazetteer is highlighted."""
+    address = parse_card(card_boxes(address=("安徽省阜阳市某某区人民", "路12号"))).address
+    assert address.value == "安徽省阜阳市某某区人民路12号"
+    assert address.doubtful and address.note == "unknown_district"
 
 
 def test_ethnicities_are_the_56_official_names() -> None:

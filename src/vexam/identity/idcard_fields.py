@@ -6,8 +6,9 @@ reader in `vexam.identity.ocr` feeds this module what RapidOCR found.
 What the card says is only trusted as far as it can be checked: the ID number must pass
 every GB 11643 rule (never repaired), birth date and sex come from that number, the
 ethnicity must be one of the 56 official names, and the address must start with a
-province-level name. Anything else that looks off is returned, marked `doubtful`, for the
-candidate to look at.
+province-level name followed by official prefecture- and county-level names (GB/T 2260,
+see `vexam.identity.regions`). Anything else that looks off is returned, marked `doubtful`,
+for the candidate to look at.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from vexam.identity.ethnicities import ETHNICITIES, snap_ethnicity
-from vexam.identity.idnumbers import IdNumber, IdNumberError, parse_id_number, province_of_address
+from vexam.identity.idnumbers import IdNumber, IdNumberError, parse_id_number
+from vexam.identity.regions import SNAPPED, check_address
 
 __all__ = ["ETHNICITIES", "snap_ethnicity"]
 
@@ -406,8 +408,11 @@ def parse_card(
         ethnicity_field = _field(ethnicity_value, ethnicity_read[1], ethnicity_note)
 
     address_note = None
-    if address and province_of_address(address) is None:
-        address_note = "address_without_province"
+    if address:
+        # The province must be there; the names below it are checked against GB/T 2260.
+        checked = check_address(address)
+        address_note = "address_without_province" if checked is None else checked.note
+        address = address if checked is None else checked.value
     name_note = None
     if name[0] and not all(_is_cjk(c) or c == "·" for c in name[0]):
         name_note = "unexpected_characters"
@@ -427,7 +432,11 @@ def parse_card(
         sex=sex_field,
         ethnicity=ethnicity_field,
         birth_date=birth_field,
-        address=_field(address, address_score, address_note),
+        address=(
+            OcrField(address, address_score, address_score < LOW_CONFIDENCE, SNAPPED)
+            if address_note == SNAPPED
+            else _field(address, address_score, address_note)
+        ),
         id_number=OcrField(parsed.number, number.score, id_note is not None, id_note),
         sharpness=sharpness,
     )
