@@ -27,6 +27,7 @@ from vexam.accounts.sms import MemorySmsSender
 from vexam.config import Environment, Settings
 from vexam.core.clock import FrozenClock
 from vexam.core.db import Database
+from vexam.exams.payments import SandboxProvider
 from vexam.identity.engines import IdentityEngines
 from vexam.identity.registers import FormatOnlyRegister
 from vexam.main import create_app
@@ -114,12 +115,16 @@ def identity_engines() -> IdentityEngines:
 
 
 @pytest.fixture
-def resources(sms: MemorySmsSender, identity_engines: IdentityEngines) -> dict[str, object]:
-    """The pluggable services of a test app: memory SMS, format-only register, shared engines."""
+def resources(
+    sms: MemorySmsSender, identity_engines: IdentityEngines, settings: Settings
+) -> dict[str, object]:
+    """The pluggable services of a test app: memory SMS, format-only register, shared engines,
+    sandbox payments."""
     return {
         "sms_sender": sms,
         "id_register": FormatOnlyRegister(),
         "identity_engines": identity_engines,
+        "payment_provider": SandboxProvider(settings.secret_key),
     }
 
 

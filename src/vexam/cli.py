@@ -16,19 +16,22 @@ from rich.console import Console
 
 from vexam.config import Environment, InsecureSettingsError, Settings
 from vexam.core.clock import SystemClock
-from vexam.core.context import Ctx, Role
+from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
 from vexam.core.errors import VexamError
 from vexam.core.jobs import JobQueue, JobRuntime
 from vexam.main import build_queue, build_resources, build_store, create_app
+from vexam.schools.schemas import RosterImportOut
 
 app = typer.Typer(help="vexam: remote video admission exams.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 school_app = typer.Typer(help="Schools.", no_args_is_help=True)
+roster_app = typer.Typer(help="Exam rosters (考生名单).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(school_app, name="school")
+app.add_typer(roster_app, name="roster")
 console = Console()
 
 DEMO_PASSWORD = "vexam-demo-2026"  # noqa: S105 - printed for people trying the demo
@@ -172,6 +175,86 @@ def school_create(
         console.print(f"[red]{exc.code}[/red] {exc.params}")
         raise typer.Exit(1) from None
     console.print(f"created school {school_id} ({slug})")
+
+
+# The console acts with an operator's reach; the audit log records it as the CLI.
+CONSOLE = Principal(
+    user_id=0, role=Role.operator, school_id=None, locale=None, session_id=0, masked_phone="cli"
+)
+
+
+def _print_preview(preview: RosterImportOut) -> None:
+    console.print(
+        f"import {preview.id} ({preview.status}): {preview.total_rows} rows, "
+        f"{preview.valid_rows} valid, {preview.error_rows} bad"
+    )
+    if preview.inserted_rows is not None:
+        console.print(f"  added {preview.inserted_rows}, updated {preview.updated_rows}")
+    for error in preview.errors:
+        other = f" (same as row {error.other_row})" if error.other_row else ""
+        console.print(f"  [red]row {error.row}[/red] {error.column}: {error.reason}{other}")
+    if preview.error_rows > len(preview.errors):
+        console.print(f"  ... and {preview.error_rows - len(preview.errors)} more bad rows")
+
+
+@roster_app.command("import")
+def roster_import(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8 or GBK) or XLSX file", exists=True)],
+    school: Annotated[str, typer.Option(help="school slug")],
+    exam: Annotated[str, typer.Option(help="exam code")],
+    commit: Annotated[bool, typer.Option(help="import the rows after the preview")] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="with --commit: import the valid rows, leave out the bad")
+    ] = False,
+) -> None:
+    """Check a roster file and print its bad rows; with --commit, import it."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    from vexam.exams import service as exams
+    from vexam.schools import roster
+    from vexam.schools import service as schools
+
+    settings = _settings()
+
+    async def _import(bar: Progress) -> RosterImportOut:
+        task = bar.add_task("reading", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        async with _cli_ctx(settings) as ctx:
+            found = await schools.school_by_slug(ctx, school)
+            if found is None:
+                raise VexamError("school_not_found")
+            exam_id = next(
+                (e.id for e in await exams.list_exams(ctx, CONSOLE, found.id) if e.code == exam),
+                None,
+            )
+            if exam_id is None:
+                raise VexamError("exam_not_found")
+            with file.open("rb") as stream:
+                preview = await roster.preview(
+                    ctx, CONSOLE, exam_id, stream, file.name, progress=advance
+                )
+            bar.update(task, description="done")
+            if commit and (preview.error_rows == 0 or skip_invalid):
+                bar.update(task, description="importing")
+                preview = await roster.commit(
+                    ctx, CONSOLE, exam_id, preview.id, skip_invalid=skip_invalid
+                )
+            return preview
+
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), TaskProgressColumn())
+    try:
+        with Progress(*columns, TimeRemainingColumn(), console=console) as bar:
+            preview = asyncio.run(_import(bar))
+    except VexamError as exc:
+        console.print(f"[red]{exc.code}[/red] {exc.params}")
+        raise typer.Exit(1) from None
+    _print_preview(preview)
+    if commit and preview.status != "committed":
+        console.print("[red]not imported:[/red] fix the bad rows, or pass --skip-invalid")
+        raise typer.Exit(1)
 
 
 async def seed_demo(settings: Settings) -> None:

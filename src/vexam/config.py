@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
 
+    payment_provider: str = "sandbox"
+
     # Identity certification (SPEC §3) and the support service level (SPEC §7).
     id_register: str = "format"
     face_max_attempts: int = Field(3, ge=1)
@@ -120,6 +122,8 @@ class Settings(BaseSettings):
             reasons.append("VEXAM_DATA_KEY is the default or shorter than 32 characters")
         if self.sms_sender == "console":
             reasons.append("VEXAM_SMS_SENDER=console prints codes to the log; configure a gateway")
+        if self.payment_provider == "sandbox":
+            reasons.append("VEXAM_PAYMENT_PROVIDER=sandbox takes no money; configure a gateway")
         return reasons
 
     def check_safe_to_start(self) -> None:

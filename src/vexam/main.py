@@ -29,11 +29,14 @@ from vexam.core.problems import install_problem_handlers
 from vexam.core.storage import BlobStore, blob_store_from_url
 from vexam.core.web import Templates
 from vexam.exams import api as exams_api
+from vexam.exams import candidate_api as exams_candidate_api
+from vexam.exams.payments import provider_from_settings
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
 from vexam.identity import support_api as identity_support_api
 from vexam.identity.engines import IdentityEngines
 from vexam.identity.registers import register_from_settings
+from vexam.schools import api as schools_api
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIRS = [
@@ -54,6 +57,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "sms_sender": sender_from_settings(settings),
         "id_register": register_from_settings(settings),
         "identity_engines": IdentityEngines(),
+        "payment_provider": provider_from_settings(settings),
     }
 
 
@@ -137,6 +141,8 @@ def create_app(
     app.include_router(identity_support_api.router)
     app.include_router(identity_pages.router)
     app.include_router(exams_api.router)
+    app.include_router(exams_candidate_api.router)
+    app.include_router(schools_api.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.

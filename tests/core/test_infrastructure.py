@@ -177,12 +177,13 @@ def test_production_refuses_default_secrets_and_says_which() -> None:
         create_app(Settings(env=Environment.production, _env_file=None))
     message = str(refused.value)
     assert "VEXAM_SECRET_KEY" in message and "VEXAM_DATA_KEY" in message
-    assert "VEXAM_SMS_SENDER" in message
+    assert "VEXAM_SMS_SENDER" in message and "VEXAM_PAYMENT_PROVIDER" in message
     good = Settings(
         env=Environment.production,
         secret_key="s" * 40,
         data_key="d" * 40,
         sms_sender="memory",
+        payment_provider="school_gateway.pay:Gateway",
         _env_file=None,
     )
     good.check_safe_to_start()

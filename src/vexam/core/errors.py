@@ -165,6 +165,47 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "exam_setting_invalid": ErrorSpec(422, N_("The setting {field} is not valid: {reason}.")),
     "exam_code_taken": ErrorSpec(409, N_("This school already has an exam with this code.")),
+    # §4 roster
+    "roster_invalid": ErrorSpec(
+        422,
+        N_(
+            "The roster cannot be imported ({reason}). Save it as CSV or XLSX with the columns "
+            "name, ID number and exam province, and check the rows listed in the preview."
+        ),
+    ),
+    "roster_import_not_found": ErrorSpec(404, N_("No such roster import for this exam.")),
+    "roster_row_not_found": ErrorSpec(404, N_("No such roster row for this exam.")),
+    # §4 applications and payment
+    "identity_not_certified": ErrorSpec(
+        403, N_("Certify your identity first; then you can apply for exams.")
+    ),
+    "not_in_roster": ErrorSpec(
+        404,
+        N_(
+            "No exam found for you: check the school and the ID number, or ask the school "
+            "whether it imported your data."
+        ),
+    ),
+    "roster_mismatch": ErrorSpec(
+        409,
+        N_(
+            "The school's roster has a different {fields_text} for your ID number. Check what "
+            "you entered, or ask the school to correct its roster."
+        ),
+    ),
+    "exam_not_open": ErrorSpec(409, N_("This exam is not open for you now.")),
+    "exam_closed": ErrorSpec(409, N_("This exam ended at {ended_at}; it takes no applications.")),
+    "payment_required": ErrorSpec(
+        402, N_("Pay the exam fee first; the mock exam opens once it is paid.")
+    ),
+    "payment_not_required": ErrorSpec(409, N_("This exam has no fee; there is nothing to pay.")),
+    "already_paid": ErrorSpec(
+        409, N_("This order is already paid. You will not be charged again.")
+    ),
+    "payment_callback_invalid": ErrorSpec(
+        400, N_("The payment notice is not signed or not valid.")
+    ),
+    "payment_not_refundable": ErrorSpec(409, N_("Only a paid order can be refunded.")),
 }
 
 

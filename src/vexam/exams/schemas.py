@@ -105,3 +105,61 @@ class ExamOut(BaseModel):
     anti_cheat: dict[str, str]
     published: bool
     subjects: list[SubjectOut]
+
+
+class CatalogEntry(BaseModel):
+    """A published exam a candidate can apply for."""
+
+    exam_id: int
+    school_id: int
+    school_name: str
+    school_name_en: str | None
+    exam_name: str
+    exam_name_en: str | None
+    formal_starts_at: datetime
+    formal_ends_at: datetime
+    fee_cents: int
+    timezone: str
+
+
+class ApplyIn(BaseModel):
+    """Apply for an exam: the province where you sit the gaokao (高考省份)."""
+
+    province: str = Field(max_length=16, examples=["北京", "11"])
+
+
+class OrderOut(BaseModel):
+    """A payment order; `pay_url` while it is unpaid."""
+
+    id: int
+    exam_id: int
+    amount_cents: int
+    currency: str
+    status: Literal["pending", "paid", "refunded"]
+    provider: str
+    pay_url: str | None
+    paid_at: datetime | None
+    refunded_at: datetime | None
+
+
+class ApplicationOut(BaseModel):
+    """An application: the matched roster data, payment, and whether the mock exam is open."""
+
+    exam_id: int
+    exam_name: str
+    status: Literal["matched", "enrolled"]
+    name: str
+    province: str
+    candidate_number: str | None
+    major: str | None
+    enrolled_at: datetime | None
+    fee_cents: int
+    payment: OrderOut | None
+    mock: Literal["open", "not_enrolled", "payment_required", "not_offered"]
+    mock_limit: int | None
+
+
+class RefundIn(BaseModel):
+    """Refund a paid order, with the reason for the audit log."""
+
+    reason: str = Field(min_length=2, max_length=2000)

@@ -176,3 +176,16 @@ def province_of_address(address: str) -> str | None:
         if text.startswith(official) or text.startswith(short):
             return code
     return None
+
+
+# Every accepted spelling of a province (code, short name, official name) → short name.
+_PROVINCE_NAMES = {
+    spelling: short
+    for code, (short, official) in PROVINCES.items()
+    for spelling in (code, short, official)
+}
+
+
+def normalise_province(raw: str) -> str | None:
+    """A province's short name (北京, 广西) from its short name, official name or 2-digit code."""
+    return _PROVINCE_NAMES.get("".join(raw.split()))
