@@ -454,10 +454,7 @@ async def correct_row(
     ctx: Ctx, principal: Principal, exam_id: int, row_id: int, body: schemas.RowCorrectionIn
 ) -> schemas.RosterRowOut:
     """Correct a row's name, province, candidate number or major; audited with old and new."""
-    exam = await exams.get_exam(ctx, principal, exam_id)
-    row = await ctx.session.get(RosterRow, row_id)
-    if row is None or row.exam_id != exam.id:
-        raise VexamError("roster_row_not_found")
+    row = await get_row(ctx, principal, exam_id, row_id)
     changes: dict[str, dict[str, str | None]] = {}
     for field, value in _corrections(body):
         before = getattr(row, field)
@@ -468,7 +465,7 @@ async def correct_row(
         row.updated_at = ctx.now()
         await ctx.session.flush()
         await audit.record(
-            ctx, "roster.row_corrected", "roster_row", row.id, exam_id=exam.id, changes=changes
+            ctx, "roster.row_corrected", "roster_row", row.id, exam_id=exam_id, changes=changes
         )
     return row_out(row)
 
@@ -481,3 +478,12 @@ async def find_row(ctx: Ctx, exam_id: int, id_number_index: str) -> RosterRow | 
         )
     )
     return found.scalar_one_or_none()
+
+
+async def get_row(ctx: Ctx, principal: Principal, exam_id: int, row_id: int) -> RosterRow:
+    """A row of an exam the caller manages; `roster_row_not_found` otherwise."""
+    exam = await exams.get_exam(ctx, principal, exam_id)
+    row = await ctx.session.get(RosterRow, row_id)
+    if row is None or row.exam_id != exam.id:
+        raise VexamError("roster_row_not_found")
+    return row
