@@ -16,6 +16,7 @@ from vexam import __version__
 from vexam.accounts import api as accounts_api
 from vexam.accounts import pages as accounts_pages
 from vexam.accounts import service as accounts_service
+from vexam.accounts import staff_api
 from vexam.accounts import tasks as accounts_tasks
 from vexam.accounts.sms import sender_from_settings
 from vexam.config import Settings
@@ -37,6 +38,7 @@ from vexam.identity import support_api as identity_support_api
 from vexam.identity.engines import IdentityEngines
 from vexam.identity.registers import register_from_settings
 from vexam.schools import api as schools_api
+from vexam.schools import school_api
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIRS = [
@@ -143,6 +145,8 @@ def create_app(
     app.include_router(exams_api.router)
     app.include_router(exams_candidate_api.router)
     app.include_router(schools_api.router)
+    app.include_router(school_api.router)
+    app.include_router(staff_api.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vexam.accounts.codes import Purpose
+from vexam.core.context import Role
 
 
 class SmsCodeRequest(BaseModel):
@@ -97,3 +98,36 @@ class SessionOut(BaseModel):
     last_seen_at: datetime
     expires_at: datetime
     current: bool
+
+
+class StaffIn(BaseModel):
+    """A new staff account: school admin or reviewer of a school, or support agent."""
+
+    phone: str = Field(max_length=32, examples=["13900139000"])
+    role: Literal[Role.school_admin, Role.reviewer, Role.support]
+    school_id: int | None = None
+    display_name: str | None = Field(None, max_length=100)
+    password: str | None = Field(
+        None,
+        max_length=256,
+        description="initial password; omit it and the staff member sets one by SMS reset",
+    )
+
+
+class StaffOut(BaseModel):
+    """A staff account (phone masked)."""
+
+    id: int
+    phone: str
+    role: Role
+    school_id: int | None
+    display_name: str | None
+    is_active: bool
+    created_at: datetime
+
+
+class StaffActiveIn(BaseModel):
+    """Deactivate or reactivate a staff account, with the reason for the audit log."""
+
+    active: bool
+    reason: str = Field(min_length=2, max_length=500)

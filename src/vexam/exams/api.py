@@ -6,7 +6,7 @@ from fastapi import status
 
 from vexam.core.auth import CurrentPrincipal, ServiceCtx
 from vexam.core.web import make_router
-from vexam.exams import schemas, service
+from vexam.exams import accommodations, schemas, service
 
 router = make_router(prefix="/api/v1", tags=["exams"])
 
@@ -39,3 +39,24 @@ async def update_exam(
 ) -> schemas.ExamOut:
     """Replace the exam's settings and subjects."""
     return await service.update_exam(ctx, principal, exam_id, body)
+
+
+@router.put("/exams/{exam_id}/roster/{row_id}/accommodation")
+async def grant_accommodation(
+    exam_id: int,
+    row_id: int,
+    body: schemas.AccommodationIn,
+    principal: CurrentPrincipal,
+    ctx: ServiceCtx,
+) -> schemas.AccommodationOut | None:
+    """Grant one roster row's candidate extra attempts, a longer recording limit or a later
+    window end, with a reason (audited); all zero removes it and answers null."""
+    return await accommodations.grant(ctx, principal, exam_id, row_id, body)
+
+
+@router.get("/exams/{exam_id}/accommodations")
+async def list_accommodations(
+    exam_id: int, principal: CurrentPrincipal, ctx: ServiceCtx
+) -> list[schemas.AccommodationOut]:
+    """Every accommodation of the exam."""
+    return await accommodations.list_granted(ctx, principal, exam_id)

@@ -163,3 +163,28 @@ class RefundIn(BaseModel):
     """Refund a paid order, with the reason for the audit log."""
 
     reason: str = Field(min_length=2, max_length=2000)
+
+
+class AccommodationIn(BaseModel):
+    """What one candidate is granted beyond the exam's settings, and why (all zero: remove)."""
+
+    extra_attempts: int = Field(0, description="added to every subject's attempts")
+    extra_seconds: int = Field(0, description="added to every subject's recording limit")
+    window_ends_at: datetime | None = Field(
+        None, description="a later end of the formal window for this candidate"
+    )
+    reason: str = Field(max_length=500, examples=["右手骨折，医院证明已存档"])
+
+
+class AccommodationOut(BaseModel):
+    """An accommodation and whose roster row it is (ID number masked)."""
+
+    roster_row_id: int
+    name: str
+    id_number_masked: str
+    candidate_number: str | None
+    extra_attempts: int
+    extra_seconds: int
+    window_ends_at: datetime | None
+    reason: str
+    updated_at: datetime

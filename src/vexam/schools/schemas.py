@@ -72,3 +72,23 @@ class RowCorrectionIn(BaseModel):
     province: str | None = Field(None, description="short or official name, or 2-digit code")
     candidate_number: str | None = Field(None, max_length=32)
     major: str | None = Field(None, max_length=200)
+
+
+class SchoolIn(BaseModel):
+    """A new school."""
+
+    slug: str = Field(max_length=64, examples=["central-conservatory"])
+    name: str = Field(max_length=200, examples=["中央示范音乐学院"])
+    name_en: str | None = Field(None, max_length=200)
+    timezone: str = Field("Asia/Shanghai", max_length=64)
+
+
+class SchoolOut(BaseModel):
+    """A school."""
+
+    id: int
+    slug: str
+    name: str
+    name_en: str | None
+    timezone: str
+    created_at: datetime

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from vexam.core import audit
 from vexam.core.context import Ctx
 from vexam.core.errors import VexamError
+from vexam.schools import schemas
 from vexam.schools.models import School
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -57,3 +58,20 @@ async def school_by_slug(ctx: Ctx, slug: str) -> School | None:
     return (
         await ctx.session.execute(select(School).where(School.slug == slug))
     ).scalar_one_or_none()
+
+
+async def list_schools(ctx: Ctx) -> list[School]:
+    """Every school, by name."""
+    return list((await ctx.session.execute(select(School).order_by(School.name))).scalars())
+
+
+def school_out(school: School) -> schemas.SchoolOut:
+    """A school as the API shows it."""
+    return schemas.SchoolOut(
+        id=school.id,
+        slug=school.slug,
+        name=school.name,
+        name_en=school.name_en,
+        timezone=school.timezone,
+        created_at=school.created_at,
+    )

@@ -1,0 +1,158 @@
+"""Accommodations (SPEC §4): what a school grants one candidate beyond the exam's settings.
+
+A school admin grants extra attempts (added to every subject), extra recording seconds
+(added to every subject's limit) and a later end of the formal window, always with a written
+reason; every change is audited with the values before and after. Granting nothing removes
+the accommodation. The exam engine asks `granted_to` what applies to a candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from vexam.core import audit
+from vexam.core.context import Ctx, Principal
+from vexam.core.errors import VexamError
+from vexam.exams import schemas
+from vexam.exams.models import Accommodation, Exam
+from vexam.exams.service import MAX_ATTEMPTS, MAX_RECORDING_SECONDS, get_exam
+from vexam.schools import roster as rosters
+
+MAX_WINDOW_EXTENSION = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Granted:
+    """What applies to one candidate on top of the exam's settings (zero when nothing)."""
+
+    extra_attempts: int = 0
+    extra_seconds: int = 0
+    window_ends_at: datetime | None = None
+
+    def window_end(self, exam: Exam) -> datetime:
+        """The end of this candidate's formal window."""
+        if self.window_ends_at is not None and self.window_ends_at > exam.formal_ends_at:
+            return self.window_ends_at
+        return exam.formal_ends_at
+
+
+def _invalid(field: str, reason: str) -> VexamError:
+    return VexamError("exam_setting_invalid", field=f"accommodation.{field}", reason=reason)
+
+
+def _check(exam: Exam, body: schemas.AccommodationIn) -> str:
+    reason = " ".join(body.reason.split())
+    if len(reason) < 2:
+        raise _invalid("reason", "a written reason")
+    if not 0 <= body.extra_attempts <= MAX_ATTEMPTS:
+        raise _invalid("extra_attempts", f"between 0 and {MAX_ATTEMPTS}")
+    if not 0 <= body.extra_seconds <= MAX_RECORDING_SECONDS:
+        raise _invalid("extra_seconds", f"between 0 and {MAX_RECORDING_SECONDS}")
+    if body.window_ends_at is not None:
+        if body.window_ends_at.tzinfo is None:
+            raise _invalid("window_ends_at", "with a time zone, e.g. +08:00")
+        if body.window_ends_at <= exam.formal_ends_at:
+            raise _invalid("window_ends_at", "after the end of the formal window")
+        if body.window_ends_at > exam.formal_ends_at + MAX_WINDOW_EXTENSION:
+            raise _invalid("window_ends_at", "at most 30 days after the formal window")
+    return reason
+
+
+def _values(item: Accommodation | None) -> dict[str, Any]:
+    if item is None:
+        return {"extra_attempts": 0, "extra_seconds": 0, "window_ends_at": None}
+    return {
+        "extra_attempts": item.extra_attempts,
+        "extra_seconds": item.extra_seconds,
+        "window_ends_at": item.window_ends_at.isoformat() if item.window_ends_at else None,
+    }
+
+
+def accommodation_out(item: Accommodation, row: Any) -> schemas.AccommodationOut:
+    """An accommodation with the roster row it belongs to (ID number masked)."""
+    return schemas.AccommodationOut(
+        roster_row_id=item.roster_row_id,
+        name=row.name,
+        id_number_masked=row.id_number_masked,
+        candidate_number=row.candidate_number,
+        extra_attempts=item.extra_attempts,
+        extra_seconds=item.extra_seconds,
+        window_ends_at=item.window_ends_at,
+        reason=item.reason,
+        updated_at=item.updated_at,
+    )
+
+
+async def _of_row(ctx: Ctx, row_id: int) -> Accommodation | None:
+    found = await ctx.session.execute(
+        select(Accommodation).where(Accommodation.roster_row_id == row_id)
+    )
+    return found.scalar_one_or_none()
+
+
+async def grant(
+    ctx: Ctx, principal: Principal, exam_id: int, row_id: int, body: schemas.AccommodationIn
+) -> schemas.AccommodationOut | None:
+    """Set what one roster row's candidate is granted (None when it is now nothing)."""
+    exam = await get_exam(ctx, principal, exam_id)
+    row = await rosters.get_row(ctx, principal, exam.id, row_id)
+    reason = _check(exam, body)
+    item = await _of_row(ctx, row.id)
+    before = _values(item)
+    now = ctx.now()
+    nothing = not body.extra_attempts and not body.extra_seconds and body.window_ends_at is None
+    if nothing:
+        if item is not None:
+            await ctx.session.execute(delete(Accommodation).where(Accommodation.id == item.id))
+    else:
+        if item is None:
+            item = Accommodation(exam_id=exam.id, roster_row_id=row.id, created_at=now)
+            ctx.session.add(item)
+        item.extra_attempts = body.extra_attempts
+        item.extra_seconds = body.extra_seconds
+        item.window_ends_at = body.window_ends_at
+        item.reason = reason
+        item.granted_by = principal.user_id or None
+        item.updated_at = now
+        await ctx.session.flush()
+    await audit.record(
+        ctx,
+        "accommodation.removed" if nothing else "accommodation.granted",
+        "roster_row",
+        row.id,
+        exam_id=exam.id,
+        before=before,
+        after=_values(None if nothing else item),
+        reason=reason,
+    )
+    return None if nothing or item is None else accommodation_out(item, row)
+
+
+async def list_granted(
+    ctx: Ctx, principal: Principal, exam_id: int
+) -> list[schemas.AccommodationOut]:
+    """Every accommodation of an exam the caller manages, newest change first."""
+    exam = await get_exam(ctx, principal, exam_id)
+    found = await ctx.session.execute(
+        select(Accommodation)
+        .where(Accommodation.exam_id == exam.id)
+        .order_by(Accommodation.updated_at.desc(), Accommodation.id.desc())
+    )
+    out = []
+    for item in found.scalars():
+        row = await rosters.get_row(ctx, principal, exam.id, item.roster_row_id)
+        out.append(accommodation_out(item, row))
+    return out
+
+
+async def granted_to(ctx: Ctx, exam_id: int, id_number_index: str) -> Granted:
+    """What the candidate with this ID number's blind index is granted for the exam."""
+    row = await rosters.find_row(ctx, exam_id, id_number_index)
+    item = await _of_row(ctx, row.id) if row is not None else None
+    if item is None:
+        return Granted()
+    return Granted(item.extra_attempts, item.extra_seconds, item.window_ends_at)
