@@ -31,6 +31,7 @@ from vexam.core.storage import BlobStore, blob_store_from_url
 from vexam.core.web import Templates
 from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
+from vexam.exams import pages as exams_pages
 from vexam.exams.payments import provider_from_settings
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
@@ -38,6 +39,7 @@ from vexam.identity import support_api as identity_support_api
 from vexam.identity.engines import IdentityEngines
 from vexam.identity.registers import register_from_settings
 from vexam.schools import api as schools_api
+from vexam.schools import pages as schools_pages
 from vexam.schools import school_api
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -45,6 +47,8 @@ TEMPLATE_DIRS = [
     PACKAGE_DIR / "web" / "templates",
     PACKAGE_DIR / "accounts" / "templates",
     PACKAGE_DIR / "identity" / "templates",
+    PACKAGE_DIR / "exams" / "templates",
+    PACKAGE_DIR / "schools" / "templates",
 ]
 
 
@@ -147,6 +151,8 @@ def create_app(
     app.include_router(schools_api.router)
     app.include_router(school_api.router)
     app.include_router(staff_api.router)
+    app.include_router(exams_pages.router)
+    app.include_router(schools_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.
