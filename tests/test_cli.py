@@ -115,10 +115,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
+def _post(url: str, body: dict | None, token: str | None = None) -> tuple[int, dict]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -169,6 +170,15 @@ def test_demo_runs_and_a_person_can_register_with_the_printed_code(tmp_path: Pat
                 f"{base}/api/v1/auth/login", {"phone": phone, "password": DEMO_PASSWORD}
             )
             assert status == 200 and body["user"]["role"] == role.value
+        # The certified demo candidate applies for the demo exam and pays once in the sandbox.
+        token = body["token"]
+        status, matched = _post(f"{base}/api/v1/exams/1/application", {"province": "上海"}, token)
+        assert status == 200 and matched["name"] == "李明", matched
+        status, enrolled = _post(f"{base}/api/v1/exams/1/application/confirm", {}, token)
+        assert enrolled["mock"] == "payment_required"
+        status, order = _post(f"{base}/api/v1/exams/1/payment-order", {}, token)
+        assert _post(f"{base}{order['pay_url']}", {}, token)[1]["status"] == "paid"
+        assert _post(f"{base}{order['pay_url']}", {}, token)[1]["code"] == "already_paid"
         phone = "13512345678"
         status, _ = _post(f"{base}/api/v1/auth/sms-codes", {"phone": phone, "purpose": "register"})
         assert status == 202

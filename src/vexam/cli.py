@@ -20,6 +20,14 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
 from vexam.core.errors import VexamError
 from vexam.core.jobs import JobQueue, JobRuntime
+from vexam.demo import (
+    CERTIFIED_ALREADY,
+    CERTIFY_BY_HAND,
+    DEMO_ACCOUNTS,
+    DEMO_PASSWORD,
+    SAMPLE_ROSTER,
+)
+from vexam.demo import seed as seed_demo
 from vexam.main import build_queue, build_resources, build_store, create_app
 from vexam.schools.schemas import RosterImportOut
 
@@ -33,16 +41,6 @@ app.add_typer(user_app, name="user")
 app.add_typer(school_app, name="school")
 app.add_typer(roster_app, name="roster")
 console = Console()
-
-DEMO_PASSWORD = "vexam-demo-2026"  # noqa: S105 - printed for people trying the demo
-DEMO_SCHOOL = "demo-academy"
-DEMO_ACCOUNTS = [
-    ("13900000001", Role.operator, "平台管理员 Operator"),
-    ("13900000002", Role.school_admin, "院校管理员 School admin"),
-    ("13900000003", Role.reviewer, "评委 Reviewer"),
-    ("13900000004", Role.support, "客服 Support agent"),
-    ("13900000005", Role.candidate, "考生 Candidate"),
-]
 
 
 def _settings() -> Settings:
@@ -257,30 +255,6 @@ def roster_import(
         raise typer.Exit(1)
 
 
-async def seed_demo(settings: Settings) -> None:
-    """Create the demo school and one account per role, once (safe to run again)."""
-    from vexam.accounts import service as accounts
-    from vexam.schools import service as schools
-
-    async with _cli_ctx(settings) as ctx:
-        school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
-        if school is None:
-            school = await schools.create_school(
-                ctx, DEMO_SCHOOL, "示范艺术学院", name_en="Demo Academy of Arts"
-            )
-        for phone, role, label in DEMO_ACCOUNTS:
-            if await accounts.user_by_phone(ctx.session, phone) is None:
-                staff_of_school = role in (Role.school_admin, Role.reviewer)
-                await accounts.create_user(
-                    ctx,
-                    phone,
-                    DEMO_PASSWORD,
-                    role=role,
-                    display_name=label,
-                    school_id=school.id if staff_of_school else None,
-                )
-
-
 @app.command()
 def demo(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -309,7 +283,21 @@ def demo(
     console.print(f"  demo logins   password [bold]{DEMO_PASSWORD}[/bold] for every account:")
     for phone, role, label in DEMO_ACCOUNTS:
         console.print(f"    {phone}  {role.value:<13} {label}")
-    console.print("  SMS codes are printed here, in this console, as \\[vexam SMS → ...] lines.\n")
+    console.print("  SMS codes are printed here, in this console, as \\[vexam SMS → ...] lines.")
+    by_hand, ready = CERTIFY_BY_HAND, CERTIFIED_ALREADY
+    console.print(
+        "  demo exam     示范艺术学院 · 钢琴演奏（示范）, fee ¥180.00 paid in the sandbox"
+    )
+    console.print(
+        f"    13900000005 certifies at /identity by typing {by_hand.name} {by_hand.id_number}"
+        f" ({by_hand.province}); 13900000004 approves at /support/reviews"
+    )
+    console.print(
+        f"    13900000006 is certified as {ready.name} ({ready.province}): apply at /exams"
+    )
+    console.print(
+        f"    roster to import as 13900000002 at /school: {(data_dir / SAMPLE_ROSTER).resolve()}\n"
+    )
     application = create_app(settings, in_process_worker=True)
     uvicorn.run(application, host=host, port=port, log_level="info")
 

@@ -1,0 +1,273 @@
+"""The demo's data: a school, one account per role, a published exam with its roster.
+
+Everything is made through the same services the API uses, so the audit log shows it. Safe
+to run again: what exists is kept, and the demo exam's window moves to the coming week when
+it has passed, so the demo always has an exam open for applications.
+
+The demo candidate `13900000005` certifies at /identity by typing the first person of
+`DEMO_PEOPLE` (no photo: the support agent approves the manual review at /support/reviews).
+The candidate `13900000006` is certified already (through a manual review the demo support
+agent approved, with drawn placeholder photos) so applying and paying can be tried at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from PIL import Image, ImageDraw
+
+from vexam.config import Settings
+from vexam.core.clock import Clock, SystemClock
+from vexam.core.context import Ctx, Principal, Role
+from vexam.core.db import Database
+from vexam.identity.idnumbers import check_character
+
+DEMO_PASSWORD = "vexam-demo-2026"  # noqa: S105 - printed for people trying the demo
+DEMO_SCHOOL = "demo-academy"
+DEMO_EXAM = "piano-demo"
+DEMO_ACCOUNTS = [
+    ("13900000001", Role.operator, "平台管理员 Operator"),
+    ("13900000002", Role.school_admin, "院校管理员 School admin"),
+    ("13900000003", Role.reviewer, "评委 Reviewer"),
+    ("13900000004", Role.support, "客服 Support agent"),
+    ("13900000005", Role.candidate, "考生 Candidate"),
+    ("13900000006", Role.candidate, "考生（已认证）Certified candidate"),
+]
+SAMPLE_ROSTER = "demo-roster.xlsx"
+
+
+def _id_number(first17: str) -> str:
+    return first17 + check_character(first17)
+
+
+@dataclass(frozen=True)
+class Person:
+    """One candidate of the demo roster (made-up people with valid made-up ID numbers)."""
+
+    name: str
+    id_number: str
+    province: str
+    candidate_number: str
+    major: str
+
+
+DEMO_PEOPLE = [
+    Person("张小雨", _id_number("11010520080315002"), "北京", "27110105000101", "钢琴演奏"),
+    Person("李明", _id_number("31010420071120003"), "上海", "27310104000102", "钢琴演奏"),
+    Person("王芳", _id_number("44010620080102004"), "广东", "27440106000103", "声乐"),
+    Person("陈思远", _id_number("51010720070818005"), "四川", "27510107000104", "作曲"),
+]
+# The candidate account each person belongs to in the demo (None: only on the roster).
+CERTIFY_BY_HAND = DEMO_PEOPLE[0]
+CERTIFIED_ALREADY = DEMO_PEOPLE[1]
+CONSOLE = Principal(
+    user_id=0, role=Role.operator, school_id=None, locale=None, session_id=0, masked_phone="demo"
+)
+
+
+def roster_rows(people: list[Person]) -> list[list[str]]:
+    """Roster rows in the import's column order."""
+    return [[p.name, p.id_number, p.province, p.candidate_number, p.major] for p in people]
+
+
+ROSTER_HEADER = ["姓名", "身份证号", "高考省份", "考生号", "专业"]
+
+
+def write_sample_roster(path: Path) -> None:
+    """An Excel roster a school admin can import in the demo: the demo people, two more
+    candidates, and one row whose ID number has a wrong check character (to fix)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(ROSTER_HEADER)
+    for row in roster_rows(DEMO_PEOPLE):
+        sheet.append(row)
+    sheet.append(["赵一鸣", _id_number("32010220080909006"), "江苏", "27320102000105", "钢琴演奏"])
+    good = _id_number("37010220080606007")
+    wrong = good[:17] + ("0" if good[17] != "0" else "1")
+    sheet.append(["孙婷", wrong, "山东", "27370102000106", "声乐"])
+    book.save(path)
+
+
+def _drawn_photo(label: str) -> bytes:
+    """A plain placeholder picture (the demo has no real card or face to show)."""
+    image = Image.new("RGB", (640, 400), (236, 240, 245))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, 620, 380), outline=(120, 130, 140), width=4)
+    draw.text((40, 40), f"DEMO {label}", fill=(60, 60, 60))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def demo_window(now: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """A formal window in the coming week: opens in 7 days at 09:00, ends 2 days later 18:00."""
+    local = now.astimezone(ZoneInfo(timezone)).date()
+    zone = ZoneInfo(timezone)
+    starts = datetime.combine(local + timedelta(days=7), time(9, 0), zone)
+    ends = datetime.combine(local + timedelta(days=9), time(18, 0), zone)
+    return starts, ends
+
+
+@asynccontextmanager
+async def _ctx(
+    db: Database, settings: Settings, clock: Clock, actor: Principal | None = None
+) -> AsyncIterator[Ctx]:
+    from vexam.main import build_queue, build_resources, build_store
+
+    async with db.unit_of_work() as session:
+        yield Ctx(
+            session=session,
+            clock=clock,
+            settings=settings,
+            jobs=build_queue(settings),
+            actor=actor,
+            device_id="demo",
+            store=build_store(settings),
+            extra=build_resources(settings),
+        )
+
+
+async def seed(settings: Settings, clock: Clock | None = None) -> None:
+    """Create what the demo needs (once) and keep the demo exam open."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    clock = clock or SystemClock()
+    try:
+        users = await _accounts(db, settings, clock)
+        await _exam(db, settings, clock)
+        await _certify(db, settings, clock, users)
+    finally:
+        await db.dispose()
+    sample = settings.data_dir / SAMPLE_ROSTER
+    if not sample.exists():
+        write_sample_roster(sample)
+
+
+async def _accounts(db: Database, settings: Settings, clock: Clock) -> dict[str, Principal]:
+    from vexam.accounts import service as accounts
+    from vexam.schools import service as schools
+
+    out: dict[str, Principal] = {}
+    async with _ctx(db, settings, clock) as ctx:
+        school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
+        if school is None:
+            school = await schools.create_school(
+                ctx, DEMO_SCHOOL, "示范艺术学院", name_en="Demo Academy of Arts"
+            )
+        for phone, role, label in DEMO_ACCOUNTS:
+            user = await accounts.user_by_phone(ctx.session, phone)
+            if user is None:
+                staff_of_school = role in (Role.school_admin, Role.reviewer)
+                user = await accounts.create_user(
+                    ctx,
+                    phone,
+                    DEMO_PASSWORD,
+                    role=role,
+                    display_name=label,
+                    school_id=school.id if staff_of_school else None,
+                )
+            out[phone] = Principal(
+                user_id=user.id,
+                role=role,
+                school_id=user.school_id,
+                locale=None,
+                session_id=0,
+                masked_phone=phone,
+            )
+    return out
+
+
+async def _exam(db: Database, settings: Settings, clock: Clock) -> int:
+    from vexam.exams import schemas
+    from vexam.exams import service as exams
+    from vexam.schools import roster
+    from vexam.schools import service as schools
+
+    async with _ctx(db, settings, clock, CONSOLE) as ctx:
+        school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
+        assert school is not None
+        found = [e for e in await exams.list_exams(ctx, CONSOLE, school.id) if e.code == DEMO_EXAM]
+        starts, ends = demo_window(ctx.now(), school.timezone)
+        if found and found[0].formal_ends_at > ctx.now():
+            return found[0].id
+        body = schemas.ExamIn(
+            code=DEMO_EXAM,
+            name="钢琴演奏（示范）",
+            name_en="Piano performance (demo)",
+            season=str(ends.year + (1 if ends.month >= 9 else 0)),
+            formal_starts_at=starts,
+            formal_ends_at=ends,
+            fee_cents=18000,
+            mock_limit=None,
+            published=True,
+            subjects=[
+                schemas.SubjectIn(name="练习曲", name_en="Étude", attempts=2, max_seconds=300),
+                schemas.SubjectIn(
+                    name="自选乐曲",
+                    name_en="Piece of your choice",
+                    attempts=3,
+                    max_seconds=600,
+                    prompt="请完整演奏一首自选乐曲，演奏前报出曲名。",
+                    face_check_seconds=30,
+                ),
+            ],
+        )
+        if found:  # the window has passed: the demo exam moves to the coming week
+            exam_id = found[0].id
+            await exams.update_exam(ctx, CONSOLE, exam_id, body)
+            return exam_id
+        exam = await exams.create_exam(ctx, CONSOLE, school.id, body)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(ROSTER_HEADER)
+        writer.writerows(roster_rows(DEMO_PEOPLE))
+        data = io.BytesIO(text.getvalue().encode("utf-8"))
+        preview = await roster.preview(ctx, CONSOLE, exam.id, data, "demo-roster.csv")
+        await roster.commit(ctx, CONSOLE, exam.id, preview.id)
+        return exam.id
+
+
+async def _certify(
+    db: Database, settings: Settings, clock: Clock, users: dict[str, Principal]
+) -> None:
+    """Certify 13900000006 as `CERTIFIED_ALREADY` through a manual review, once."""
+    from vexam.identity import decisions, schemas, service, verification
+
+    candidate = users["13900000006"]
+    agent = users["13900000004"]
+    async with _ctx(db, settings, clock, candidate) as ctx:
+        current = await service.identity_of(ctx, candidate.user_id)
+        if current is not None:
+            return
+        person = CERTIFIED_ALREADY
+        await service.submit(
+            ctx,
+            candidate,
+            schemas.CertificationIn(
+                identity_type=schemas.IdentityType.gaokao,
+                document_type=schemas.DocumentType.resident_id,
+                name=person.name,
+                id_number=person.id_number,
+                address="上海市徐汇区示范路1号",
+            ),
+        )
+        review = await verification.request_review(
+            ctx, candidate, _drawn_photo("ID card"), _drawn_photo("selfie")
+        )
+    async with _ctx(db, settings, clock, agent) as ctx:
+        await decisions.decide_review(
+            ctx,
+            agent,
+            review.id,
+            schemas.DecisionIn(decision="approve", reason="示范数据 demo data"),
+        )

@@ -1,0 +1,75 @@
+"""The demo's data: made through the services, safe to seed again, its exam kept open."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from vexam.config import Environment, Settings
+from vexam.core.clock import FrozenClock
+from vexam.core.db import Database
+from vexam.demo import CERTIFIED_ALREADY, DEMO_EXAM, DEMO_PEOPLE, SAMPLE_ROSTER, seed
+from vexam.exams.models import Exam
+from vexam.identity.idnumbers import IdNumberError, parse_id_number
+from vexam.identity.models import Identity
+from vexam.migrate import upgrade
+from vexam.schools.models import RosterRow
+
+
+def demo_settings(data_dir: Path) -> Settings:
+    return Settings(
+        env=Environment.development,
+        data_dir=data_dir,
+        database_url="",
+        storage_url="",
+        queue_url="",
+        sms_sender="console",
+    )
+
+
+async def counts(settings: Settings) -> tuple[int, int, list[str], Exam]:
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            exams = list((await session.execute(select(Exam))).scalars())
+            rows = await session.scalar(select(func.count()).select_from(RosterRow))
+            statuses = list((await session.execute(select(Identity.status))).scalars())
+            return len(exams), int(rows or 0), statuses, exams[0]
+    finally:
+        await db.dispose()
+
+
+async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
+    """Seeding again adds nothing; once the window has passed it moves to the coming week."""
+    settings = demo_settings(tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    db = Database(settings.effective_database_url)
+    await upgrade(db)
+    await db.dispose()
+    clock = FrozenClock()
+    await seed(settings, clock)
+    await seed(settings, clock)
+    exams, rows, statuses, exam = await counts(settings)
+    assert (exams, rows, statuses) == (1, len(DEMO_PEOPLE), ["certified"])
+    assert exam.code == DEMO_EXAM and exam.published and exam.fee_cents == 18000
+    assert exam.formal_starts_at > clock.now()
+    assert CERTIFIED_ALREADY in DEMO_PEOPLE
+
+    clock.advance(timedelta(days=30))
+    await seed(settings, clock)
+    exams, rows, _, moved = await counts(settings)
+    assert (exams, rows) == (1, len(DEMO_PEOPLE))
+    assert moved.formal_starts_at > clock.now()
+
+    sheet = load_workbook(tmp_path / "data" / SAMPLE_ROSTER).active
+    assert sheet is not None
+    bad = []
+    for row in list(sheet.iter_rows(values_only=True))[1:]:
+        try:
+            parse_id_number(str(row[1]), today=clock.now().date())
+        except IdNumberError as exc:
+            bad.append((row[0], exc.reason.value))
+    assert bad == [("孙婷", "check_character")]
