@@ -8,26 +8,22 @@ from pathlib import Path
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from vexam.config import Environment, Settings
+from vexam.config import Settings
 from vexam.core.clock import FrozenClock
 from vexam.core.db import Database
-from vexam.demo import CERTIFIED_ALREADY, DEMO_EXAM, DEMO_PEOPLE, SAMPLE_ROSTER, seed
+from vexam.demo import (
+    CERTIFIED_ALREADY,
+    DEMO_EXAM,
+    DEMO_PEOPLE,
+    SAMPLE_ROSTER,
+    demo_settings,
+    seed,
+)
 from vexam.exams.models import Exam
 from vexam.identity.idnumbers import IdNumberError, parse_id_number
 from vexam.identity.models import Identity
 from vexam.migrate import upgrade
 from vexam.schools.models import RosterRow
-
-
-def demo_settings(data_dir: Path) -> Settings:
-    return Settings(
-        env=Environment.development,
-        data_dir=data_dir,
-        database_url="",
-        storage_url="",
-        queue_url="",
-        sms_sender="console",
-    )
 
 
 async def counts(settings: Settings) -> tuple[int, int, list[str], Exam]:

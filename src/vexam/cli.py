@@ -14,7 +14,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from vexam.config import Environment, InsecureSettingsError, Settings
+from vexam.config import InsecureSettingsError, Settings
 from vexam.core.clock import SystemClock
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
@@ -26,6 +26,7 @@ from vexam.demo import (
     DEMO_ACCOUNTS,
     DEMO_PASSWORD,
     SAMPLE_ROSTER,
+    demo_settings,
 )
 from vexam.demo import seed as seed_demo
 from vexam.main import build_queue, build_resources, build_store, create_app
@@ -264,15 +265,7 @@ def demo(
     ),
 ) -> None:
     """Run the whole platform locally on SQLite with demo data and print where to open it."""
-    settings = Settings(
-        env=Environment.development,
-        data_dir=data_dir,
-        database_url="",
-        storage_url="",
-        queue_url="",
-        sms_sender="console",
-        base_url=f"http://{host}:{port}",
-    )
+    settings = demo_settings(data_dir, f"http://{host}:{port}")
     asyncio.run(_upgrade(settings))
     asyncio.run(seed_demo(settings))
     base = settings.base_url

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw
 
-from vexam.config import Settings
+from vexam.config import Environment, Settings
 from vexam.core.clock import Clock, SystemClock
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
@@ -41,6 +41,19 @@ DEMO_ACCOUNTS = [
     ("13900000006", Role.candidate, "考生（已认证）Certified candidate"),
 ]
 SAMPLE_ROSTER = "demo-roster.xlsx"
+
+
+def demo_settings(data_dir: Path, base_url: str = "http://127.0.0.1:8000") -> Settings:
+    """The demo's settings: development mode, SQLite, local files, SMS codes on the console."""
+    return Settings(
+        env=Environment.development,
+        data_dir=data_dir,
+        database_url="",
+        storage_url="",
+        queue_url="",
+        sms_sender="console",
+        base_url=base_url,
+    )
 
 
 def _id_number(first17: str) -> str:
