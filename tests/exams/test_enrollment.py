@@ -15,6 +15,7 @@ from tests.identity.conftest import new_id_number, to_review
 from vexam.core.crypto import blind_index, encrypt_text
 from vexam.exams.payments import SandboxProvider
 from vexam.identity.idnumbers import mask_id_number
+from vexam.schools import service as schools
 from vexam.schools.models import RosterRow
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -252,3 +253,26 @@ async def test_refund_is_an_operator_action(app, client, inbox, new_phone, world
         headers=world["operator"],
     )
     assert again.status_code == 409 and again.json()["code"] == "payment_not_refundable"
+
+
+async def test_catalog_search_by_school_or_exam_name(app, client, inbox, new_phone, world) -> None:
+    """The catalog finds published exams by school or exam name; % and _ are literal."""
+    who = bearer((await register(client, inbox, new_phone()))["token"])
+    exam_id = world["exam"]["id"]
+    async with app_ctx(app) as ctx:
+        school = await schools.get_school(ctx, world["school_id"])
+        school.name_en = f"Conservatory {world['school_id']}"
+
+    def found(response: Any) -> list[int]:
+        assert response.status_code == 200, response.text
+        return [entry["exam_id"] for entry in response.json()]
+
+    by_school = await client.get(
+        "/api/v1/exam-catalog", params={"q": f"conservatory {world['school_id']}"}, headers=who
+    )
+    assert found(by_school) == [exam_id]
+    by_exam = await client.get("/api/v1/exam-catalog", params={"q": "钢琴"}, headers=who)
+    assert exam_id in found(by_exam)
+    for literal in ("%", "_", "\\"):
+        nothing = await client.get("/api/v1/exam-catalog", params={"q": literal}, headers=who)
+        assert exam_id not in found(nothing)

@@ -9,13 +9,15 @@ the provider's callback, however often and however concurrently delivered, charg
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
+from vexam.core.db import LIKE_ESCAPE, contains_pattern
 from vexam.core.errors import VexamError
 from vexam.core.i18n import N_, Msg
 from vexam.exams import schemas
@@ -26,6 +28,7 @@ from vexam.identity.idnumbers import normalise_province
 from vexam.schools import roster as rosters
 from vexam.schools import service as schools
 
+CATALOG_LIMIT = 200
 # How a mismatch is named to the candidate, by the fields that differ.
 MISMATCH_TEXTS = {
     ("name",): Msg(N_("name")),
@@ -47,33 +50,54 @@ async def _published_exam(ctx: Ctx, exam_id: int) -> Exam:
     return exam
 
 
-async def catalog(ctx: Ctx, query: str = "") -> list[schemas.CatalogEntry]:
-    """Published exams a candidate can apply for, matching `query` in school or exam name."""
-    rows = await ctx.session.execute(
-        select(Exam).where(Exam.published.is_(True)).order_by(Exam.formal_starts_at).limit(200)
+async def catalog(
+    ctx: Ctx, query: str = "", *, exam_ids: Collection[int] | None = None
+) -> list[schemas.CatalogEntry]:
+    """Published exams matching `query` in a school or exam name (zh or en), or the published
+    exams among `exam_ids`; at most `CATALOG_LIMIT`, earliest window first."""
+    statement = (
+        select(Exam)
+        .where(Exam.published.is_(True))
+        .order_by(Exam.formal_starts_at, Exam.id)
+        .limit(CATALOG_LIMIT)
     )
-    found = []
-    needle = query.strip().lower()
-    for exam in rows.scalars():
-        school = await schools.get_school(ctx, exam.school_id)
-        names = " ".join(filter(None, [school.name, school.name_en, exam.name, exam.name_en]))
-        if needle and needle not in names.lower():
-            continue
-        found.append(
-            schemas.CatalogEntry(
-                exam_id=exam.id,
-                school_id=school.id,
-                school_name=school.name,
-                school_name_en=school.name_en,
-                exam_name=exam.name,
-                exam_name_en=exam.name_en,
-                formal_starts_at=exam.formal_starts_at,
-                formal_ends_at=exam.formal_ends_at,
-                fee_cents=exam.fee_cents,
-                timezone=school.timezone,
+    needle = query.strip()
+    if needle:
+        pattern = contains_pattern(needle)
+        statement = statement.where(
+            or_(
+                Exam.name.ilike(pattern, escape=LIKE_ESCAPE),
+                Exam.name_en.ilike(pattern, escape=LIKE_ESCAPE),
+                Exam.school_id.in_(await schools.school_ids_matching(ctx, pattern)),
             )
         )
-    return found
+    if exam_ids is not None:
+        statement = statement.where(Exam.id.in_(list(exam_ids)))
+    exams = list((await ctx.session.execute(statement)).scalars())
+    by_id = await schools.schools_by_id(ctx, {exam.school_id for exam in exams})
+    return [
+        schemas.CatalogEntry(
+            exam_id=exam.id,
+            school_id=exam.school_id,
+            school_name=by_id[exam.school_id].name,
+            school_name_en=by_id[exam.school_id].name_en,
+            exam_name=exam.name,
+            exam_name_en=exam.name_en,
+            formal_starts_at=exam.formal_starts_at,
+            formal_ends_at=exam.formal_ends_at,
+            fee_cents=exam.fee_cents,
+            timezone=by_id[exam.school_id].timezone,
+        )
+        for exam in exams
+    ]
+
+
+async def catalog_entry(ctx: Ctx, exam_id: int) -> schemas.CatalogEntry:
+    """One published exam as the catalog shows it; `exam_not_found` otherwise."""
+    found = await catalog(ctx, exam_ids=[exam_id])
+    if not found:
+        raise VexamError("exam_not_found")
+    return found[0]
 
 
 async def _application(ctx: Ctx, user_id: int, exam_id: int) -> Application | None:

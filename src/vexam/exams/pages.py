@@ -139,10 +139,7 @@ async def _exams(ctx: Ctx, query: str = "") -> list[ExamView]:
 
 
 async def _exam(ctx: Ctx, exam_id: int) -> ExamView:
-    for view in await _exams(ctx):
-        if view.exam_id == exam_id:
-            return view
-    raise VexamError("exam_not_found")
+    return _exam_view(ctx, await enrollment.catalog_entry(ctx, exam_id))
 
 
 def _payment_state(application: schemas.ApplicationOut) -> str:
@@ -153,12 +150,12 @@ def _payment_state(application: schemas.ApplicationOut) -> str:
     return application.payment.status
 
 
-async def _applications(
-    ctx: Ctx, principal: Principal, exams: list[ExamView]
-) -> list[ApplicationView]:
-    by_id = {view.exam_id: view for view in exams}
+async def _applications(ctx: Ctx, principal: Principal) -> list[ApplicationView]:
+    mine = await enrollment.my_applications(ctx, principal)
+    entries = await enrollment.catalog(ctx, exam_ids=[item.exam_id for item in mine])
+    by_id = {entry.exam_id: _exam_view(ctx, entry) for entry in entries}
     views = []
-    for application in await enrollment.my_applications(ctx, principal):
+    for application in mine:
         exam = by_id.get(application.exam_id)
         paid = application.payment.paid_at if application.payment else None
         zone = exam.timezone if exam else ctx.settings.default_timezone
@@ -203,9 +200,8 @@ async def _index(
     status_code: int = 200,
     **context: Any,
 ) -> Response:
-    exams = await _exams(ctx)
-    applications = await _applications(ctx, principal, exams)
-    found = await _exams(ctx, query) if query.strip() else exams
+    applications = await _applications(ctx, principal)
+    found = await _exams(ctx, query)
     found.sort(key=lambda view: view.closed)  # exams still taking applications first
     return _render(
         request,
@@ -296,8 +292,8 @@ async def apply_submit(
 
 
 async def _mine(ctx: Ctx, principal: Principal, exam_id: int) -> ApplicationView | None:
-    exam = await _exam(ctx, exam_id)
-    for view in await _applications(ctx, principal, [exam]):
+    await _exam(ctx, exam_id)  # exam_not_found for an unpublished or absent exam
+    for view in await _applications(ctx, principal):
         if view.application.exam_id == exam_id:
             return view
     return None

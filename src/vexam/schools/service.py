@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx
+from vexam.core.db import LIKE_ESCAPE
 from vexam.core.errors import VexamError
 from vexam.schools import schemas
 from vexam.schools.models import School
@@ -75,3 +77,24 @@ def school_out(school: School) -> schemas.SchoolOut:
         timezone=school.timezone,
         created_at=school.created_at,
     )
+
+
+async def school_ids_matching(ctx: Ctx, pattern: str) -> list[int]:
+    """Ids of schools whose name (zh or en) matches a `contains_pattern`."""
+    found = await ctx.session.execute(
+        select(School.id).where(
+            or_(
+                School.name.ilike(pattern, escape=LIKE_ESCAPE),
+                School.name_en.ilike(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    )
+    return list(found.scalars())
+
+
+async def schools_by_id(ctx: Ctx, school_ids: Collection[int]) -> dict[int, School]:
+    """The schools with these ids, by id."""
+    if not school_ids:
+        return {}
+    found = await ctx.session.execute(select(School).where(School.id.in_(list(school_ids))))
+    return {school.id: school for school in found.scalars()}
