@@ -7,11 +7,8 @@ catalogue message, the offending field marked and what the user typed kept.
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from math import ceil
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
@@ -27,6 +24,7 @@ from vexam.core.web import Templates, make_router
 from vexam.exams import accommodations, schemas
 from vexam.exams import service as exams
 from vexam.identity.idnumbers import IdNumberReason
+from vexam.schools import exam_form as forms
 from vexam.schools import roster, service
 from vexam.schools.schemas import RowCorrectionIn
 
@@ -219,24 +217,6 @@ async def _refusal(ctx: Ctx, exc: VexamError) -> dict[str, Any]:
     return {"error": message, "error_code": exc.code, "error_fields": fields}
 
 
-def _setting_invalid(field: str, reason: str) -> VexamError:
-    return VexamError("exam_setting_invalid", field=field, reason=reason)
-
-
-def _from_validation(exc: ValidationError, prefix: str = "") -> VexamError:
-    first = exc.errors()[0]
-    field = prefix + ".".join(str(part) for part in first["loc"])
-    kind = str(first["type"])
-    reason = (
-        "too long"
-        if kind.endswith("too_long")
-        else "not one of the choices"
-        if kind in ("literal_error", "enum")
-        else "not valid"
-    )
-    return _setting_invalid(field, reason)
-
-
 # ------------------------------------------------------------------ schools
 
 
@@ -254,10 +234,6 @@ def _times(school: Any, locale: str) -> Any:
     return lambda value: format_datetime(value, zone, locale) if value else ""
 
 
-def _yuan(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}" if cents % 100 else str(cents // 100)
-
-
 @router.get("/school")
 async def school_home(
     request: Request, principal: SchoolStaff, ctx: ServiceCtx, school_id: int | None = None
@@ -273,219 +249,12 @@ async def school_home(
         school=school,
         exams=listed,
         school_time=_times(school, ctx.locale),
-        yuan=_yuan,
+        yuan=forms.yuan,
         notice=gettext(ctx.locale, NOTICES["saved"]) if request.query_params.get("done") else None,
     )
 
 
 # ------------------------------------------------------------------ exam form
-
-
-def _local(value: datetime | None, zone: str) -> str:
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%dT%H:%M") if value else ""
-
-
-def _hours(minutes: int) -> str:
-    return str(minutes // 60) if minutes % 60 == 0 else f"{minutes / 60:.2f}".rstrip("0")
-
-
-def _blank_subject() -> dict[str, str]:
-    return {
-        "name": "",
-        "name_en": "",
-        "attempts": "2",
-        "max_seconds": "300",
-        "prompt": "",
-        "camera": "either",
-        "orientation": "choice",
-        "face_check_seconds": "60",
-        "mock_face_checks": "walkthrough",
-        "rubric": "",
-        "rubric_step": "0.5",
-    }
-
-
-def _blank_form() -> dict[str, Any]:
-    return {
-        "code": "",
-        "name": "",
-        "name_en": "",
-        "season": "",
-        "starts": "",
-        "ends": "",
-        "grace_hours": "24",
-        "mock_enabled": True,
-        "mock_limit": "",
-        "fee_yuan": "0",
-        "published": False,
-        "device_classes": ["phone"],
-        "min_os": dict(schemas.DEFAULT_MIN_OS),
-        "anti_cheat": exams.effective_anti_cheat({}),
-        "subjects": [_blank_subject()],
-    }
-
-
-def _points(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
-
-
-def _form_of(exam: schemas.ExamOut, zone: str) -> dict[str, Any]:
-    """The form as an exam's stored settings fill it."""
-    return {
-        "code": exam.code,
-        "name": exam.name,
-        "name_en": exam.name_en or "",
-        "season": exam.season,
-        "starts": _local(exam.formal_starts_at, zone),
-        "ends": _local(exam.formal_ends_at, zone),
-        "grace_hours": _hours(exam.upload_grace_minutes),
-        "mock_enabled": exam.mock_enabled,
-        "mock_limit": "" if exam.mock_limit is None else str(exam.mock_limit),
-        "fee_yuan": _yuan(exam.fee_cents),
-        "published": exam.published,
-        "device_classes": list(exam.device_policy.get("allowed_classes", [])),
-        "min_os": dict(exam.device_policy.get("min_os", {})),
-        "anti_cheat": exams.effective_anti_cheat(exam.anti_cheat),
-        "subjects": [
-            {
-                "name": s.name,
-                "name_en": s.name_en or "",
-                "attempts": str(s.attempts),
-                "max_seconds": str(s.max_seconds),
-                "prompt": s.prompt,
-                "camera": s.camera,
-                "orientation": s.orientation,
-                "face_check_seconds": str(s.face_check_seconds),
-                "mock_face_checks": s.mock_face_checks,
-                "rubric": "\n".join(
-                    f"{c.name}: {_points(c.max_points)}" for c in s.rubric.criteria
-                ),
-                "rubric_step": _points(s.rubric.step),
-            }
-            for s in exam.subjects
-        ],
-    }
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _texts(form: FormData, name: str) -> list[str]:
-    return [value if isinstance(value, str) else "" for value in form.getlist(name)]
-
-
-def _posted_form(form: FormData) -> dict[str, Any]:
-    """What the user typed, as the form shows it again."""
-    keys = list(_blank_subject())
-    columns = {key: _texts(form, f"subject_{key}") for key in keys}
-    count = max((len(values) for values in columns.values()), default=0)
-    subjects = [
-        {key: (columns[key][i] if i < len(columns[key]) else "") for key in keys}
-        for i in range(count)
-    ]
-    return {
-        **{key: _text(form, key) for key in ("code", "name", "name_en", "season", "starts")},
-        **{key: _text(form, key) for key in ("ends", "grace_hours", "mock_limit", "fee_yuan")},
-        "mock_enabled": form.get("mock_enabled") == "on",
-        "published": form.get("published") == "on",
-        "device_classes": _texts(form, "device_class"),
-        "min_os": {name: _text(form, f"min_os_{name}") for name in schemas.OS_NAMES},
-        "anti_cheat": {
-            kind: _text(form, f"anti_cheat_{kind}")
-            for kind in schemas.EVENT_KINDS
-            if _text(form, f"anti_cheat_{kind}")
-        },
-        "subjects": subjects,
-    }
-
-
-def _int(value: str, field: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise _setting_invalid(field, "a whole number") from None
-
-
-def _decimal(value: str, field: str, reason: str = "a number") -> Decimal:
-    try:
-        number = Decimal(value.strip().replace(",", ""))
-    except InvalidOperation:
-        raise _setting_invalid(field, reason) from None
-    if not number.is_finite():
-        raise _setting_invalid(field, reason)
-    return number
-
-
-def _moment(value: str, zone: str, field: str) -> datetime:
-    """A local date-time typed in the school's time zone, as an aware datetime."""
-    try:
-        local = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _setting_invalid(field, "a date and time") from None
-    return local.replace(tzinfo=ZoneInfo(zone)) if local.tzinfo is None else local
-
-
-def _rubric(text: str, step: str, field: str) -> dict[str, Any]:
-    criteria = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        name, colon, points = line.replace("：", ":").rpartition(":")
-        if not colon:
-            raise _setting_invalid(field, "one 'name: points' per line")
-        value = _decimal(points, field, "one 'name: points' per line")
-        criteria.append({"name": name.strip(), "max_points": float(value)})
-    return {"criteria": criteria, "step": float(_decimal(step or "0.5", field))}
-
-
-def _exam_in(state: dict[str, Any], zone: str) -> schemas.ExamIn:
-    """The settings a posted form stands for; refusals name the field as the service does."""
-    subjects = []
-    for i, s in enumerate(state["subjects"]):
-        where = f"subjects.{i}"
-        subjects.append(
-            {
-                "name": s["name"],
-                "name_en": s["name_en"] or None,
-                "attempts": _int(s["attempts"], f"{where}.attempts"),
-                "max_seconds": _int(s["max_seconds"], f"{where}.max_seconds"),
-                "prompt": s["prompt"],
-                "camera": s["camera"],
-                "orientation": s["orientation"],
-                "face_check_seconds": _int(s["face_check_seconds"], f"{where}.face_check_seconds"),
-                "mock_face_checks": s["mock_face_checks"],
-                "rubric": _rubric(s["rubric"], s["rubric_step"], f"{where}.rubric"),
-            }
-        )
-    fee = _decimal(state["fee_yuan"] or "0", "fee_cents", "an amount in yuan such as 180 or 180.50")
-    if fee != fee.quantize(Decimal("0.01")):
-        raise _setting_invalid("fee_cents", "an amount in yuan such as 180 or 180.50")
-    grace = _decimal(state["grace_hours"] or "0", "upload_grace_minutes")
-    payload = {
-        "code": state["code"],
-        "name": state["name"],
-        "name_en": state["name_en"] or None,
-        "season": state["season"],
-        "formal_starts_at": _moment(state["starts"], zone, "formal_starts_at"),
-        "formal_ends_at": _moment(state["ends"], zone, "formal_ends_at"),
-        "upload_grace_minutes": int((grace * 60).to_integral_value()),
-        "mock_enabled": state["mock_enabled"],
-        "mock_limit": _int(state["mock_limit"], "mock_limit") if state["mock_limit"] else None,
-        "fee_cents": int(fee * 100),
-        "device_policy": {
-            "allowed_classes": state["device_classes"],
-            "min_os": {name: v for name, v in state["min_os"].items() if v},
-        },
-        "anti_cheat": state["anti_cheat"],
-        "published": state["published"],
-        "subjects": subjects,
-    }
-    try:
-        return schemas.ExamIn.model_validate(payload)
-    except ValidationError as exc:
-        raise _from_validation(exc) from None
 
 
 def _form_page(
@@ -499,7 +268,7 @@ def _form_page(
         school=school,
         form=state,
         exam_id=exam_id,
-        blank_subject=_blank_subject(),
+        blank_subject=forms.blank_subject(),
         **extra,
     )
 
@@ -507,10 +276,10 @@ def _form_page(
 async def _posted(request: Request) -> tuple[dict[str, Any], str]:
     """The posted exam form and its action (save, add a subject, remove subject N)."""
     form = await request.form()
-    state = _posted_form(form)
-    action = _text(form, "action") or "save"
+    state = forms.posted_form(form)
+    action = forms.field_text(form, "action") or "save"
     if action == "add_subject":
-        state["subjects"].append(_blank_subject())
+        state["subjects"].append(forms.blank_subject())
     elif action.startswith("remove_subject-") and len(state["subjects"]) > 1:
         index = action.removeprefix("remove_subject-")
         if index.isdigit() and int(index) < len(state["subjects"]):
@@ -526,7 +295,7 @@ async def new_exam_page(
     school = await _school_of(ctx, principal, school_id)
     if school is None:
         raise VexamError("school_not_found")
-    return _form_page(request, school, _blank_form(), None)
+    return _form_page(request, school, forms.blank_form(), None)
 
 
 @router.post("/school/exams/new")
@@ -543,7 +312,7 @@ async def new_exam_submit(
         return _form_page(request, school, state, None)
     try:
         created = await exams.create_exam(
-            ctx, principal, school.id, _exam_in(state, school.timezone)
+            ctx, principal, school.id, forms.exam_in(state, school.timezone)
         )
     except VexamError as exc:
         refusal = await _refusal(ctx, exc)
@@ -565,7 +334,7 @@ async def edit_exam_page(
     """The exam's settings and subjects in the form."""
     exam, school = await _exam_and_school(ctx, principal, exam_id)
     out = await exams.exam_out(ctx, exam)
-    return _form_page(request, school, _form_of(out, school.timezone), exam.id)
+    return _form_page(request, school, forms.form_of(out, school.timezone), exam.id)
 
 
 @router.post("/school/exams/{exam_id}/edit")
@@ -578,7 +347,7 @@ async def edit_exam_submit(
     if action != "save":
         return _form_page(request, school, state, exam.id)
     try:
-        await exams.update_exam(ctx, principal, exam.id, _exam_in(state, school.timezone))
+        await exams.update_exam(ctx, principal, exam.id, forms.exam_in(state, school.timezone))
     except VexamError as exc:
         refusal = await _refusal(ctx, exc)
         exam, school = await _exam_and_school(ctx, principal, exam_id)
@@ -619,7 +388,7 @@ async def _roster_page(
         granted=granted,
         granted_by_row={item.roster_row_id: item for item in granted},
         school_time=_times(school, ctx.locale),
-        local=lambda value: _local(value, school.timezone),
+        local=lambda value: forms.local_input(value, school.timezone),
         typed=extra.pop("typed", {}),
         typed_row=extra.pop("typed_row", None),
         **extra,
@@ -755,7 +524,7 @@ def _query_page(request: Request) -> int:
 
 
 def _row_form(form: FormData, names: tuple[str, ...]) -> dict[str, str]:
-    return {name: _text(form, name) for name in names}
+    return {name: forms.field_text(form, name) for name in names}
 
 
 @router.post("/school/exams/{exam_id}/roster/{row_id}/correct")
@@ -805,9 +574,13 @@ async def accommodation_submit(
         exam, school = await _exam_and_school(ctx, principal, exam_id)
         field = "accommodation.{}"
         body_values = {
-            "extra_attempts": _int(typed["extra_attempts"] or "0", field.format("extra_attempts")),
-            "extra_seconds": _int(typed["extra_seconds"] or "0", field.format("extra_seconds")),
-            "window_ends_at": _moment(
+            "extra_attempts": forms.whole_number(
+                typed["extra_attempts"] or "0", field.format("extra_attempts")
+            ),
+            "extra_seconds": forms.whole_number(
+                typed["extra_seconds"] or "0", field.format("extra_seconds")
+            ),
+            "window_ends_at": forms.moment_in_zone(
                 typed["window_ends_at"], school.timezone, "accommodation.window_ends_at"
             )
             if typed["window_ends_at"]
@@ -817,7 +590,7 @@ async def accommodation_submit(
         try:
             body = schemas.AccommodationIn.model_validate(body_values)
         except ValidationError as exc:
-            raise _from_validation(exc, "accommodation.") from None
+            raise forms.from_validation(exc, "accommodation.") from None
         granted = await accommodations.grant(ctx, principal, exam.id, row_id, body)
     except VexamError as exc:
         refusal = await _refusal(ctx, exc)
