@@ -32,6 +32,7 @@ from vexam.core.web import Templates
 from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
 from vexam.exams import pages as exams_pages
+from vexam.exams import sitting_api as exams_sitting_api
 from vexam.exams.payments import provider_from_settings
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(identity_pages.router)
     app.include_router(exams_api.router)
     app.include_router(exams_candidate_api.router)
+    app.include_router(exams_sitting_api.router)
     app.include_router(schools_api.router)
     app.include_router(school_api.router)
     app.include_router(staff_api.router)

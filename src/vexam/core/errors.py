@@ -206,6 +206,74 @@ CATALOGUE: dict[str, ErrorSpec] = {
         400, N_("The payment notice is not signed or not valid.")
     ),
     "payment_not_refundable": ErrorSpec(409, N_("Only a paid order can be refunded.")),
+    # §5 taking an exam
+    "sitting_not_found": ErrorSpec(404, N_("No such exam sitting of yours.")),
+    "recording_not_found": ErrorSpec(404, N_("No such recording in this exam sitting.")),
+    "mock_limit_reached": ErrorSpec(
+        409, N_("You have used all {mock_limit} mock exams this exam offers.")
+    ),
+    "exam_active_on_other_device": ErrorSpec(
+        409,
+        N_(
+            "Your exam is active on another device. Continue there, or hand the exam over to "
+            "this device: the other device is then ended."
+        ),
+    ),
+    "device_not_allowed": ErrorSpec(
+        403, N_("This device cannot take the exam: {rule_text}. The help explains what works.")
+    ),
+    "device_check_required": ErrorSpec(
+        409, N_("Run the device check on this device before you start recording.")
+    ),
+    "face_verification_required": ErrorSpec(
+        409, N_("Pass the face verification on this device before you start recording.")
+    ),
+    "exam_face_mismatch": ErrorSpec(
+        422,
+        N_(
+            "The face does not match your certified identity. Face the camera in good light "
+            "and try again."
+        ),
+    ),
+    "face_check_required": ErrorSpec(
+        409,
+        N_(
+            "The face checks during your recording failed 3 times. Pass a fresh face "
+            "verification from the exam list before you go on."
+        ),
+    ),
+    "attempts_exhausted": ErrorSpec(
+        409, N_("You have used all {allowed} recording attempts of this subject.")
+    ),
+    "orientation_required": ErrorSpec(
+        422, N_("Choose landscape or portrait before you start recording this subject.")
+    ),
+    "recording_not_open": ErrorSpec(
+        409, N_("This recording is no longer running: it was completed or voided.")
+    ),
+    "recording_too_long": ErrorSpec(
+        422,
+        N_(
+            "This recording ran past its limit of {max_seconds} seconds and was voided; the "
+            "attempt is used."
+        ),
+    ),
+    "recording_not_completed": ErrorSpec(
+        409, N_("Only a completed recording can be submitted, not a running or voided one.")
+    ),
+    "exam_failed": ErrorSpec(
+        409,
+        N_(
+            "This exam was ended under the school's rules after a prohibited action; no more "
+            "recordings or submissions are possible. Contact the school if this is wrong."
+        ),
+    ),
+    "already_submitted": ErrorSpec(
+        409, N_("This subject is already submitted; a submission cannot be changed.")
+    ),
+    "submission_window_closed": ErrorSpec(
+        409, N_("The exam window closed at {ended_at}; submissions are no longer accepted.")
+    ),
 }
 
 

@@ -1,11 +1,11 @@
-"""Tables of the exams domain: an exam of a school and its subjects (SPEC §4)."""
+"""Tables of the exams domain: exams, subjects, applications (SPEC §4), sittings (SPEC §5)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vexam.core.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -142,3 +142,174 @@ class Accommodation(IdMixin, CreatedMixin, Base):
     reason: Mapped[str] = mapped_column(Text)
     granted_by: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# ------------------------------------------------------------------ taking an exam (SPEC §5)
+
+
+class Sitting(IdMixin, CreatedMixin, Base):
+    """A candidate taking one exam once: the formal sitting, or one numbered mock sitting.
+
+    `(user_id, exam_id, mode, number)` is unique: the formal sitting is number 1 and exists
+    once; mock sittings are numbered and `Exam.mock_limit` caps the number. Face and device
+    checks are bound to the device that passed them (`face_device_id`, `device_ok_id`).
+    """
+
+    __tablename__ = "exam_sittings"
+    __table_args__ = (UniqueConstraint("user_id", "exam_id", "mode", "number"),)
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    exam_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exams.id", ondelete="CASCADE"), index=True
+    )
+    school_id: Mapped[int] = mapped_column(BigId)
+    roster_row_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    mode: Mapped[str] = mapped_column(String(8))  # formal | mock
+    number: Mapped[int]
+    reviewable: Mapped[bool]  # formal sittings only: mock ones never go to review
+    state: Mapped[str] = mapped_column(String(12))  # open | failed
+    failed_reason: Mapped[str | None] = mapped_column(String(48))
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    device_id: Mapped[str | None] = mapped_column(String(128))  # the last device that held it
+    face_state: Mapped[str] = mapped_column(String(16))  # none|passed|walkthrough|no_reference|…
+    face_device_id: Mapped[str | None] = mapped_column(String(128))
+    face_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    face_check_required: Mapped[bool] = mapped_column(default=False)
+    # The live face of a `no_reference` verification: later checks compare with it.
+    live_embedding: Mapped[list[float] | None] = mapped_column(JSON)
+    device_ok_id: Mapped[str | None] = mapped_column(String(128))
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExamDeviceLock(Base):
+    """The one device that may hold an active exam of a candidate, across all schools."""
+
+    __tablename__ = "exam_device_locks"
+
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(String(128))
+    sitting_id: Mapped[int | None] = mapped_column(BigId)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FaceVerification(IdMixin, CreatedMixin, Base):
+    """One exam-time face verification or in-recording face check, with its verdict."""
+
+    __tablename__ = "exam_face_checks"
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    recording_id: Mapped[int | None] = mapped_column(BigId)
+    kind: Mapped[str] = mapped_column(String(12))  # verification | check
+    # passed | walkthrough | no_reference | face_not_found | face_mismatch
+    result: Mapped[str] = mapped_column(String(16))
+    distance: Mapped[float | None]
+    device_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class DeviceCheck(IdMixin, CreatedMixin, Base):
+    """What a device reported before an exam, and how the exam's device policy judged it."""
+
+    __tablename__ = "exam_device_checks"
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[str] = mapped_column(String(128))
+    device_class: Mapped[str] = mapped_column(String(8))
+    os_name: Mapped[str] = mapped_column(String(16))
+    os_version: Mapped[str] = mapped_column(String(32))
+    camera: Mapped[bool]
+    microphone: Mapped[bool]
+    free_bytes: Mapped[int] = mapped_column(BigInteger)
+    upload_kbps: Mapped[int]
+    allowed: Mapped[bool]
+    rule: Mapped[str | None] = mapped_column(String(32))  # the broken rule when refused
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class SubjectProgress(IdMixin, Base):
+    """Attempts a sitting used on one subject; raised only by a conditional update."""
+
+    __tablename__ = "exam_subject_progress"
+    __table_args__ = (UniqueConstraint("sitting_id", "subject_id"),)
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    # No foreign key: exam edits replace subject rows, and attempts must never vanish with them.
+    subject_id: Mapped[int] = mapped_column(BigId)
+    used: Mapped[int] = mapped_column(default=0)
+
+
+class Recording(IdMixin, CreatedMixin, Base):
+    """One recording attempt of a subject: recording → completed | voided."""
+
+    __tablename__ = "exam_recordings"
+    __table_args__ = (UniqueConstraint("sitting_id", "subject_id", "attempt"),)
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    subject_id: Mapped[int] = mapped_column(BigId)
+    attempt: Mapped[int]
+    state: Mapped[str] = mapped_column(String(12))  # recording | completed | voided
+    void_reason: Mapped[str | None] = mapped_column(String(32))
+    device_id: Mapped[str] = mapped_column(String(128))
+    orientation: Mapped[str] = mapped_column(String(12))  # landscape | portrait
+    max_seconds: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_by: Mapped[datetime] = mapped_column(UTCDateTime())  # max length + grace
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_seconds: Mapped[float | None]
+    face_failures_in_row: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Submission(IdMixin, CreatedMixin, Base):
+    """The one recording a sitting hands in for a subject, with the declared hash and size."""
+
+    __tablename__ = "exam_submissions"
+    __table_args__ = (UniqueConstraint("sitting_id", "subject_id"),)
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    subject_id: Mapped[int] = mapped_column(BigId)
+    recording_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_recordings.id", ondelete="RESTRICT"), unique=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    upload_state: Mapped[str] = mapped_column(String(16))  # pending (uploads: issue 6)
+    reviewable: Mapped[bool]
+    # The flags of the submitted recording (flagged events), kept for the reviewers.
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    device_id: Mapped[str] = mapped_column(String(128))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExamEvent(IdMixin, Base):
+    """An interruption or prohibited action the client reported; every one is kept."""
+
+    __tablename__ = "exam_events"
+
+    sitting_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_sittings.id", ondelete="CASCADE"), index=True
+    )
+    recording_id: Mapped[int | None] = mapped_column(BigId)
+    kind: Mapped[str] = mapped_column(String(20))
+    # void_attempt | fail_exam | flag as the policy said; "ignored" from a device that
+    # no longer holds the exam.
+    action: Mapped[str] = mapped_column(String(16))
+    client_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    server_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    device_id: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

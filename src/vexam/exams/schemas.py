@@ -188,3 +188,177 @@ class AccommodationOut(BaseModel):
     window_ends_at: datetime | None
     reason: str
     updated_at: datetime
+
+
+# ------------------------------------------------------------------ taking an exam (SPEC §5)
+
+SittingMode = Literal["formal", "mock"]
+FaceResult = Literal["passed", "walkthrough", "no_reference", "face_not_found", "face_mismatch"]
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+MAX_VIDEO_BYTES = 20 * 1024**3
+
+
+class SittingIn(BaseModel):
+    """Start (or continue) the formal sitting, or start a new mock sitting."""
+
+    mode: SittingMode = "formal"
+    handover: bool = Field(
+        False, description="take the exam over from the candidate's other device (it is ended)"
+    )
+
+
+class DeviceCheckIn(BaseModel):
+    """What the device reports about itself before the exam (judged by the device policy)."""
+
+    device_class: Literal["phone", "tablet", "desktop"]
+    os_name: Literal["android", "harmonyos", "ios", "windows", "macos", "linux", "other"]
+    os_version: str = Field(max_length=32, examples=["14", "17.4.1"])
+    camera: bool = Field(description="camera permission granted")
+    microphone: bool = Field(description="microphone permission granted")
+    free_bytes: int = Field(ge=0, description="free storage on the device")
+    upload_kbps: int = Field(ge=0, description="measured upload speed")
+
+
+class DeviceCheckOut(BaseModel):
+    """The device check's verdict and what the candidate should know."""
+
+    id: int
+    device_id: str
+    allowed: bool
+    warnings: list[str]
+
+
+class FaceCheckOut(BaseModel):
+    """A face verification (before recording) or check frame (during), as judged."""
+
+    result: FaceResult
+    passed: bool
+    distance: float | None
+    consecutive_failures: int = 0
+    recording_state: Literal["recording", "completed", "voided"] | None = None
+    face_check_required: bool = False
+
+
+class RecordingIn(BaseModel):
+    """Start a recording of a subject (consumes one attempt)."""
+
+    orientation: Literal["landscape", "portrait"] | None = Field(
+        None, description="required where the subject lets the candidate choose"
+    )
+    handover: bool = False
+
+
+class CompleteIn(BaseModel):
+    """Stop a recording; the client may state the file's length."""
+
+    duration_seconds: float | None = Field(None, ge=0)
+
+
+class RecordingOut(BaseModel):
+    """One recording attempt of a subject."""
+
+    id: int
+    subject_id: int
+    attempt: int
+    state: Literal["recording", "completed", "voided"]
+    void_reason: str | None
+    orientation: Literal["landscape", "portrait"]
+    max_seconds: int
+    started_at: datetime
+    ends_by: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    flags: list[str]
+    device_id: str
+
+
+class EventIn(BaseModel):
+    """An interruption or prohibited action the client observed, with its own clock."""
+
+    kind: Literal[
+        "phone_call", "left_page", "screen_locked", "screen_recording", "screenshot", "app_crash"
+    ]
+    client_at: datetime | None = None
+    recording_id: int | None = None
+    detail: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+
+class EventOut(BaseModel):
+    """The kept event and what the exam's policy did about it."""
+
+    id: int
+    kind: str
+    action: Literal["void_attempt", "fail_exam", "flag"]
+    server_at: datetime
+    voided_recording_ids: list[int]
+    sitting_failed: bool
+
+
+class SubmissionIn(BaseModel):
+    """Hand in one completed recording of a subject, declaring its file's SHA-256 and size."""
+
+    recording_id: int
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size_bytes: int = Field(gt=0, le=MAX_VIDEO_BYTES)
+
+
+class SubmissionReceipt(BaseModel):
+    """The receipt a candidate keeps: what was submitted, when, on the server's clock."""
+
+    submission_id: int
+    sitting_id: int
+    subject_id: int
+    recording_id: int
+    sha256: str
+    size_bytes: int
+    submitted_at: datetime
+    upload_state: str
+
+
+class SubjectStatus(BaseModel):
+    """One subject of a sitting: attempts, recordings, the submission and its state."""
+
+    subject_id: int
+    position: int
+    name: str
+    name_en: str | None
+    camera: str
+    orientation: Literal["landscape", "portrait", "choice"]
+    max_seconds: int
+    face_check_seconds: int
+    attempts_allowed: int
+    attempts_used: int
+    attempts_left: int
+    state: Literal[
+        "not_started", "recording", "ready_to_submit", "exhausted", "submitted", "absent"
+    ]
+    recordings: list[RecordingOut]
+    submission: SubmissionReceipt | None
+
+
+class SittingOut(BaseModel):
+    """The whole state of one sitting, as the candidate and the school see it."""
+
+    id: int
+    exam_id: int
+    exam_name: str
+    mode: SittingMode
+    number: int
+    reviewable: bool
+    state: Literal["open", "failed"]
+    failed_reason: str | None
+    window_starts_at: datetime
+    window_ends_at: datetime
+    upload_ends_at: datetime
+    window: Literal["not_open", "open", "closed", "always"]
+    device_id: str | None
+    face_state: str
+    face_verified_on_this_device: bool
+    face_check_required: bool
+    device_checked_on_this_device: bool
+    flags: list[str]
+    warnings: list[str]
+    subjects: list[SubjectStatus]
+    next_step: Literal[
+        "verify_face", "check_device", "record", "submit", "done", "failed", "closed", "not_open"
+    ]

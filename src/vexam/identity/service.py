@@ -499,3 +499,38 @@ async def certify(ctx: Ctx, identity: Identity, *, via: str, from_status: Status
         via=via,
         id_number=identity.id_number_masked,
     )
+
+
+async def reference_embedding(ctx: Ctx, user_id: int) -> list[float] | None:
+    """The certified face of an account to compare exam-time photos with (SPEC §5).
+
+    The portrait embedding the certification kept (ID photo or register), else the face in
+    the selfie of the approved manual review that certified it; None when the account is not
+    certified or neither holds a usable face. Engine work runs in the thread pool.
+    """
+    identity = await identity_of(ctx, user_id)
+    if identity is None or identity.status != Status.certified:
+        return None
+    if identity.portrait_embedding:
+        return [float(x) for x in identity.portrait_embedding]
+    review = (
+        await ctx.session.execute(
+            select(ManualReview)
+            .where(ManualReview.identity_id == identity.id, ManualReview.status == "approved")
+            .order_by(ManualReview.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    selfie = await ctx.session.get(IdentityPhoto, review.selfie_photo_id) if review else None
+    if selfie is None:
+        return None
+    from vexam.identity.faces import FaceNotFound, ImageUndecodable, load_image
+
+    data = await ctx.blobs.get(selfie.blob_key)
+    face_engine = await asyncio.to_thread(engines(ctx).faces)
+    try:
+        image = await asyncio.to_thread(load_image, data)
+        embedding = await asyncio.to_thread(face_engine.embed_largest, image)
+    except (FaceNotFound, ImageUndecodable):
+        return None
+    return [float(x) for x in embedding]

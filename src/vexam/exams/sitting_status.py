@@ -1,0 +1,231 @@
+"""What a sitting looks like (SPEC §5): one status for the candidate and for the school.
+
+"absent" is computed, not stored: a subject with no submission once the candidate's window
+has ended shows as absent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from vexam.core.context import Ctx, Principal
+from vexam.exams import schemas, service, sittings
+from vexam.exams.models import ExamEvent, Recording, Sitting, SubjectProgress, Submission
+from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
+
+
+async def flags_by_recording(ctx: Ctx, sitting_id: int) -> dict[int | None, list[str]]:
+    """Flagged event kinds per recording (None: events while nothing was recording)."""
+    found = await ctx.session.execute(
+        select(ExamEvent.recording_id, ExamEvent.kind)
+        .where(ExamEvent.sitting_id == sitting_id, ExamEvent.action == "flag")
+        .order_by(ExamEvent.id)
+    )
+    out: dict[int | None, list[str]] = {}
+    for recording_id, kind in found.all():
+        out.setdefault(recording_id, []).append(kind)
+    return out
+
+
+def recording_out(recording: Recording, flags: list[str]) -> schemas.RecordingOut:
+    """A recording as its candidate and school see it."""
+    return schemas.RecordingOut(
+        id=recording.id,
+        subject_id=recording.subject_id,
+        attempt=recording.attempt,
+        state=recording.state,
+        void_reason=recording.void_reason,
+        orientation=recording.orientation,
+        max_seconds=recording.max_seconds,
+        started_at=recording.started_at,
+        ends_by=recording.ends_by,
+        finished_at=recording.finished_at,
+        duration_seconds=recording.duration_seconds,
+        flags=flags,
+        device_id=recording.device_id,
+    )
+
+
+def receipt(submission: Submission) -> schemas.SubmissionReceipt:
+    """The receipt of a submission."""
+    return schemas.SubmissionReceipt(
+        submission_id=submission.id,
+        sitting_id=submission.sitting_id,
+        subject_id=submission.subject_id,
+        recording_id=submission.recording_id,
+        sha256=submission.sha256,
+        size_bytes=submission.size_bytes,
+        submitted_at=submission.submitted_at,
+        upload_state=submission.upload_state,
+    )
+
+
+def _window(ctx: Ctx, loaded: Loaded) -> str:
+    if loaded.sitting.mode != "formal":
+        return "always"
+    now = ctx.now()
+    if now < loaded.exam.formal_starts_at:
+        return "not_open"
+    return "open" if now < loaded.window_end else "closed"
+
+
+def _subject_state(
+    window: str, used: int, allowed: int, recordings: list[Recording], submitted: bool
+) -> str:
+    if submitted:
+        return "submitted"
+    if window == "closed":
+        # Computed, not stored: a subject with no submission at the window's end is absent.
+        return "absent"
+    if any(recording.state == "recording" for recording in recordings):
+        return "recording"
+    if any(recording.state == "completed" for recording in recordings):
+        return "ready_to_submit"
+    return "exhausted" if used >= allowed else "not_started"
+
+
+def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[str]) -> str:
+    sitting = loaded.sitting
+    if sitting.state == "failed":
+        return "failed"
+    if window in ("not_open", "closed"):
+        return window
+    if all(state in ("submitted", "exhausted") for state in states):
+        return "done"
+    if "ready_to_submit" in states:
+        return "submit"
+    if sitting.face_check_required or sitting.face_device_id != device_id:
+        return "verify_face"
+    if sitting.device_ok_id != device_id:
+        return "check_device"
+    return "record"
+
+
+async def status(ctx: Ctx, loaded: Loaded, *, device_id: str | None) -> schemas.SittingOut:
+    """The whole sitting: subjects with attempts, recordings, submissions; what comes next."""
+    sitting, exam = loaded.sitting, loaded.exam
+    subjects = await service.subjects_of(ctx, exam.id)
+    used = dict(
+        (
+            await ctx.session.execute(
+                select(SubjectProgress.subject_id, SubjectProgress.used).where(
+                    SubjectProgress.sitting_id == sitting.id
+                )
+            )
+        ).all()
+    )
+    recordings = list(
+        (
+            await ctx.session.execute(
+                select(Recording).where(Recording.sitting_id == sitting.id).order_by(Recording.id)
+            )
+        ).scalars()
+    )
+    submissions = {
+        submission.subject_id: submission
+        for submission in (
+            await ctx.session.execute(select(Submission).where(Submission.sitting_id == sitting.id))
+        ).scalars()
+    }
+    flags = await flags_by_recording(ctx, sitting.id)
+    window = _window(ctx, loaded)
+    out: list[schemas.SubjectStatus] = []
+    for subject in subjects:
+        allowed = subject.attempts + loaded.granted.extra_attempts
+        spent = int(used.get(subject.id, 0))
+        mine = [recording for recording in recordings if recording.subject_id == subject.id]
+        submission = submissions.get(subject.id)
+        out.append(
+            schemas.SubjectStatus(
+                subject_id=subject.id,
+                position=subject.position,
+                name=subject.name,
+                name_en=subject.name_en,
+                camera=subject.camera,
+                orientation=subject.orientation,
+                max_seconds=subject.max_seconds + loaded.granted.extra_seconds,
+                face_check_seconds=subject.face_check_seconds,
+                attempts_allowed=allowed,
+                attempts_used=spent,
+                attempts_left=max(0, allowed - spent),
+                state=_subject_state(window, spent, allowed, mine, submission is not None),
+                recordings=[recording_out(r, flags.get(r.id, [])) for r in mine],
+                submission=receipt(submission) if submission else None,
+            )
+        )
+    sitting_flags = [*sitting.flags, *(f"event:{kind}" for kind in flags.get(None, []))]
+    return schemas.SittingOut(
+        id=sitting.id,
+        exam_id=exam.id,
+        exam_name=exam.name,
+        mode=sitting.mode,
+        number=sitting.number,
+        reviewable=sitting.reviewable,
+        state=sitting.state,
+        failed_reason=sitting.failed_reason,
+        window_starts_at=exam.formal_starts_at,
+        window_ends_at=loaded.window_end,
+        upload_ends_at=loaded.window_end + timedelta(minutes=exam.upload_grace_minutes),
+        window=window,
+        device_id=sitting.device_id,
+        face_state=sitting.face_state,
+        face_verified_on_this_device=device_id is not None
+        and sitting.face_device_id == device_id
+        and sitting.face_state in PASSING,
+        face_check_required=sitting.face_check_required,
+        device_checked_on_this_device=device_id is not None and sitting.device_ok_id == device_id,
+        flags=sitting_flags,
+        warnings=list(sitting.warnings),
+        subjects=out,
+        next_step=_next_step(loaded, window, device_id, [s.state for s in out]),
+    )
+
+
+async def start(
+    ctx: Ctx, principal: Principal, exam_id: int, body: schemas.SittingIn
+) -> schemas.SittingOut:
+    """Open the formal sitting or a new mock sitting on this device (see `sittings.start`)."""
+    loaded = await sittings.start(ctx, principal, exam_id, body)
+    return await status(ctx, loaded, device_id=ctx.device_id)
+
+
+async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.SittingOut:
+    """The caller's sitting; running recordings past their limit are voided first."""
+    loaded = await own_sitting(ctx, principal, sitting_id)
+    await void_open(ctx, sitting_id=sitting_id, reason="too_long", overdue_only=True)
+    return await status(ctx, loaded, device_id=ctx.device_id)
+
+
+async def my_sittings(ctx: Ctx, principal: Principal) -> list[schemas.SittingOut]:
+    """The caller's sittings, newest first."""
+    found = await ctx.session.execute(
+        select(Sitting).where(Sitting.user_id == principal.user_id).order_by(Sitting.id.desc())
+    )
+    return [
+        await status(ctx, await load(ctx, sitting), device_id=ctx.device_id)
+        for sitting in found.scalars()
+    ]
+
+
+async def school_view(
+    ctx: Ctx, principal: Principal, exam_id: int, row_id: int
+) -> list[schemas.SittingOut]:
+    """The sittings of one roster row's candidate, for the school's admins and operators.
+
+    `exam_not_found` for other schools' exams; `roster_row_not_found` for another exam's row;
+    an empty list while the candidate has not applied or started.
+    """
+    from vexam.schools import roster as rosters
+
+    exam = await service.get_exam(ctx, principal, exam_id)
+    row = await rosters.get_row(ctx, principal, exam.id, row_id)
+    found = await ctx.session.execute(
+        select(Sitting)
+        .where(Sitting.exam_id == exam.id, Sitting.roster_row_id == row.id)
+        .order_by(Sitting.mode, Sitting.number)
+    )
+    return [
+        await status(ctx, await load(ctx, sitting), device_id=None) for sitting in found.scalars()
+    ]
