@@ -19,7 +19,7 @@ from tests.helpers import app_ctx, bearer, register, staff
 from vexam.core.audit import AuditEntry
 from vexam.core.crypto import blind_index
 from vexam.identity.idnumbers import check_character
-from vexam.schools import roster
+from vexam.schools import roster, roster_files
 from vexam.schools.models import RosterImport
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -370,3 +370,151 @@ def test_cli_roster_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         app, ["roster", "import", str(path), "--school", "music", "--exam", "nope"], env=env
     )
     assert unknown.exit_code == 1 and "exam_not_found" in unknown.output
+
+
+# ------------------------------------------------------------------ fast path (bench/roster)
+
+
+def _mixed_rows() -> list[list[str]]:
+    """Good rows, bad rows and text that COPY's text format must escape."""
+    good = id_number()
+    return [
+        ["张\\三", good, "北京", candidate(), "钢琴\\独奏"],
+        ["", id_number(), "北京", candidate(), ""],
+        ["李四", good[:17] + ("0" if good[17] != "0" else "1"), "广东", "", ""],
+        ["王五", id_number(), "火星", "A\tB", ""],
+        ["赵六", good, "北京", candidate(), ""],
+        ["钱七", id_number("440106"), "广东省", candidate(), "声乐"],
+        ["孙八", id_number("310104"), "31", "", "a\\tb"],
+    ]
+
+
+async def _checked(data: bytes, workers: int, key: str) -> list[roster.Staged]:
+    from datetime import date
+
+    from vexam.schools.roster_files import checked_batches
+
+    batches = checked_batches(
+        7, io.BytesIO(data), today=date(2026, 6, 1), data_key=key, batch_rows=2, workers=workers
+    )
+    return [staged for batch in [b async for b in batches] for staged in batch.staged]
+
+
+def _comparable(staged: list[roster.Staged], key: str) -> list[tuple[Any, ...]]:
+    """Staged rows with each (randomly nonced) ciphertext replaced by its clear text."""
+    from vexam.core.crypto import decrypt_text
+
+    return [
+        (*s[:3], s[3] and decrypt_text(key, s[3], context=roster.ID_NUMBER_CONTEXT), *s[4:])
+        for s in staged
+    ]
+
+
+async def test_pool_and_serial_checks_stage_the_same_rows(monkeypatch) -> None:
+    """Worker processes check batches exactly as one thread does, in file order, row numbers
+    kept; without a pool (none can start, or it breaks) the result is the same again."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    key = "test-data-key-for-the-roster-pool"
+    data = csv_bytes(_mixed_rows())
+    serial = _comparable(await _checked(data, 0, key), key)
+    assert [s[1] for s in serial] == list(range(2, 9))
+    assert serial[0][3] is not None and serial[0][4] == blind_index(
+        key, serial[0][3], kind="id_number"
+    )
+    assert _comparable(await _checked(data, 1, key), key) == serial
+    assert _comparable(await _checked(data, 2, key), key) == serial
+    monkeypatch.setattr(roster_files, "_start_pool", lambda workers: None)
+    assert _comparable(await _checked(data, 2, key), key) == serial
+
+    class Broken:
+        def submit(self, *args: Any) -> Any:
+            raise BrokenProcessPool("gone")
+
+        def shutdown(self, **kwargs: Any) -> None:
+            pass
+
+    monkeypatch.setattr(roster_files, "_start_pool", lambda workers: Broken())
+    assert _comparable(await _checked(data, 2, key), key) == serial
+
+
+def test_copy_text_escapes_what_copy_would_misread() -> None:
+    """COPY text made in the workers: NULLs as \\N, backslashes and tabs escaped."""
+    from vexam.schools.roster_files import copy_text
+
+    line = copy_text([(1, 2, "a\\b", None, "ff", "11*", "北京", "X\tY", "m\nn", None, None, 5)])
+    assert line == "1\t2\ta\\\\b\t\\N\tff\t11*\t北京\tX\\tY\tm\\nn\t\\N\t\\N\t5\n".encode()
+
+
+async def test_batched_pool_import_through_the_database(app, client, exam, monkeypatch) -> None:
+    """Many small batches checked by worker processes and staged (PostgreSQL: one COPY of
+    worker-made text) give the same errors, duplicates and rows as the one-batch path."""
+    monkeypatch.setattr(roster, "BATCH_ROWS", 2)
+    monkeypatch.setattr(roster, "POOL_WORKERS", 2)
+    rows = _mixed_rows()
+    previewed = await upload(client, exam, csv_bytes(rows))
+    assert previewed.status_code == 201, previewed.text
+    body = previewed.json()
+    assert [(e["row"], e["column"], e["reason"], e["other_row"]) for e in body["errors"]] == [
+        (3, "name", "missing", None),
+        (4, "id_number", "check_character", None),
+        (5, "province", "unknown", None),
+        (6, "id_number", "duplicate", 2),
+    ]
+    assert (body["total_rows"], body["valid_rows"]) == (7, 3)
+    done = await commit(client, exam, body["id"], skip_invalid=True)
+    assert done.status_code == 200, done.text
+    listed = await rows_of(client, exam)
+    assert [(r["name"], r["province"], r["major"]) for r in listed] == [
+        ("张\\三", "北京", "钢琴\\独奏"),
+        ("钱七", "广东", "声乐"),
+        ("孙八", "上海", "a\\tb"),
+    ]
+    key = app.state.settings.data_key
+    async with app_ctx(app) as ctx:
+        found = await roster.find_row(
+            ctx, exam["id"], blind_index(key, rows[0][1], kind="id_number")
+        )
+        assert found is not None and found.name == "张\\三"
+
+
+async def test_unreadable_after_many_batches_is_refused(client, exam, monkeypatch) -> None:
+    """A file that turns unreadable after rows were staged is refused (`encoding`) and
+    leaves nothing behind: the COPY ends cleanly and the preview rolls back."""
+    monkeypatch.setattr(roster, "BATCH_ROWS", 2)
+    monkeypatch.setattr(roster_files, "SAMPLE_BYTES", 64)  # read as UTF-8 from its start
+    rows = [["张三", id_number(), "北京", "", ""] for _ in range(400)]  # past one decode chunk
+    refused = await upload(client, exam, csv_bytes(rows) + b"\xff\xfe,bad\n")
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["code"], refused.json()["reason"]) == ("roster_invalid", "encoding")
+    assert await rows_of(client, exam) == []
+    again = await upload(client, exam, csv_bytes(rows[:3]))
+    assert again.status_code == 201, again.text
+    assert again.json()["total_rows"] == 3
+
+
+async def test_checking_leaves_the_event_loop_free() -> None:
+    """Reading and checking run off the event loop: other requests keep being served."""
+    from datetime import date
+
+    from vexam.schools.roster_files import checked_batches
+
+    data = csv_bytes([["张三", id_number(), "北京", candidate(), ""] for _ in range(3000)])
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    batches = checked_batches(
+        1, io.BytesIO(data), today=date(2026, 6, 1), data_key="k", batch_rows=3000, workers=0
+    )
+    async for _batch in batches:
+        pass
+    done.set()
+    await task
+    assert ticks > 10

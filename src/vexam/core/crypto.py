@@ -34,11 +34,22 @@ def _derive(data_key: str, purpose: str) -> bytes:
     ).derive(data_key.encode())
 
 
+# Built once per data key, not per value: a bulk import encrypts and indexes a million
+# numbers, and building the cipher or re-keying the HMAC each time cost as much as the work.
+@cache
+def _aead(data_key: str) -> AESGCM:
+    return AESGCM(_derive(data_key, "pii-encryption"))
+
+
+@cache
+def _index_mac(data_key: str) -> hmac.HMAC:
+    return hmac.new(_derive(data_key, "blind-index"), digestmod=hashlib.sha256)
+
+
 def encrypt_text(data_key: str, plain: str, *, context: str) -> str:
     """AES-256-GCM ciphertext of `plain` as ASCII text; `context` binds it to its column."""
-    key = _derive(data_key, "pii-encryption")
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    sealed = AESGCM(key).encrypt(nonce, plain.encode(), context.encode())
+    sealed = _aead(data_key).encrypt(nonce, plain.encode(), context.encode())
     return base64.urlsafe_b64encode(_VERSION + nonce + sealed).decode("ascii")
 
 
@@ -50,9 +61,8 @@ def decrypt_text(data_key: str, stored: str, *, context: str) -> str:
         raise DecryptionError("not an encrypted value") from None
     if raw[:1] != _VERSION or len(raw) < 1 + _NONCE_BYTES + 16:
         raise DecryptionError("unknown format")
-    key = _derive(data_key, "pii-encryption")
     try:
-        plain = AESGCM(key).decrypt(
+        plain = _aead(data_key).decrypt(
             raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :], context.encode()
         )
     except InvalidTag:
@@ -62,5 +72,6 @@ def decrypt_text(data_key: str, stored: str, *, context: str) -> str:
 
 def blind_index(data_key: str, value: str, *, kind: str) -> str:
     """The keyed hash (64 hex characters) by which an encrypted `value` of `kind` is found."""
-    key = _derive(data_key, "blind-index")
-    return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    mac = _index_mac(data_key).copy()  # a copy keyed already; the cached one never changes
+    mac.update(f"{kind}:{value}".encode())
+    return mac.hexdigest()

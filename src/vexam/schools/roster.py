@@ -1,43 +1,50 @@
 """Roster import and correction (SPEC §4): preview a file, commit it, correct a row.
 
-A file is streamed row by row: each row is validated with the identity domain's ID-number
-rules, its ID number encrypted and blind-indexed, and the result written to a staging table
-in batches, so memory stays flat however big the file. Duplicates within the file are found
-by the database afterwards. Commit is one set-based upsert keyed on (exam, blind index):
-re-importing a file updates the rows of the same ID numbers.
+A file is streamed: its rows are read, validated with the identity domain's ID-number rules
+and their ID numbers encrypted and blind-indexed off the event loop, in worker processes
+(`roster_files.checked_batches`), while this module writes the checked batches to a staging
+table in one COPY (PostgreSQL) or batched inserts (SQLite), so memory stays flat however big
+the file. Duplicates within the file are found by the database afterwards, with one grouping
+per key. Commit is one set-based upsert keyed on (exam, blind index): re-importing a file
+updates the rows of the same ID numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
+from datetime import timedelta
 from typing import IO, Any
 
-from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.crypto import blind_index, encrypt_text
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.core.models import UTCDateTime
 from vexam.exams import service as exams
-from vexam.identity.idnumbers import (
-    IdNumberError,
-    mask_id_number,
-    normalise_province,
-    parse_id_number,
-)
+from vexam.identity.idnumbers import normalise_province
 from vexam.schools import schemas
 from vexam.schools.models import RosterImport, RosterRow, RosterStagedRow
-from vexam.schools.roster_files import Progress, RawRow, RosterFileError, read_rows
+from vexam.schools.roster_files import (
+    ID_NUMBER_CONTEXT,
+    ID_NUMBER_KIND,
+    CheckedBatch,
+    Progress,
+    RosterFileError,
+    Staged,
+    check_row,
+    checked_batches,
+    default_workers,
+)
+from vexam.schools.roster_files import candidate_ok as _candidate_ok
 
-# The same kind and context as certified identities: a roster row and an identity of one
-# number share a blind index, which is how an application finds its row.
-ID_NUMBER_KIND = "id_number"
-ID_NUMBER_CONTEXT = "identity.id_number"
+__all__ = ["ID_NUMBER_CONTEXT", "ID_NUMBER_KIND", "Staged", "check_row"]
+
 PREVIEW_TTL = timedelta(hours=24)
 BATCH_ROWS = 5000
+POOL_WORKERS: int | None = None  # processes checking rows; 0: a thread; None: cores - 1
 MAX_PAGE_SIZE = 500
 STAGED_COLUMNS = (
     "import_id",
@@ -53,73 +60,6 @@ STAGED_COLUMNS = (
     "error_reason",
     "other_row",
 )
-Staged = tuple[
-    int,
-    int,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    str | None,
-    int | None,
-]
-
-
-def _candidate_ok(value: str) -> bool:
-    return 4 <= len(value) <= 20 and value.isascii() and value.isalnum()
-
-
-def check_row(import_id: int, row: RawRow, *, today: date, data_key: str) -> Staged:
-    """A row as staged: its values, and the first rule it broke (column, reason) if any."""
-    cells = row.cells
-    error: tuple[str, str] | None = None
-    name = " ".join(cells.get("name", "").split())
-    if not name:
-        error = ("name", "missing")
-    elif len(name) > 100:
-        error, name = ("name", "too_long"), name[:100]
-    number: str | None = None
-    raw_number = cells.get("id_number", "")
-    if not raw_number.strip():
-        error = error or ("id_number", "missing")
-    else:
-        try:
-            number = parse_id_number(raw_number, today=today).number
-        except IdNumberError as exc:
-            error = error or ("id_number", exc.reason.value)
-    raw_province = cells.get("province", "")
-    province = normalise_province(raw_province)
-    if province is None:
-        error = error or ("province", "unknown" if raw_province.strip() else "missing")
-    candidate = cells.get("candidate_number", "").strip().upper() or None
-    if candidate is not None and not _candidate_ok(candidate):
-        error, candidate = error or ("candidate_number", "format"), candidate[:32]
-    major = " ".join(cells.get("major", "").split()) or None
-    if major is not None and len(major) > 200:
-        error, major = error or ("major", "too_long"), major[:200]
-    index = blind_index(data_key, number, kind=ID_NUMBER_KIND) if number else None
-    # Only rows that can be committed carry the ciphertext (the costly part).
-    enc = (
-        encrypt_text(data_key, number, context=ID_NUMBER_CONTEXT) if number and not error else None
-    )
-    return (
-        import_id,
-        row.number,
-        name or None,
-        enc,
-        index,
-        mask_id_number(number) if number else None,
-        province,
-        candidate,
-        major,
-        error[0] if error else None,
-        error[1] if error else None,
-        None,
-    )
 
 
 def invalid_file(reason: str, columns: Sequence[str] = ()) -> VexamError:
@@ -127,71 +67,101 @@ def invalid_file(reason: str, columns: Sequence[str] = ()) -> VexamError:
     return VexamError("roster_invalid", reason=reason, columns=list(columns))
 
 
-async def _stage(ctx: Ctx, batch: list[Staged]) -> None:
+# What `insert(RosterStagedRow)` renders for SQLite, as driver SQL taking plain tuples.
+_SQLITE_STAGE = (
+    "INSERT INTO roster_staged_rows (import_id, row_number, name, id_number_enc,"
+    " id_number_index, id_number_masked, province, candidate_number, major, error_column,"
+    " error_reason, other_row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def _stage(ctx: Ctx, batches: Callable[[bool], AsyncIterator[CheckedBatch]]) -> None:
+    """Write the checked batches to the staging table as they come."""
     connection = await ctx.session.connection()
     if connection.dialect.name == "postgresql":
-        # COPY into the staging table through the same connection and transaction.
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for batch in batches(True):
+                yield batch.copy_text
+
+        # One COPY through the same connection and transaction, fed while rows are checked;
+        # the workers wrote its text, this process only forwards it.
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
-        await driver.copy_records_to_table(
-            RosterStagedRow.__tablename__, records=batch, columns=STAGED_COLUMNS
+        await driver.copy_to_table(
+            RosterStagedRow.__tablename__, source=chunks(), columns=STAGED_COLUMNS, format="text"
         )
         return
-    await connection.execute(
-        insert(RosterStagedRow),
-        [dict(zip(STAGED_COLUMNS, values, strict=True)) for values in batch],
-    )
+    # Plain tuples straight to the driver: no per-row ORM or dict work.
+    async for batch in batches(False):
+        await connection.exec_driver_sql(_SQLITE_STAGE, batch.staged)
 
 
+# Every row repeating an earlier row's key, named by the first row of that key. One grouping
+# pass finds the repeated keys (a hash aggregate over the import), then only their later rows
+# are touched: no per-row subquery.
 _DUPLICATES = """
 UPDATE roster_staged_rows
-SET error_column = :column, error_reason = 'duplicate',
-    other_row = (
-        SELECT MIN(f.row_number) FROM roster_staged_rows f
-        WHERE f.import_id = :import_id AND f.{key} = roster_staged_rows.{key}
-    )
-WHERE import_id = :import_id AND error_reason IS NULL AND {key} IS NOT NULL
-  AND EXISTS (
-    SELECT 1 FROM roster_staged_rows e
-    WHERE e.import_id = :import_id AND e.{key} = roster_staged_rows.{key}
-      AND e.row_number < roster_staged_rows.row_number
-  )
+SET error_column = :column, error_reason = 'duplicate', other_row = repeated.first_row
+FROM (
+    SELECT {key} AS key, MIN(row_number) AS first_row FROM roster_staged_rows
+    WHERE import_id = :import_id AND {key} IS NOT NULL
+    GROUP BY {key} HAVING COUNT(*) > 1
+) AS repeated
+WHERE roster_staged_rows.import_id = :import_id
+  AND roster_staged_rows.{key} = repeated.key
+  AND roster_staged_rows.row_number > repeated.first_row
+  AND roster_staged_rows.error_reason IS NULL
 """
 
 
-async def _mark_duplicates(ctx: Ctx, import_id: int) -> None:
+async def _mark_duplicates(ctx: Ctx, import_id: int) -> int:
     """Every later row repeating an earlier row's ID number or candidate number is an error
-    naming the earlier row (so both row numbers are reported)."""
+    naming the earlier row (so both row numbers are reported); how many rows were marked."""
+    marked = 0
     for column, key in (("id_number", "id_number_index"), ("candidate_number", "candidate_number")):
-        await ctx.session.execute(
+        done = await ctx.session.execute(
             text(_DUPLICATES.format(key=key)), {"column": column, "import_id": import_id}
         )
+        marked += int(done.rowcount)  # type: ignore[attr-defined]
+    return marked
 
 
 async def stage_file(
     ctx: Ctx, import_id: int, stream: IO[bytes], progress: Progress | None = None
 ) -> tuple[int, int]:
     """Validate and stage every row of `stream`; (total rows, bad rows)."""
-    today = ctx.now().date()
-    key = ctx.settings.data_key
-    batch: list[Staged] = []
-    try:
-        for row in read_rows(stream, progress):
-            batch.append(check_row(import_id, row, today=today, data_key=key))
-            if len(batch) >= BATCH_ROWS:
-                await _stage(ctx, batch)
-                batch = []
-    except RosterFileError as exc:
-        raise invalid_file(exc.reason, exc.columns) from None
-    if batch:
-        await _stage(ctx, batch)
-    await _mark_duplicates(ctx, import_id)
-    staged = RosterStagedRow
-    counted = await ctx.session.execute(
-        select(func.count(), func.count(staged.error_reason)).where(staged.import_id == import_id)
-    )
-    total, bad = counted.one()
-    return int(total), int(bad)
+    total = bad = 0
+    failed: RosterFileError | None = None
+
+    async def counted(as_copy_text: bool) -> AsyncIterator[CheckedBatch]:
+        nonlocal total, bad, failed
+        batches = checked_batches(
+            import_id,
+            stream,
+            progress,
+            today=ctx.now().date(),
+            data_key=ctx.settings.data_key,
+            batch_rows=BATCH_ROWS,
+            workers=default_workers() if POOL_WORKERS is None else POOL_WORKERS,
+            as_copy_text=as_copy_text,
+        )
+        async with aclosing(batches):
+            try:
+                async for batch in batches:
+                    total, bad = total + batch.rows, bad + batch.bad
+                    yield batch
+            except RosterFileError as exc:
+                # End the COPY cleanly (no CopyFail, no cancel request racing the rollback);
+                # the refusal below rolls the whole preview back.
+                failed = exc
+
+    await _stage(ctx, counted)
+    if failed is not None:
+        raise invalid_file(failed.reason, failed.columns)
+    if total:
+        bad += await _mark_duplicates(ctx, import_id)
+    return total, bad
 
 
 async def preview(
@@ -236,13 +206,17 @@ async def import_out(
     """An import with one page of its bad rows, in row order."""
     page, page_size = max(page, 1), min(max(page_size, 1), MAX_PAGE_SIZE)
     staged = RosterStagedRow
-    found = await ctx.session.execute(
-        select(staged.row_number, staged.error_column, staged.error_reason, staged.other_row)
-        .where(staged.import_id == job.id, staged.error_reason.is_not(None))
-        .order_by(staged.row_number)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    )
+    errors: Sequence[Any] = []
+    # A clean import has no bad rows to page through (looking would scan all its rows).
+    if job.error_rows:
+        found = await ctx.session.execute(
+            select(staged.row_number, staged.error_column, staged.error_reason, staged.other_row)
+            .where(staged.import_id == job.id, staged.error_reason.is_not(None))
+            .order_by(staged.row_number)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        )
+        errors = found.all()
     return schemas.RosterImportOut(
         id=job.id,
         exam_id=job.exam_id,
@@ -259,7 +233,7 @@ async def import_out(
             schemas.RosterErrorOut(
                 row=row, column=column or "", reason=reason or "", other_row=other
             )
-            for row, column, reason, other in found.all()
+            for row, column, reason, other in errors
         ],
         page=page,
         page_size=page_size,

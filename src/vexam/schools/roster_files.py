@@ -1,21 +1,43 @@
-"""Reading roster files as a stream of rows: CSV (UTF-8, with or without BOM, or GBK/GB18030
-as Excel in China saves it) and XLSX (openpyxl, read-only). Nothing is loaded whole.
+"""Reading roster files as a stream of checked rows, with no database in sight.
 
-A file that cannot be read raises `RosterFileError` naming why (`unreadable`, `encoding`,
-`empty`, `missing_columns`); the caller turns it into `roster_invalid`.
+Files: CSV (UTF-8, with or without BOM, or GBK/GB18030 as Excel in China saves it) and XLSX
+(openpyxl, read-only). Nothing is loaded whole. A file that cannot be read raises
+`RosterFileError` naming why (`unreadable`, `encoding`, `empty`, `missing_columns`); the
+caller turns it into `roster_invalid`.
+
+Rows: each is checked with the identity domain's ID-number rules and its number encrypted and
+blind-indexed (`check_row`). That is CPU work, so `checked_batches` reads in a thread and
+checks batches in worker processes (threads when processes are not available), in file order:
+the event loop stays free and both cores work while the database writes. This module imports
+no database code, so a worker process starts light.
 """
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import io
+import itertools
+import multiprocessing
+import os
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import IO, Any
+
+from vexam.core.crypto import blind_index, encrypt_text
+from vexam.identity.idnumbers import (
+    IdNumberError,
+    mask_id_number,
+    normalise_province,
+    parse_id_number,
+)
 
 COLUMNS = ("name", "id_number", "province", "candidate_number", "major")
 REQUIRED = ("name", "id_number", "province")
@@ -228,3 +250,259 @@ def _xlsx_rows(data: IO[bytes], progress: Progress | None) -> Iterator[RawRow]:
             progress(total, total)
     finally:
         book.close()
+
+
+# ------------------------------------------------------------------ checking rows
+
+# The same kind and context as certified identities: a roster row and an identity of one
+# number share a blind index, which is how an application finds its row.
+ID_NUMBER_KIND = "id_number"
+ID_NUMBER_CONTEXT = "identity.id_number"
+AHEAD = 4  # batches read and being checked ahead of the one being written (memory bound)
+
+# (import_id, row_number, name, id_number_enc, id_number_index, id_number_masked, province,
+#  candidate_number, major, error_column, error_reason, other_row): a staging-table row.
+Staged = tuple[
+    int,
+    int,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+]
+
+
+def candidate_ok(value: str) -> bool:
+    """Whether a (normalised) candidate number has the accepted shape."""
+    return 4 <= len(value) <= 20 and value.isascii() and value.isalnum()
+
+
+def check_row(import_id: int, row: RawRow, *, today: date, data_key: str) -> Staged:
+    """A row as staged: its values, and the first rule it broke (column, reason) if any."""
+    cells = row.cells
+    error: tuple[str, str] | None = None
+    name = " ".join(cells.get("name", "").split())
+    if not name:
+        error = ("name", "missing")
+    elif len(name) > 100:
+        error, name = ("name", "too_long"), name[:100]
+    number: str | None = None
+    raw_number = cells.get("id_number", "")
+    if not raw_number.strip():
+        error = error or ("id_number", "missing")
+    else:
+        try:
+            number = parse_id_number(raw_number, today=today).number
+        except IdNumberError as exc:
+            error = error or ("id_number", exc.reason.value)
+    raw_province = cells.get("province", "")
+    province = normalise_province(raw_province)
+    if province is None:
+        error = error or ("province", "unknown" if raw_province.strip() else "missing")
+    candidate = cells.get("candidate_number", "").strip().upper() or None
+    if candidate is not None and not candidate_ok(candidate):
+        error, candidate = error or ("candidate_number", "format"), candidate[:32]
+    major = " ".join(cells.get("major", "").split()) or None
+    if major is not None and len(major) > 200:
+        error, major = error or ("major", "too_long"), major[:200]
+    index = blind_index(data_key, number, kind=ID_NUMBER_KIND) if number else None
+    # Only rows that can be committed carry the ciphertext (the costly part).
+    enc = (
+        encrypt_text(data_key, number, context=ID_NUMBER_CONTEXT) if number and not error else None
+    )
+    return (
+        import_id,
+        row.number,
+        name or None,
+        enc,
+        index,
+        mask_id_number(number) if number else None,
+        province,
+        candidate,
+        major,
+        error[0] if error else None,
+        error[1] if error else None,
+        None,
+    )
+
+
+# A data row as sent to a worker: its number, then its texts in `COLUMNS` order ("" if absent).
+# Plain tuples, because pickling them is a fraction of pickling `RawRow`s.
+Cells = tuple[int, str, str, str, str, str]
+
+# COPY's text format: backslash escapes for the characters that delimit it.
+NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """Checked rows in file order: how many, how many broke a rule, and the staged rows, as
+    tuples or (for PostgreSQL) as COPY text made in the worker, so this process only
+    forwards bytes."""
+
+    rows: int
+    bad: int
+    staged: list[Staged]
+    copy_text: bytes
+
+
+def _copy_value(value: str | None) -> str:
+    return NULL if value is None else value.translate(_COPY_ESCAPES)
+
+
+def copy_text(staged: list[Staged]) -> bytes:
+    """Rows in PostgreSQL COPY text format (tab-separated, `\\N` for NULL), UTF-8."""
+    text = _copy_value
+    # Only the free-text cells can hold a backslash or a control character; the rest are
+    # made here from fixed alphabets (base64, hex, digits, province names, reason codes).
+    lines = [
+        f"{import_id}\t{number}\t{text(name)}\t{enc or NULL}\t{index or NULL}\t"
+        f"{masked or NULL}\t{province or NULL}\t{text(candidate)}\t{text(major)}\t"
+        f"{column or NULL}\t{reason or NULL}\t{NULL if other is None else other}\n"
+        for (
+            import_id,
+            number,
+            name,
+            enc,
+            index,
+            masked,
+            province,
+            candidate,
+            major,
+            column,
+            reason,
+            other,
+        ) in staged
+    ]
+    return "".join(lines).encode()
+
+
+def _cells(row: RawRow) -> Cells:
+    get = row.cells.get
+    return (
+        row.number,
+        get("name", ""),
+        get("id_number", ""),
+        get("province", ""),
+        get("candidate_number", ""),
+        get("major", ""),
+    )
+
+
+def check_batch(
+    import_id: int, rows: list[Cells], *, today: date, data_key: str, as_copy_text: bool
+) -> CheckedBatch:
+    """`check_row` of each row, in order (what a worker process runs)."""
+    staged = [
+        check_row(
+            import_id,
+            RawRow(row[0], dict(zip(COLUMNS, row[1:], strict=True))),
+            today=today,
+            data_key=data_key,
+        )
+        for row in rows
+    ]
+    bad = sum(1 for values in staged if values[10] is not None)
+    if as_copy_text:
+        return CheckedBatch(len(staged), bad, [], copy_text(staged))
+    return CheckedBatch(len(staged), bad, staged, b"")
+
+
+def default_workers() -> int:
+    """Worker processes for checking: one per usable core but one, which is left to this
+    process (reading, forwarding) and the database it writes to; at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _start_pool(workers: int) -> Executor | None:
+    """A process pool, or None where processes cannot be made (then threads check)."""
+    try:
+        # forkserver: workers fork from a clean single-threaded server, never from this
+        # (threaded) process, and start with only this module loaded, not the web app.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return ProcessPoolExecutor(workers, mp_context=context)
+    except (OSError, ValueError, NotImplementedError, ImportError):
+        return None
+
+
+async def checked_batches(
+    import_id: int,
+    stream: IO[bytes],
+    progress: Progress | None = None,
+    *,
+    today: date,
+    data_key: str,
+    batch_rows: int,
+    workers: int,
+    as_copy_text: bool = False,
+) -> AsyncGenerator[CheckedBatch]:
+    """The rows of `stream` checked, in batches of `batch_rows`, in file order.
+
+    The file is read in a thread; batches are checked in `workers` processes once the file
+    proves bigger than one batch (a small file never starts any), else (or with `workers`
+    0) in a thread. If the
+    pool cannot start or breaks, the batch is checked in a thread instead: same result.
+    `RosterFileError` is raised from here when the file cannot be read.
+    """
+    loop = asyncio.get_running_loop()
+    rows = read_rows(stream, progress)
+    check = partial(
+        check_batch, import_id, today=today, data_key=data_key, as_copy_text=as_copy_text
+    )
+    # Batches in file order, each with its check under way; or the error that stopped reading.
+    queue: asyncio.Queue[tuple[list[Cells], asyncio.Future[CheckedBatch]] | Exception | None]
+    queue = asyncio.Queue(AHEAD)
+    pool: Executor | None = None
+
+    def submit(batch: list[Cells]) -> asyncio.Future[CheckedBatch]:
+        if pool is not None:
+            try:
+                return asyncio.wrap_future(pool.submit(check, batch))
+            except (BrokenProcessPool, RuntimeError, OSError):
+                pass  # the pool is gone: check here instead
+        return loop.run_in_executor(None, check, batch)
+
+    def read_batch() -> list[Cells]:
+        return [_cells(row) for row in itertools.islice(rows, batch_rows)]
+
+    async def produce() -> None:
+        nonlocal pool
+        try:
+            batch = await asyncio.to_thread(read_batch)
+            if workers > 0 and len(batch) == batch_rows:
+                pool = _start_pool(workers)
+            while batch:
+                await queue.put((batch, submit(batch)))
+                batch = await asyncio.to_thread(read_batch)
+        except Exception as exc:  # handed to the consumer, which raises it in its own task
+            await queue.put(exc)
+        else:
+            await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            batch, checked = item
+            try:
+                result = await checked
+            except (BrokenProcessPool, OSError):
+                result = await loop.run_in_executor(None, check, batch)  # the pool died
+            yield result
+    finally:
+        producer.cancel()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
