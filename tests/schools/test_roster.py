@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from openpyxl import Workbook
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tests.exams.test_exam_setup import exam_body, new_school
@@ -20,7 +20,7 @@ from vexam.core.audit import AuditEntry
 from vexam.core.crypto import blind_index
 from vexam.identity.idnumbers import check_character
 from vexam.schools import roster, roster_files
-from vexam.schools.models import RosterImport
+from vexam.schools.models import RosterImport, RosterStagedRow
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -254,6 +254,15 @@ async def test_preview_expires(app, client, clock, exam) -> None:
     async with app.state.db.unit_of_work() as session:
         job = await session.get(RosterImport, previewed.json()["id"])
         assert job is not None and job.status == "expired"
+    # The next preview clears the staged rows of previews older than 24 hours.
+    await upload(client, exam, csv_bytes([["李四", id_number(), "天津", "", ""]]))
+    async with app.state.db.unit_of_work() as session:
+        left = await session.scalar(
+            select(func.count())
+            .select_from(RosterStagedRow)
+            .where(RosterStagedRow.import_id == previewed.json()["id"])
+        )
+    assert left == 0
 
 
 async def test_admin_corrects_a_row_audited(app, client, exam) -> None:

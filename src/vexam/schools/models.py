@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vexam.core.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -72,12 +72,8 @@ class RosterStagedRow(Base):
     """
 
     __tablename__ = "roster_staged_rows"
-    __table_args__ = (
-        Index("ix_roster_staged_rows_import_index", "import_id", "id_number_index", "row_number"),
-        Index(
-            "ix_roster_staged_rows_import_candidate", "import_id", "candidate_number", "row_number"
-        ),
-    )
+    # No secondary index: duplicates are found by one grouping query per import, and an
+    # index would cost more while loading a big file than it saves.
 
     import_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("roster_imports.id", ondelete="CASCADE"), primary_key=True

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from datetime import timedelta
 from typing import IO, Any
 
-from sqlalchemy import func, literal, select, text, update
+from sqlalchemy import delete, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vexam.core import audit
@@ -164,6 +164,13 @@ async def stage_file(
     return total, bad
 
 
+async def _purge_stale_staging(ctx: Ctx) -> None:
+    """Staged rows are kept as long as a preview may be committed (24 h); older ones go, so
+    the staging table holds only recent files. Imports keep their counts."""
+    stale = select(RosterImport.id).where(RosterImport.created_at <= ctx.now() - PREVIEW_TTL)
+    await ctx.session.execute(delete(RosterStagedRow).where(RosterStagedRow.import_id.in_(stale)))
+
+
 async def preview(
     ctx: Ctx,
     principal: Principal,
@@ -179,6 +186,7 @@ async def preview(
     file as a whole cannot be read; bad rows are listed, not refused.
     """
     exam = await exams.get_exam(ctx, principal, exam_id)
+    await _purge_stale_staging(ctx)
     job = RosterImport(
         school_id=exam.school_id,
         exam_id=exam.id,
