@@ -45,9 +45,7 @@ async def my_sittings(principal: Candidate, ctx: ServiceCtx) -> list[schemas.Sit
 
 
 @router.get("/sittings/{sitting_id}")
-async def get_sitting(
-    sitting_id: int, principal: Candidate, ctx: ServiceCtx
-) -> schemas.SittingOut:
+async def get_sitting(sitting_id: int, principal: Candidate, ctx: ServiceCtx) -> schemas.SittingOut:
     """The whole sitting: subjects, attempts left, recordings, submissions, what comes next."""
     return await sitting_status.my_status(ctx, principal, sitting_id)
 
