@@ -758,3 +758,27 @@ def test_catalogue_has_every_section_5_code() -> None:
         "mock_limit_reached",
     ):
         assert name in CATALOGUE
+
+
+async def test_editing_the_exam_keeps_what_candidates_did(app, client, inbox, new_phone, world):
+    """§4/§5: an exam edited during the window keeps its subjects (and so the candidates'
+    attempts and submissions); a subject cannot be removed once anyone has sat it."""
+    exam = await new_exam(client, world)
+    who = await candidate_for(app, client, inbox, new_phone, world, exam)
+    sitting = await ready(app, client, who, exam["id"])
+    first = await record(client, who, sitting)
+    await complete(client, who, first.json()["id"], duration_seconds=60)
+    assert (await submit(client, who, sitting, first.json()["id"])).status_code == 201
+
+    body = sitting_exam(code=exam["code"])
+    body["subjects"][0] |= {"name": "练习曲（改）", "attempts": 4}
+    edited = await client.put(f"/api/v1/exams/{exam['id']}", json=body, headers=world["admin"])
+    assert edited.status_code == 200, edited.text
+    assert [s["id"] for s in edited.json()["subjects"]] == [s["id"] for s in exam["subjects"]]
+    view = await status(client, who, sitting["id"])
+    assert view["subjects"][0]["state"] == "submitted"
+    assert view["subjects"][0]["attempts_left"] == 3  # 4 allowed now, 1 used
+
+    body["subjects"] = body["subjects"][:1]
+    removed = await client.put(f"/api/v1/exams/{exam['id']}", json=body, headers=world["admin"])
+    assert removed.status_code == 422 and removed.json()["field"] == "subjects"

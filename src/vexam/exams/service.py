@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.exams import schemas
-from vexam.exams.models import Exam, Subject
+from vexam.exams.models import Exam, Sitting, Subject
 from vexam.schools import service as schools
 
 MAX_ATTEMPTS = 50
@@ -179,6 +179,43 @@ async def subjects_of(ctx: Ctx, exam_id: int) -> list[Subject]:
     return list(rows.scalars())
 
 
+SUBJECT_FIELDS = (
+    "name",
+    "name_en",
+    "attempts",
+    "max_seconds",
+    "prompt",
+    "camera",
+    "orientation",
+    "face_check_seconds",
+    "mock_face_checks",
+    "rubric",
+)
+
+
+async def _replace_subjects(ctx: Ctx, exam: Exam, wanted: list[Subject]) -> None:
+    """Subjects are changed in place, position by position, so their ids (which attempts,
+    recordings and submissions name) stay; removing one is refused once anyone has sat
+    the exam, since their recordings would lose their subject."""
+    current = await subjects_of(ctx, exam.id)
+    for existing, new in zip(current, wanted, strict=False):
+        for field in SUBJECT_FIELDS:
+            setattr(existing, field, getattr(new, field))
+        existing.updated_at = new.updated_at
+    removed = current[len(wanted) :]
+    if removed:
+        started = await ctx.session.scalar(
+            select(func.count()).select_from(Sitting).where(Sitting.exam_id == exam.id)
+        )
+        if started:
+            raise _invalid("subjects", "a subject cannot be removed once candidates have started")
+        await ctx.session.execute(
+            delete(Subject).where(Subject.id.in_([subject.id for subject in removed]))
+        )
+    ctx.session.add_all(wanted[len(current) :])
+    await ctx.session.flush()
+
+
 async def update_exam(
     ctx: Ctx, principal: Principal, exam_id: int, body: schemas.ExamIn
 ) -> schemas.ExamOut:
@@ -194,9 +231,7 @@ async def update_exam(
             await ctx.session.flush()
     except IntegrityError:
         raise VexamError("exam_code_taken") from None
-    await ctx.session.execute(delete(Subject).where(Subject.exam_id == exam.id))
-    ctx.session.add_all(_subjects(ctx, exam.id, body))
-    await ctx.session.flush()
+    await _replace_subjects(ctx, exam, _subjects(ctx, exam.id, body))
     await audit.record(ctx, "exam.updated", "exam", exam.id, before=before)
     return await exam_out(ctx, exam)
 
