@@ -8,19 +8,17 @@ whether or not the Chinese catalogue has these texts yet.
 
 from __future__ import annotations
 
-import io
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openpyxl import Workbook
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from tests.browser.conftest import LiveApp
 from tests.helpers import PASSWORD, app_ctx
-from tests.schools.test_roster import id_number
+from tests.schools.test_roster import id_number, xlsx_bytes
 from vexam.accounts import service as accounts
 from vexam.core.context import Role
 from vexam.schools import service as schools
@@ -33,15 +31,7 @@ HEADER = ["姓名", "身份证号", "高考省份", "考生号", "专业"]
 
 def xlsx(rows: list[list[Any]]) -> bytes:
     """A roster workbook as a school saves it from Excel."""
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.append(HEADER)
-    for row in rows:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return xlsx_bytes(rows, HEADER)
 
 
 @pytest.fixture
