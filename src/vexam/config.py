@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     support_hours_end: str = "24:00"
     support_sla_minutes: int = Field(120, ge=1)
 
+    # Resumable uploads (SPEC §5, tus 1.0).
+    upload_dir: Path | None = None  # None: data_dir/uploads
+    upload_max_bytes: int = Field(20 * 1024**3, ge=1024)  # Tus-Max-Size; 413 above it
+    upload_idle_seconds: float = Field(15.0, gt=0)  # a PATCH silent this long is ended
+    upload_cors_origins: list[str] = Field(default_factory=list)  # other origins of tus clients
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -107,6 +113,11 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The configured database URL, or an SQLite file in the data folder."""
         return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'vexam.db').resolve()}"
+
+    @property
+    def effective_upload_dir(self) -> Path:
+        """Where upload files live: the configured folder or data_dir/uploads."""
+        return self.upload_dir or self.data_dir / "uploads"
 
     @property
     def effective_queue_url(self) -> str:

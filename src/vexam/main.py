@@ -33,6 +33,8 @@ from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
 from vexam.exams import pages as exams_pages
 from vexam.exams import sitting_api as exams_sitting_api
+from vexam.exams import upload_api as exams_upload_api
+from vexam.exams import upload_checks as exams_upload_checks
 from vexam.exams.payments import provider_from_settings
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
@@ -55,7 +57,7 @@ TEMPLATE_DIRS = [
 
 def job_handlers() -> dict[str, JobHandler]:
     """Every domain's jobs by name."""
-    return {**accounts_tasks.JOBS}
+    return {**accounts_tasks.JOBS, **exams_upload_checks.JOBS}
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -150,6 +152,7 @@ def create_app(
     app.include_router(exams_api.router)
     app.include_router(exams_candidate_api.router)
     app.include_router(exams_sitting_api.router)
+    app.include_router(exams_upload_api.router)
     app.include_router(schools_api.router)
     app.include_router(school_api.router)
     app.include_router(staff_api.router)

@@ -274,6 +274,80 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "submission_window_closed": ErrorSpec(
         409, N_("The exam window closed at {ended_at}; submissions are no longer accepted.")
     ),
+    # §5 uploads (tus 1.0)
+    "submission_not_found": ErrorSpec(404, N_("No such submission of yours.")),
+    "upload_not_found": ErrorSpec(
+        404, N_("No such upload. Start the upload of this submission again.")
+    ),
+    "tus_version_unsupported": ErrorSpec(
+        412, N_("This server speaks tus 1.0.0: send the header Tus-Resumable: 1.0.0.")
+    ),
+    "upload_length_required": ErrorSpec(
+        400, N_("Send the file's size in the Upload-Length header; deferred lengths are refused.")
+    ),
+    "upload_metadata_invalid": ErrorSpec(
+        400, N_("Upload-Metadata must name the submission: submission_id and its base64 value.")
+    ),
+    "upload_length_mismatch": ErrorSpec(
+        400,
+        N_(
+            "The file is {length} bytes but the submission declared {declared}. Upload the "
+            "recording you submitted."
+        ),
+    ),
+    "upload_too_large": ErrorSpec(
+        413, N_("The file is larger than the {max_bytes} bytes this server accepts.")
+    ),
+    "upload_exceeds_length": ErrorSpec(
+        413, N_("This request would write past the upload's declared length of {length} bytes.")
+    ),
+    "upload_offset_invalid": ErrorSpec(
+        400, N_("The Upload-Offset header must be a whole number of bytes.")
+    ),
+    "upload_offset_mismatch": ErrorSpec(
+        409,
+        N_("The server holds {offset} bytes of this upload: continue from there."),
+    ),
+    "upload_content_type": ErrorSpec(
+        415, N_("Upload data must be sent as application/offset+octet-stream.")
+    ),
+    "upload_checksum_invalid": ErrorSpec(
+        400, N_("The Upload-Checksum header must be: sha256 and the base64 digest.")
+    ),
+    "upload_checksum_algorithm": ErrorSpec(
+        400, N_("Only the sha256 checksum algorithm is supported.")
+    ),
+    "upload_chunk_checksum_mismatch": ErrorSpec(
+        460,
+        N_("The data did not match its checksum and was not kept. Send this part again."),
+    ),
+    "upload_locked": ErrorSpec(
+        423, N_("This upload is receiving data on another connection. Try again shortly.")
+    ),
+    "upload_finished": ErrorSpec(
+        403, N_("This upload is complete; it takes no more data and cannot be deleted.")
+    ),
+    "upload_already_complete": ErrorSpec(
+        409, N_("This submission's recording has already been uploaded.")
+    ),
+    "upload_expired": ErrorSpec(
+        410,
+        N_("The upload period ended at {ended_at}; this recording can no longer be uploaded."),
+    ),
+    "upload_checksum_mismatch": ErrorSpec(
+        422,
+        N_(
+            "The uploaded file does not match the SHA-256 declared at submission, so it was "
+            "not accepted. Upload the exact recording you submitted."
+        ),
+    ),
+    "recording_invalid": ErrorSpec(
+        422,
+        N_(
+            "The uploaded file is not a playable video (it may be damaged or cut short), so "
+            "it was not accepted."
+        ),
+    ),
 }
 
 

@@ -313,3 +313,35 @@ class ExamEvent(IdMixin, Base):
     server_at: Mapped[datetime] = mapped_column(UTCDateTime())
     device_id: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# ------------------------------------------------------------------ uploads (SPEC §5, issue 6)
+
+
+class Upload(CreatedMixin, Base):
+    """One tus upload of a submission's file: receiving → received → verified | invalid,
+    or hash_mismatch (kept for support, never accepted).
+
+    `received` mirrors the bytes durably in the store; the store's file is the truth and
+    the column is repaired from it. At most one upload of a submission is receiving.
+    """
+
+    __tablename__ = "exam_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("exam_submissions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(BigId, index=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    # receiving | received | verified | invalid | hash_mismatch
+    state: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    # What the verification found: container, codecs, duration, frames, or the reason.
+    media: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

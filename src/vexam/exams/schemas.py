@@ -312,7 +312,16 @@ class SubmissionReceipt(BaseModel):
     sha256: str
     size_bytes: int
     submitted_at: datetime
+    # pending | received | verified | invalid | hash_mismatch
     upload_state: str
+    upload_id: str | None = Field(default=None, description="the newest tus upload")
+    upload_offset: int = Field(default=0, description="bytes the server holds")
+    upload_error: str | None = Field(
+        default=None, description="upload_checksum_mismatch or recording_invalid"
+    )
+    upload_media: dict[str, Any] | None = Field(
+        default=None, description="what the media check found (container, codecs, duration)"
+    )
 
 
 class SubjectStatus(BaseModel):

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from vexam.core.context import Ctx, Principal
-from vexam.exams import schemas, service, sittings
+from vexam.exams import schemas, service, sittings, uploads
 from vexam.exams.models import ExamEvent, Recording, Sitting, SubjectProgress, Submission
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
@@ -48,9 +48,18 @@ def recording_out(recording: Recording, flags: list[str]) -> schemas.RecordingOu
     )
 
 
-def receipt(submission: Submission) -> schemas.SubmissionReceipt:
-    """The receipt of a submission."""
+_UPLOAD_ERRORS = {"hash_mismatch": "upload_checksum_mismatch", "invalid": "recording_invalid"}
+
+
+def receipt(
+    submission: Submission, progress: uploads.Progress | None = None
+) -> schemas.SubmissionReceipt:
+    """The receipt of a submission, with its upload's progress and checks when known."""
     return schemas.SubmissionReceipt(
+        upload_id=progress.upload_id if progress else None,
+        upload_offset=progress.offset if progress else 0,
+        upload_error=_UPLOAD_ERRORS.get(submission.upload_state),
+        upload_media=progress.media if progress and progress.media else None,
         submission_id=submission.id,
         sitting_id=submission.sitting_id,
         subject_id=submission.subject_id,
@@ -130,6 +139,7 @@ async def status(ctx: Ctx, loaded: Loaded, *, device_id: str | None) -> schemas.
         ).scalars()
     }
     flags = await flags_by_recording(ctx, sitting.id)
+    progress = await uploads.progress_by_submission(ctx, [s.id for s in submissions.values()])
     window = _window(ctx, loaded)
     out: list[schemas.SubjectStatus] = []
     for subject in subjects:
@@ -152,7 +162,7 @@ async def status(ctx: Ctx, loaded: Loaded, *, device_id: str | None) -> schemas.
                 attempts_left=max(0, allowed - spent),
                 state=_subject_state(window, spent, allowed, mine, submission is not None),
                 recordings=[recording_out(r, flags.get(r.id, [])) for r in mine],
-                submission=receipt(submission) if submission else None,
+                submission=receipt(submission, progress.get(submission.id)) if submission else None,
             )
         )
     sitting_flags = [*sitting.flags, *(f"event:{kind}" for kind in flags.get(None, []))]

@@ -1,0 +1,85 @@
+"""After an upload: is the file a decodable video? (SPEC §5 `recording_invalid`; PyAV.)
+
+The job decodes every video frame: browser WebM has no frame count or duration in its
+header, and a file cut short or damaged in the middle only shows itself when decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from vexam.core import audit
+from vexam.core.context import Ctx
+from vexam.core.jobs import JobHandler
+from vexam.exams import uploads
+from vexam.exams.models import Submission, Upload
+
+log = logging.getLogger(__name__)
+
+
+def probe_video(path: Path) -> dict[str, Any]:
+    """What the file holds: {"ok": True, container, video_codec, width, height, audio_codec,
+    duration_seconds, frames} or {"ok": False, "reason": ...}. Never raises for bad input."""
+    import av  # loaded only by the worker that checks media
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return {"ok": False, "reason": "no_video_stream"}
+            video = container.streams.video[0]
+            audio = container.streams.audio[0] if container.streams.audio else None
+            frames = 0
+            last_time = 0.0
+            for frame in container.decode(video):
+                frames += 1
+                when = getattr(frame, "time", None)
+                if when is not None:
+                    last_time = max(last_time, float(when))
+            if frames == 0:
+                return {"ok": False, "reason": "no_frames"}
+            header = container.duration / 1_000_000 if container.duration else None
+            return {
+                "ok": True,
+                "container": container.format.name,
+                "video_codec": video.codec_context.name,
+                "width": video.width,
+                "height": video.height,
+                "audio_codec": audio.codec_context.name if audio is not None else None,
+                "duration_seconds": round(header if header else last_time, 3),
+                "frames": frames,
+                "header_frames": int(video.frames or 0),
+            }
+    except (av.FFmpegError, OSError, ValueError, EOFError, IndexError) as exc:
+        # The class name only: FFmpeg's messages may carry paths.
+        return {"ok": False, "reason": "undecodable", "error": type(exc).__name__}
+
+
+async def verify(ctx: Ctx, payload: dict[str, Any]) -> None:
+    """Check a received upload's media; the submission becomes `verified` or `invalid`.
+    Idempotent: only an upload still `received` is checked."""
+    upload = await ctx.session.get(Upload, str(payload["upload_id"]))
+    if upload is None or upload.state != "received":
+        return
+    found = await asyncio.to_thread(probe_video, uploads.path_of(ctx, upload.id))
+    submission = await ctx.session.get(Submission, upload.submission_id)
+    assert submission is not None
+    now = ctx.now()
+    upload.state = "verified" if found["ok"] else "invalid"
+    upload.media = found
+    upload.verified_at = now
+    upload.updated_at = now
+    submission.upload_state = upload.state
+    await audit.record(
+        ctx,
+        "upload.verified" if found["ok"] else "upload.invalid",
+        "upload",
+        upload.id,
+        submission_id=submission.id,
+        **{k: v for k, v in found.items() if k != "ok"},
+    )
+
+
+JOBS: dict[str, JobHandler] = {uploads.VERIFY_JOB: verify}

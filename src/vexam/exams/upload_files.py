@@ -1,0 +1,234 @@
+"""The local store of tus uploads: one append-only file per upload, the file is the offset.
+
+Why the file and not a counter: a process killed mid-PATCH (SIGKILL) keeps every byte it had
+handed to the kernel and nothing else, so the file's size is exactly the data received, in
+order. Each PATCH holds an exclusive `flock` on the file (released by the kernel however the
+process ends, so a killed server leaves no stale lock); a second PATCH on the same upload is
+refused at once (423). Before a PATCH is acknowledged the file is `fdatasync`ed in a worker
+thread. A PATCH that carries `Upload-Checksum` first writes a marker naming its start; if it
+never finished (killed, dropped) the next holder of the lock cuts the file back to the marker,
+since unverified bytes of a checksummed PATCH must not be kept.
+
+All functions here are blocking: callers run them in threads (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_MARKER = ".ckpt"
+
+
+class UploadBusy(Exception):
+    """Another request holds this upload's lock."""
+
+
+class UploadFileMissing(Exception):
+    """The upload's file is gone (terminated, or removed by an operator)."""
+
+
+def upload_path(root: Path, upload_id: str) -> Path:
+    """Where the bytes of `upload_id` live (two-level fan-out keeps folders small)."""
+    return root / upload_id[:2] / upload_id
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + _MARKER)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_file(path: Path) -> None:
+    """Create the empty file of a new upload, durably (its directory entry too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def remove_file(path: Path) -> None:
+    """Delete an upload's file and marker; missing files are fine."""
+    path.unlink(missing_ok=True)
+    _marker(path).unlink(missing_ok=True)
+
+
+def _recover(fd: int, path: Path) -> None:
+    # Called with the lock held: a marker left behind names an unfinished checksummed PATCH.
+    marker = _marker(path)
+    try:
+        start = int(marker.read_text())
+    except (FileNotFoundError, ValueError):
+        marker.unlink(missing_ok=True)
+        return
+    if os.fstat(fd).st_size > start:
+        os.ftruncate(fd, start)
+        os.fdatasync(fd)
+    marker.unlink(missing_ok=True)
+
+
+def durable_size(path: Path) -> tuple[int, bool]:
+    """(bytes held, whether a PATCH is running now). With no PATCH running, an unfinished
+    checksummed PATCH's bytes are removed first; while one runs, its start is reported."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError as exc:
+        raise UploadFileMissing(str(path)) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            marker = _marker(path)
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return int(marker.read_text()), True
+            return os.fstat(fd).st_size, True
+        _recover(fd, path)
+        return os.fstat(fd).st_size, False
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
+    """The SHA-256 of the whole file (hex)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while data := f.read(chunk):
+            digest.update(data)
+    return digest.hexdigest()
+
+
+# A running hash of each upload this process has written from its first byte, so completion
+# need not read the file again. Keyed by upload id: (bytes hashed, hash state).
+_HASHES: dict[str, tuple[int, Any]] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def take_running_hash(upload_id: str, offset: int) -> Any | None:
+    """The running hash of `upload_id` if it covers exactly `offset` bytes (removed from the
+    cache while a PATCH uses it)."""
+    with _HASHES_LOCK:
+        held = _HASHES.pop(upload_id, None)
+    if offset == 0:
+        return hashlib.sha256()
+    if held is None or held[0] != offset:
+        return None
+    return held[1]
+
+
+def keep_running_hash(upload_id: str, offset: int, digest: Any | None) -> None:
+    """Remember the running hash of `upload_id` at `offset` bytes."""
+    if digest is None:
+        return
+    with _HASHES_LOCK:
+        if len(_HASHES) > 10_000:  # bounded: a cache, not a record
+            _HASHES.clear()
+        _HASHES[upload_id] = (offset, digest)
+
+
+def forget_running_hash(upload_id: str) -> None:
+    """Drop the running hash of `upload_id`."""
+    with _HASHES_LOCK:
+        _HASHES.pop(upload_id, None)
+
+
+@dataclass
+class PatchWriter:
+    """One PATCH holding the upload's lock: appends, hashes, and settles durably."""
+
+    path: Path
+    start: int
+    checksummed: bool
+    fd: int = -1
+    written: int = 0
+    chunk_hash: Any = field(default_factory=hashlib.sha256)
+    file_hash: Any | None = None
+
+    @classmethod
+    def open(cls, path: Path, offset: int, *, checksummed: bool) -> PatchWriter:
+        """Lock the file and check `offset` against its size.
+
+        Raises UploadBusy (another PATCH holds it), UploadFileMissing, or OffsetMismatch.
+        """
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError as exc:
+            raise UploadFileMissing(str(path)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UploadBusy(str(path)) from None
+        try:
+            _recover(fd, path)
+            size = os.fstat(fd).st_size
+            if size != offset:
+                raise OffsetMismatch(size)
+            if checksummed:
+                marker = _marker(path)
+                marker.write_text(str(offset))
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path=path, start=offset, checksummed=checksummed, fd=fd)
+
+    def write(self, data: bytes) -> None:
+        """Append `data` at the current end (pwrite: no shared file position)."""
+        view = memoryview(data)
+        position = self.start + self.written
+        while view:
+            n = os.pwrite(self.fd, view, position)
+            position += n
+            view = view[n:]
+        self.written += len(data)
+        if self.checksummed:
+            self.chunk_hash.update(data)
+        if self.file_hash is not None:
+            self.file_hash.update(data)
+
+    def rollback(self) -> None:
+        """Cut the file back to where this PATCH started, durably, and unlock."""
+        try:
+            os.ftruncate(self.fd, self.start)
+            os.fdatasync(self.fd)
+            _marker(self.path).unlink(missing_ok=True)
+        finally:
+            self.close()
+        self.written = 0
+        self.file_hash = None
+
+    def commit(self) -> int:
+        """Make what was written durable, drop the marker, unlock; return the new size."""
+        try:
+            if self.written:
+                os.fdatasync(self.fd)
+            if self.checksummed:
+                _marker(self.path).unlink(missing_ok=True)
+            return os.fstat(self.fd).st_size
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class OffsetMismatch(Exception):
+    """The PATCH's Upload-Offset is not the file's size."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size

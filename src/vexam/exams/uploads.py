@@ -1,0 +1,380 @@
+"""Resumable uploads of submissions (SPEC §5, tus 1.0): rules, bound to the submission.
+
+Only the submission's candidate creates or continues its upload; Upload-Length must be the
+declared size; the upload closes at the candidate's window end plus the exam's grace
+(`upload_expired`). Once every byte is in, the file's SHA-256 must be the declared one
+(`upload_checksum_mismatch`: kept for support, never accepted) and a job checks it is a
+decodable video (`recording_invalid`), after which the submission is `verified`.
+
+A PATCH body is streamed to the file with no database transaction open: the caller ends the
+request's transaction after `patch_target` and before `receive` (see `upload_api`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from starlette.requests import ClientDisconnect
+
+from vexam.config import Settings
+from vexam.core import audit
+from vexam.core.context import Ctx, Principal
+from vexam.core.db import after_commit, after_rollback
+from vexam.core.errors import CountedRefusal, VexamError
+from vexam.exams import upload_files as files
+from vexam.exams.models import Sitting, Submission, Upload
+from vexam.exams.sittings import load
+
+VERIFY_JOB = "uploads.verify"
+WRITE_BUFFER = 1 << 20  # bytes gathered before one write in a worker thread
+FINISHED = ("received", "verified")
+
+
+def root(ctx: Ctx) -> Path:
+    """The folder of upload files."""
+    return ctx.settings.effective_upload_dir
+
+
+def path_of(ctx: Ctx, upload_id: str) -> Path:
+    """The file of one upload."""
+    return files.upload_path(root(ctx), upload_id)
+
+
+def path_of_id(settings: Settings, upload_id: str) -> Path:
+    """The file of one upload, from the settings alone (support tools, tests)."""
+    return files.upload_path(settings.effective_upload_dir, upload_id)
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """Upload-Metadata ("key base64,key base64,key") as a dict; `upload_metadata_invalid`."""
+    out: dict[str, str] = {}
+    for pair in (header or "").split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, value = pair.partition(" ")
+        try:
+            out[key] = base64.b64decode(value.strip(), validate=True).decode() if value else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise VexamError("upload_metadata_invalid") from None
+    return out
+
+
+@dataclass
+class Target:
+    """The submission an upload is for, and when its upload period ends."""
+
+    submission: Submission
+    ends_at: datetime
+
+
+async def _target(ctx: Ctx, principal: Principal, submission_id: int) -> Target:
+    submission = await ctx.session.get(Submission, submission_id)
+    sitting = await ctx.session.get(Sitting, submission.sitting_id) if submission else None
+    if submission is None or sitting is None or sitting.user_id != principal.user_id:
+        raise VexamError("submission_not_found")
+    loaded = await load(ctx, sitting)
+    ends_at = loaded.window_end + timedelta(minutes=loaded.exam.upload_grace_minutes)
+    return Target(submission, ends_at)
+
+
+async def create(
+    ctx: Ctx, principal: Principal, *, length: int, metadata: dict[str, str]
+) -> Upload:
+    """Create the upload of a submission of the caller (tus creation).
+
+    `upload_too_large`, `upload_metadata_invalid`, `submission_not_found`,
+    `upload_expired`, `upload_length_mismatch`, `upload_already_complete`. An unfinished
+    earlier upload of the same submission is replaced (its client lost its address).
+    """
+    if length > ctx.settings.upload_max_bytes:
+        raise VexamError("upload_too_large", max_bytes=ctx.settings.upload_max_bytes)
+    raw_id = metadata.get("submission_id", "")
+    if not raw_id.isdigit():
+        raise VexamError("upload_metadata_invalid")
+    target = await _target(ctx, principal, int(raw_id))
+    now = ctx.now()
+    if now >= target.ends_at:
+        raise VexamError("upload_expired", ended_at=target.ends_at)
+    submission = target.submission
+    if length != submission.size_bytes:
+        raise VexamError("upload_length_mismatch", length=length, declared=submission.size_bytes)
+    earlier = list(
+        (
+            await ctx.session.execute(
+                select(Upload).where(Upload.submission_id == submission.id).with_for_update()
+            )
+        ).scalars()
+    )
+    if any(upload.state in FINISHED for upload in earlier):
+        raise VexamError("upload_already_complete")
+    for old in earlier:
+        if old.state == "receiving":
+            await ctx.session.delete(old)
+            _remove_after_commit(ctx, path_of(ctx, old.id))
+    upload = Upload(
+        id=secrets.token_hex(16),
+        submission_id=submission.id,
+        user_id=principal.user_id,
+        length=length,
+        received=0,
+        state="receiving",
+        expires_at=target.ends_at,
+        metadata_={k: v[:200] for k, v in list(metadata.items())[:10]},
+        media={},
+        created_at=now,
+        updated_at=now,
+    )
+    ctx.session.add(upload)
+    await ctx.session.flush()
+    path = path_of(ctx, upload.id)
+    await asyncio.to_thread(files.create_file, path)
+
+    async def _undo() -> None:
+        await asyncio.to_thread(files.remove_file, path)
+
+    after_rollback(ctx.session, _undo)
+    await audit.record(
+        ctx, "upload.created", "upload", upload.id, submission_id=submission.id, length=length
+    )
+    return upload
+
+
+def _remove_after_commit(ctx: Ctx, path: Path) -> None:
+    async def _remove() -> None:
+        files.forget_running_hash(path.name)
+        await asyncio.to_thread(files.remove_file, path)
+
+    after_commit(ctx.session, _remove)
+
+
+async def own_upload(ctx: Ctx, principal: Principal, upload_id: str) -> Upload:
+    """The caller's upload; `upload_not_found` for unknown ones and other people's."""
+    upload = await ctx.session.get(Upload, upload_id) if len(upload_id) <= 32 else None
+    if upload is None or upload.user_id != principal.user_id:
+        raise VexamError("upload_not_found")
+    return upload
+
+
+def _ensure_open(ctx: Ctx, upload: Upload) -> None:
+    if upload.state != "receiving":
+        raise VexamError("upload_finished")
+    if ctx.now() >= upload.expires_at:
+        raise VexamError("upload_expired", ended_at=upload.expires_at)
+
+
+async def _size(ctx: Ctx, upload: Upload) -> tuple[int, bool]:
+    try:
+        return await asyncio.to_thread(files.durable_size, path_of(ctx, upload.id))
+    except files.UploadFileMissing:
+        raise VexamError("upload_not_found") from None
+
+
+async def head(ctx: Ctx, principal: Principal, upload_id: str) -> tuple[Upload, int]:
+    """The upload and the bytes the server holds (tus HEAD).
+
+    The file is the truth: the stored offset is repaired from it, and an upload whose file is
+    whole but whose completion was lost (a crash between the last write and the commit) is
+    completed now. `upload_expired` for an unfinished upload past its period.
+    """
+    upload = await own_upload(ctx, principal, upload_id)
+    if upload.state != "receiving":
+        return upload, upload.length
+    if ctx.now() >= upload.expires_at:
+        raise VexamError("upload_expired", ended_at=upload.expires_at)
+    size, busy = await _size(ctx, upload)
+    if not busy and size != upload.received:
+        upload.received = size
+        upload.updated_at = ctx.now()
+    if not busy and size == upload.length:
+        await complete(ctx, upload.id, None)
+    return upload, size
+
+
+async def patch_target(ctx: Ctx, principal: Principal, upload_id: str, offset: int) -> Upload:
+    """The upload a PATCH may write to (`upload_not_found`, `upload_finished`,
+    `upload_expired`, `upload_offset_mismatch` when it is already complete)."""
+    upload = await own_upload(ctx, principal, upload_id)
+    if upload.state != "receiving" and offset != upload.length:
+        raise VexamError("upload_offset_mismatch", offset=upload.length)
+    _ensure_open(ctx, upload)
+    return upload
+
+
+async def _chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; ends quietly when the client goes away or stays silent too long."""
+    iterator = stream.__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(iterator.__anext__(), idle_seconds)
+        except (StopAsyncIteration, ClientDisconnect, TimeoutError):
+            return
+        yield chunk
+
+
+@dataclass
+class Received:
+    """What one PATCH left: the bytes the upload now holds, and whether all arrived."""
+
+    offset: int
+    complete: bool
+
+
+async def receive(
+    ctx: Ctx,
+    upload: Upload,
+    offset: int,
+    body: AsyncIterator[bytes],
+    *,
+    content_length: int | None,
+    checksum: bytes | None,
+) -> Received:
+    """Append a PATCH body at `offset`, durably, then record the progress (tus PATCH).
+
+    Must run with no transaction open. `upload_exceeds_length`, `upload_locked`,
+    `upload_offset_mismatch`, `upload_chunk_checksum_mismatch` (nothing kept); bytes of a
+    body cut short are kept (unless checksummed). Completing the upload checks the SHA-256
+    (`upload_checksum_mismatch`, the file is kept) and queues the media check.
+    """
+    if content_length is not None and offset + content_length > upload.length:
+        raise VexamError("upload_exceeds_length", length=upload.length)
+    path = path_of(ctx, upload.id)
+    try:
+        writer = await asyncio.to_thread(
+            files.PatchWriter.open, path, offset, checksummed=checksum is not None
+        )
+    except files.UploadBusy:
+        raise VexamError("upload_locked") from None
+    except files.UploadFileMissing:
+        raise VexamError("upload_not_found") from None
+    except files.OffsetMismatch as exc:
+        raise VexamError("upload_offset_mismatch", offset=exc.size) from None
+    writer.file_hash = files.take_running_hash(upload.id, offset)
+    room = upload.length - offset
+    overflow = False
+    try:
+        buffer = bytearray()
+        taken = 0
+        async for chunk in _chunks(body, ctx.settings.upload_idle_seconds):
+            taken += len(chunk)
+            if taken > room:
+                overflow = True
+                break
+            buffer += chunk
+            if len(buffer) >= WRITE_BUFFER:
+                await asyncio.to_thread(writer.write, bytes(buffer))
+                buffer.clear()
+        if buffer and not overflow:
+            await asyncio.to_thread(writer.write, bytes(buffer))
+    except BaseException:
+        # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
+        await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
+        raise
+    if overflow:
+        await asyncio.to_thread(writer.rollback)
+        raise VexamError("upload_exceeds_length", length=upload.length)
+    if checksum is not None:
+        cut_short = content_length is not None and writer.written != content_length
+        if cut_short or writer.chunk_hash.digest() != checksum:
+            await asyncio.to_thread(writer.rollback)
+            if cut_short:
+                return Received(offset, False)
+            raise VexamError("upload_chunk_checksum_mismatch")
+    file_hash = writer.file_hash
+    size = await asyncio.to_thread(writer.commit)
+    files.keep_running_hash(upload.id, size, file_hash)
+    now = ctx.now()
+    await ctx.session.execute(
+        update(Upload)
+        .where(Upload.id == upload.id, Upload.state == "receiving")
+        .values(received=size, updated_at=now)
+    )
+    if size < upload.length:
+        return Received(size, False)
+    digest = file_hash.hexdigest() if file_hash is not None else None
+    if not await complete(ctx, upload.id, digest):
+        raise CountedRefusal("upload_checksum_mismatch", offset=size)
+    return Received(size, True)
+
+
+async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
+    """Settle an upload whose bytes are all in: False when its SHA-256 is not the declared one
+    (state `hash_mismatch`, kept for support); else `received` and the media check queued.
+    Idempotent: an upload already settled answers as it was settled."""
+    upload = await ctx.session.get(Upload, upload_id, populate_existing=True)
+    if upload is None:
+        return True
+    if upload.state != "receiving":
+        return upload.state != "hash_mismatch"
+    if digest is None:
+        digest = await asyncio.to_thread(files.sha256_of, path_of(ctx, upload_id))
+    files.forget_running_hash(upload_id)
+    submission = await ctx.session.get(Submission, upload.submission_id)
+    assert submission is not None
+    now = ctx.now()
+    good = digest == submission.sha256
+    upload.state = "received" if good else "hash_mismatch"
+    upload.sha256 = digest
+    upload.received = upload.length
+    upload.completed_at = now
+    upload.updated_at = now
+    submission.upload_state = upload.state
+    await ctx.session.flush()
+    await audit.record(
+        ctx,
+        "upload.received" if good else "upload.checksum_mismatch",
+        "upload",
+        upload.id,
+        submission_id=submission.id,
+        sha256=digest,
+    )
+    if good:
+        ctx.enqueue(VERIFY_JOB, {"upload_id": upload.id})
+    return good
+
+
+async def terminate(ctx: Ctx, principal: Principal, upload_id: str) -> None:
+    """Delete an unfinished upload and its bytes (tus termination); `upload_finished`."""
+    upload = await own_upload(ctx, principal, upload_id)
+    if upload.state != "receiving":
+        raise VexamError("upload_finished")
+    await ctx.session.delete(upload)
+    _remove_after_commit(ctx, path_of(ctx, upload.id))
+    await audit.record(ctx, "upload.terminated", "upload", upload.id)
+
+
+@dataclass
+class Progress:
+    """How far the newest upload of a submission is."""
+
+    upload_id: str
+    offset: int
+    length: int
+    state: str
+    media: dict[str, Any]
+
+
+async def progress_by_submission(ctx: Ctx, submission_ids: list[int]) -> dict[int, Progress]:
+    """The newest upload of each submission (by creation), for the status call."""
+    if not submission_ids:
+        return {}
+    found = await ctx.session.execute(
+        select(Upload)
+        .where(Upload.submission_id.in_(submission_ids))
+        .order_by(Upload.created_at, Upload.id)
+    )
+    out: dict[int, Progress] = {}
+    for upload in found.scalars():
+        out[upload.submission_id] = Progress(
+            upload.id, upload.received, upload.length, upload.state, dict(upload.media)
+        )
+    return out
