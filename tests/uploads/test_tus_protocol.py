@@ -275,7 +275,7 @@ async def test_concurrent_patch_is_locked(app, client, inbox, new_phone, world) 
     location = (await create_upload(client, sub)).headers["location"]
     path = uploads.path_of_id(app.state.settings, location.rsplit("/", 1)[1])
     holder = await asyncio.to_thread(upload_files.PatchWriter.open, path, 0, checksummed=True)
-    await asyncio.to_thread(holder.write, b"a" * 10)
+    await asyncio.to_thread(holder.write, [b"a" * 10])
     locked = await patch(client, sub, location, 0, data[:10])
     assert locked.status_code == 423 and code(locked) == "upload_locked"
     head = await client.head(location, headers={**sub.who, **TUS})

@@ -36,6 +36,7 @@ from vexam.exams.sittings import load
 
 VERIFY_JOB = "uploads.verify"
 WRITE_BUFFER = 1 << 20  # bytes gathered before one write in a worker thread
+WRITE_CHUNKS = 512  # and at most this many chunks per gathered write (IOV_MAX is 1024)
 FINISHED = ("received", "verified")
 
 
@@ -215,7 +216,9 @@ async def _chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> AsyncIte
     iterator = stream.__aiter__()
     while True:
         try:
-            chunk = await asyncio.wait_for(iterator.__anext__(), idle_seconds)
+            # A timer per chunk, not a task per chunk (wait_for): this loop is the hot path.
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(iterator)
         except (StopAsyncIteration, ClientDisconnect, TimeoutError):
             return
         yield chunk
@@ -262,19 +265,21 @@ async def receive(
     room = upload.length - offset
     overflow = False
     try:
-        buffer = bytearray()
+        pending: list[bytes] = []
+        buffered = 0
         taken = 0
         async for chunk in _chunks(body, ctx.settings.upload_idle_seconds):
             taken += len(chunk)
             if taken > room:
                 overflow = True
                 break
-            buffer += chunk
-            if len(buffer) >= WRITE_BUFFER:
-                await asyncio.to_thread(writer.write, bytes(buffer))
-                buffer.clear()
-        if buffer and not overflow:
-            await asyncio.to_thread(writer.write, bytes(buffer))
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
+                await asyncio.to_thread(writer.write, pending)
+                pending, buffered = [], 0
+        if pending and not overflow:
+            await asyncio.to_thread(writer.write, pending)
     except BaseException:
         # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
         await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
