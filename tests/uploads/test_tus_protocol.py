@@ -343,3 +343,25 @@ def test_metadata_parsing() -> None:
         "flag": "",
         "name": "a b",
     }
+
+
+async def test_head_repairs_the_offset_and_completes_from_the_file(
+    app, client, inbox, new_phone, world, videos
+) -> None:
+    """The file is the truth: bytes on disk that the database never recorded (a crash between
+    the write and the commit) are reported by HEAD and the stored offset is repaired; a file
+    found whole is completed (hash checked, media check queued) as if its last PATCH had."""
+    data = videos["mp4"]
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    path = uploads.path_of_id(app.state.settings, location.rsplit("/", 1)[1])
+    path.write_bytes(data[:1000])
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.headers["upload-offset"] == "1000"
+    assert (await upload_state(client, sub))["upload_offset"] == 1000
+    path.write_bytes(data)
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.headers["upload-offset"] == str(len(data))
+    assert (await upload_state(client, sub))["upload_state"] == "received"
+    assert await app.state.queue.drain() == 1
+    assert (await upload_state(client, sub))["upload_state"] == "verified"
