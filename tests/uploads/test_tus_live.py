@@ -4,9 +4,12 @@ SIGKILL mid-PATCH again and again. Every upload ends byte-exact or is refused.""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -318,3 +321,75 @@ async def test_server_killed_mid_patch_resumes_exactly(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert await _state(app, sub) == "received"
     await app.state.queue.drain()
+
+
+NODE_SCRIPT = """
+const tus = require('tus-js-client');
+const fs = require('fs');
+const [endpoint, file, headers, submissionId] = process.argv.slice(2);
+const upload = new tus.Upload(fs.readFileSync(file), {
+  endpoint,
+  chunkSize: 1500,
+  retryDelays: [0, 100, 500],
+  headers: JSON.parse(headers),
+  metadata: { submission_id: submissionId, filename: 'take1.webm', filetype: 'video/webm' },
+  onError: (error) => { console.error('ERROR ' + error); process.exit(1); },
+  onSuccess: () => { console.log('URL ' + upload.url); process.exit(0); },
+});
+upload.start();
+"""
+
+
+def _tus_js_client() -> Path | None:
+    """The node_modules folder holding tus-js-client: VEXAM_TUS_JS_CLIENT_DIR, else the
+    repository's node_modules (`.ci/run` installs it); None when absent."""
+    configured = os.environ.get("VEXAM_TUS_JS_CLIENT_DIR")
+    candidates = [Path(configured)] if configured else []
+    candidates.append(Path(__file__).resolve().parents[2] / "node_modules")
+    for folder in candidates:
+        if (folder / "tus-js-client" / "package.json").is_file():
+            return folder
+    return None
+
+
+def _run_node(
+    node: str, modules: Path, script: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NODE_PATH": str(modules)}
+    return subprocess.run(
+        [node, str(script), *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+async def test_tus_js_client_uploads_a_recording(
+    app, client, inbox, new_phone, world, videos, live, tmp_path
+) -> None:
+    """Interoperability: the official tus-js-client (npm), run under Node, uploads a WebM in
+    1500-byte PATCHes; the job verifies it."""
+    modules = _tus_js_client()
+    node = shutil.which("node")
+    if modules is None or node is None:
+        pytest.skip("node or tus-js-client missing (set VEXAM_TUS_JS_CLIENT_DIR)")
+    data = videos["webm"]
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    await extend_upload_period(app, sub)
+    source = tmp_path / "take1.webm"
+    source.write_bytes(data)
+    script = tmp_path / "upload.js"
+    script.write_text(NODE_SCRIPT)
+    endpoint = live.url + "/api/v1/uploads"
+    result = await asyncio.to_thread(
+        _run_node,
+        node,
+        modules,
+        script,
+        endpoint,
+        str(source),
+        json.dumps(sub.who),
+        str(sub.submission_id),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    location = result.stdout.split("URL ", 1)[1].strip().removeprefix(live.url)
+    assert _head(live, sub, location).headers["upload-offset"] == str(len(data))
+    assert await app.state.queue.drain() == 1
+    assert await _state(app, sub) == "verified"
