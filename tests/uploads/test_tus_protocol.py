@@ -365,3 +365,41 @@ async def test_head_repairs_the_offset_and_completes_from_the_file(
     assert (await upload_state(client, sub))["upload_state"] == "received"
     assert await app.state.queue.drain() == 1
     assert (await upload_state(client, sub))["upload_state"] == "verified"
+
+
+async def test_sweep_expires_unfinished_uploads_and_requeues_stranded_checks(
+    app, client, inbox, new_phone, world, clock, videos
+) -> None:
+    """The sweep job: an unfinished upload past its period is closed (410 from then on) and
+    its bytes deleted; a received upload whose media check was lost is checked again."""
+    from sqlalchemy import update
+
+    from tests.helpers import app_ctx
+    from vexam.exams.models import Upload
+
+    late = await submitted_with(app, client, inbox, new_phone, world, b"l" * 100)
+    late_at = (await create_upload(client, late)).headers["location"]
+    await patch(client, late, late_at, 0, b"l" * 10)
+    data = videos["mp4"]
+    done = await submitted_with(app, client, inbox, new_phone, world, data)
+    created = await client.post(
+        "/api/v1/uploads", headers={**done.create_headers(), **OFFSET_STREAM}, content=data
+    )
+    assert created.status_code == 201
+    # As if the process died between the commit and the enqueue: the media check is lost.
+    done_id = created.headers["location"].rsplit("/", 1)[1]
+    async with app_ctx(app) as ctx:
+        await ctx.session.execute(
+            update(Upload).where(Upload.id == done_id).values(completed_at=clock.now())
+        )
+    app.state.queue.huey.flush()
+    clock.set(WINDOW_END + timedelta(days=2))
+    await app.state.queue.run(uploads.SWEEP_JOB, {})
+    path = uploads.path_of_id(app.state.settings, late_at.rsplit("/", 1)[1])
+    assert not path.exists()
+    head = await client.head(late_at, headers={**late.who, **TUS})
+    assert head.status_code == 410
+    gone = await patch(client, late, late_at, 10, b"l")
+    assert gone.status_code == 410 and code(gone) == "upload_expired"
+    assert await app.state.queue.drain() >= 1  # the database is shared by the run's tests
+    assert (await upload_state(client, done))["upload_state"] == "verified"

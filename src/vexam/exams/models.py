@@ -320,7 +320,7 @@ class ExamEvent(IdMixin, Base):
 
 class Upload(CreatedMixin, Base):
     """One tus upload of a submission's file: receiving → received → verified | invalid,
-    or hash_mismatch (kept for support, never accepted).
+    or hash_mismatch (kept for support, never accepted), or expired (bytes deleted).
 
     `received` mirrors the bytes durably in the store; the store's file is the truth and
     the column is repaired from it. At most one upload of a submission is receiving.
@@ -335,7 +335,7 @@ class Upload(CreatedMixin, Base):
     user_id: Mapped[int] = mapped_column(BigId, index=True)
     length: Mapped[int] = mapped_column(BigInteger)
     received: Mapped[int] = mapped_column(BigInteger, default=0)
-    # receiving | received | verified | invalid | hash_mismatch
+    # receiving | received | verified | invalid | hash_mismatch | expired
     state: Mapped[str] = mapped_column(String(20))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)

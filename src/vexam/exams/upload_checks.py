@@ -82,4 +82,12 @@ async def verify(ctx: Ctx, payload: dict[str, Any]) -> None:
     )
 
 
-JOBS: dict[str, JobHandler] = {uploads.VERIFY_JOB: verify}
+async def sweep(ctx: Ctx, payload: dict[str, Any]) -> None:
+    """Expire overdue unfinished uploads and re-queue stranded media checks (see
+    `uploads.sweep`)."""
+    expired, requeued = await uploads.sweep(ctx)
+    if expired or requeued:
+        log.info("upload sweep: %d expired, %d media checks re-queued", expired, requeued)
+
+
+JOBS: dict[str, JobHandler] = {uploads.VERIFY_JOB: verify, uploads.SWEEP_JOB: sweep}

@@ -35,6 +35,8 @@ from vexam.exams.models import Sitting, Submission, Upload
 from vexam.exams.sittings import load
 
 VERIFY_JOB = "uploads.verify"
+SWEEP_JOB = "uploads.sweep"
+STRANDED_AFTER = timedelta(minutes=10)  # a received upload unchecked this long is re-queued
 WRITE_BUFFER = 1 << 20  # bytes gathered before one write in a worker thread
 WRITE_CHUNKS = 512  # and at most this many chunks per gathered write (IOV_MAX is 1024)
 FINISHED = ("received", "verified")
@@ -159,10 +161,13 @@ def _remove_after_commit(ctx: Ctx, path: Path) -> None:
 
 
 async def own_upload(ctx: Ctx, principal: Principal, upload_id: str) -> Upload:
-    """The caller's upload; `upload_not_found` for unknown ones and other people's."""
+    """The caller's upload; `upload_not_found` for unknown ones and other people's,
+    `upload_expired` for one the sweep closed."""
     upload = await ctx.session.get(Upload, upload_id) if len(upload_id) <= 32 else None
     if upload is None or upload.user_id != principal.user_id:
         raise VexamError("upload_not_found")
+    if upload.state == "expired":
+        raise VexamError("upload_expired", ended_at=upload.expires_at)
     return upload
 
 
@@ -383,3 +388,37 @@ async def progress_by_submission(ctx: Ctx, submission_ids: list[int]) -> dict[in
             upload.id, upload.received, upload.length, upload.state, dict(upload.media)
         )
     return out
+
+
+async def sweep(ctx: Ctx, limit: int = 500) -> tuple[int, int]:
+    """Close unfinished uploads past their period (state `expired`, bytes deleted) and re-queue
+    the media check of uploads left `received` by a crash between commit and enqueue.
+    Returns (expired, re-queued). Idempotent; meant to run periodically."""
+    now = ctx.now()
+    expired = list(
+        (
+            await ctx.session.execute(
+                select(Upload)
+                .where(Upload.state == "receiving", Upload.expires_at <= now)
+                .order_by(Upload.expires_at)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    for upload in expired:
+        upload.state = "expired"
+        upload.updated_at = now
+        _remove_after_commit(ctx, path_of(ctx, upload.id))
+        await audit.record(ctx, "upload.expired", "upload", upload.id, received=upload.received)
+    stranded = list(
+        (
+            await ctx.session.execute(
+                select(Upload.id)
+                .where(Upload.state == "received", Upload.completed_at <= now - STRANDED_AFTER)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    for upload_id in stranded:
+        ctx.enqueue(VERIFY_JOB, {"upload_id": upload_id})
+    return len(expired), len(stranded)
