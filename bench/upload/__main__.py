@@ -1,0 +1,520 @@
+"""Upload bench (issue 6): vexam's tus endpoint against @tus/server, tuspyserver and a raw
+write, side by side in one run, with the same Python aiohttp client on loopback.
+
+    python -m bench.upload [--smoke] [--database-url URL] [--workdir DIR]
+
+Scenarios: 1 × 200 MiB in 5 MiB PATCHes; 32 concurrent × 20 MiB in 1 MiB PATCHes; 200
+concurrent × 2 MiB in 256 KiB PATCHes (`--smoke`: 1 × 10 MiB, 4 × 2 MiB, 16 × 512 KiB).
+Every server is started fresh for each scenario (uvicorn with httptools + uvloop for the
+Python ones, Node for @tus/server); per server: MB/s (MB = 10^6 B), ratio to the best tus
+peer and to the raw write, MB per server CPU-second (/proc), errors, files whose SHA-256
+matches, peak RSS. Then the silent-connection check on vexam and PASS/MISS per goal; exit 1
+on a missed goal (`--smoke`: only on errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+import aiohttp
+
+from bench.upload.vexam_setup import Slot, prepare, server_env, settings_for
+from vexam.exams import uploads
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+NODE_DIR = HERE / "node"
+MIB = 1024 * 1024
+TUS = {"Tus-Resumable": "1.0.0"}
+STREAM = {"Content-Type": "application/offset+octet-stream"}
+START_TIMEOUT_S = 60.0
+SILENT_GOAL_S = 5.0  # "a few seconds"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    count: int
+    size: int
+    patch: int
+    raw_goal: float  # vexam ≥ this × raw write
+    cpu_goal: float  # vexam MB per server CPU-second
+
+
+FULL = [
+    Scenario("1 × 200 MiB, 5 MiB PATCHes", 1, 200 * MIB, 5 * MIB, 0.8, 500),
+    Scenario("32 × 20 MiB, 1 MiB PATCHes", 32, 20 * MIB, 1 * MIB, 0.6, 500),
+    Scenario("200 × 2 MiB, 256 KiB PATCHes", 200, 2 * MIB, 256 * 1024, 0.5, 300),
+]
+SMOKE = [
+    Scenario("1 × 10 MiB, 5 MiB PATCHes", 1, 10 * MIB, 5 * MIB, 0.8, 500),
+    Scenario("4 × 2 MiB, 1 MiB PATCHes", 4, 2 * MIB, 1 * MIB, 0.6, 500),
+    Scenario("16 × 512 KiB, 256 KiB PATCHes", 16, 512 * 1024, 256 * 1024, 0.5, 300),
+]
+BIG_CONCURRENCY = 200  # the RSS goal applies to the scenario with this many uploads
+RSS_GOAL_MIB = 150
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@dataclass
+class Server:
+    """One server under test: how to start it, create an upload, and find its file."""
+
+    name: str
+    command: Callable[[int, Path], list[str]]
+    env: Callable[[Path], dict[str, str]] = field(default=lambda _: dict(os.environ))
+    create_path: str = "/files"
+    kind: str = "tus"  # "tus", "vexam" or "raw"
+    slots: list[Slot] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    store: Path = Path()
+    work: Path = Path()
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.name)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, store: Path, log: Path) -> None:
+        self.store = store
+        store.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command(self.port, store),
+                cwd=REPO,
+                env=self.env(store),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n" + log.read_text()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start:\n" + log.read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def auth(self, index: int) -> dict[str, str]:
+        return self.slots[index].headers if self.kind == "vexam" else {}
+
+    async def create(self, http: aiohttp.ClientSession, index: int, size: int) -> str:
+        """The upload's URL (POST creation; the raw endpoint needs none)."""
+        if self.kind == "raw":
+            return f"{self.url}/raw/upload-{index}"
+        metadata = f"filename {_b64(f'take{index}.mp4')}"
+        if self.kind == "vexam":
+            metadata += f",submission_id {_b64(str(self.slots[index].submission_id))}"
+        headers = {**self.auth(index), **TUS, "Upload-Length": str(size)}
+        headers["Upload-Metadata"] = metadata
+        async with http.post(self.url + self.create_path, headers=headers) as response:
+            if response.status != 201:
+                raise RuntimeError(f"POST {response.status}: {(await response.text())[:200]}")
+            return urljoin(self.url + self.create_path + "/", response.headers["Location"])
+
+    def stored(self, url: str) -> Path:
+        """Where the server keeps the bytes of the upload at `url`."""
+        name = url.rstrip("/").rsplit("/", 1)[1]
+        if self.kind == "vexam":
+            return uploads.path_of_id(settings_for(self.work, ""), name)
+        return self.store / name
+
+
+@dataclass
+class Result:
+    seconds: float = 0.0
+    cpu: float = 0.0
+    errors: int = 0
+    verified: int = 0
+    rss_mib: float = 0.0
+    first_error: str = ""
+    ran: bool = True
+    mb: float = 0.0
+
+    @property
+    def mb_s(self) -> float:
+        return self.mb / self.seconds if self.seconds else 0.0
+
+    @property
+    def mb_cpu(self) -> float:
+        return self.mb / self.cpu if self.cpu else 0.0
+
+
+async def _one(
+    http: aiohttp.ClientSession, server: Server, index: int, data: bytes, patch: int
+) -> str:
+    url = await server.create(http, index, len(data))
+    offset = 0
+    view = memoryview(data)
+    while offset < len(data):
+        body = view[offset : offset + patch]
+        headers = {**server.auth(index), **TUS, **STREAM, "Upload-Offset": str(offset)}
+        async with http.patch(url, data=bytes(body), headers=headers) as response:
+            if response.status != 204:
+                raise RuntimeError(f"PATCH {response.status}: {(await response.text())[:200]}")
+            offset = int(response.headers.get("Upload-Offset", offset + len(body)))
+    return url
+
+
+async def _drive(
+    server: Server, files: list[bytes], patch: int
+) -> tuple[list[str | BaseException], float]:
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(_one(http, server, i, data, patch) for i, data in enumerate(files)),
+            return_exceptions=True,
+        )
+        return list(outcomes), time.perf_counter() - started
+
+
+def run_one(
+    server: Server, scenario: Scenario, files: list[bytes], digests: list[str], work: Path
+) -> Result:
+    store = work / f"store-{server.slug}"
+    server.start(store, work / f"{server.slug}.log")
+    assert server.process is not None
+    pid = server.process.pid
+    result = Result(mb=scenario.count * scenario.size / 1e6)
+    try:
+        cpu0 = _cpu_seconds(pid)
+        outcomes, result.seconds = asyncio.run(_drive(server, files, scenario.patch))
+        result.cpu = _cpu_seconds(pid) - cpu0
+        result.rss_mib = _peak_rss_mib(pid)
+    finally:
+        server.stop()
+    for outcome, digest in zip(outcomes, digests, strict=True):
+        if isinstance(outcome, BaseException):
+            result.errors += 1
+            result.first_error = result.first_error or f"{type(outcome).__name__}: {outcome}"
+            continue
+        path = server.stored(outcome)
+        if path.is_file() and _sha256_file(path) == digest:
+            result.verified += 1
+        else:
+            result.errors += 1
+            result.first_error = result.first_error or f"SHA-256 mismatch: {path}"
+        path.unlink(missing_ok=True)
+    shutil.rmtree(store, ignore_errors=True)
+    return result
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(scenario: Scenario, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(scenario.size) for _ in range(scenario.count)]
+
+
+def servers(work: Path, database_url: str, node: str | None, tuspy: bool) -> list[Server]:
+    python = sys.executable
+    uvicorn = [python, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools"]
+    quiet = ["--no-access-log", "--log-level", "warning", "--host", "127.0.0.1"]
+    out = [
+        Server(
+            "raw write",
+            lambda port, _store: [
+                *uvicorn,
+                *quiet,
+                "--port",
+                str(port),
+                "bench.upload.raw_app:app",
+            ],
+            env=lambda store: {**os.environ, "BENCH_RAW_DIR": str(store)},
+            kind="raw",
+        )
+    ]
+    if node:
+        out.append(
+            Server(
+                "@tus/server",
+                lambda port, store: [node, str(NODE_DIR / "server.mjs"), str(port), str(store)],
+            )
+        )
+    if tuspy:
+        out.append(
+            Server(
+                "tuspyserver",
+                lambda port, _store: [
+                    *uvicorn,
+                    *quiet,
+                    "--port",
+                    str(port),
+                    "bench.upload.tuspyserver_app:app",
+                ],
+                env=lambda store: {**os.environ, "BENCH_TUSPY_DIR": str(store)},
+            )
+        )
+    out.append(
+        Server(
+            "vexam",
+            lambda port, _store: [python, str(HERE / "serve_vexam.py"), str(port)],
+            env=lambda _store: server_env(settings_for(work, database_url)),
+            create_path="/api/v1/uploads",
+            kind="vexam",
+        )
+    )
+    return out
+
+
+@dataclass
+class Silent:
+    answered_ms: float = 0.0  # an OPTIONS on another connection while the PATCH is silent
+    resumed_s: float = 0.0  # silence start → the resume on a new connection accepted
+    refusals: int = 0  # resume PATCHes refused meanwhile (423: the upload is busy)
+    sha_ok: bool = False
+    error: str = ""
+
+
+async def _silent(server: Server, data: bytes, digest: str) -> Silent:
+    """A PATCH goes silent after 3 MiB of its body; another request is answered meanwhile,
+    and the client resumes on a new connection (HEAD, PATCH the rest) until accepted."""
+    out = Silent()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+        url = await server.create(http, 0, len(data))
+        path = url.removeprefix(server.url)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in server.auth(0).items())
+        writer.write(
+            (
+                f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Tus-Resumable: 1.0.0\r\n"
+                "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data[: 3 * MIB]
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)  # let the server take in what was sent
+        silent_from = time.perf_counter()
+        started = time.perf_counter()
+        async with http.options(server.url + server.create_path, headers=TUS) as answer:
+            await answer.read()
+        out.answered_ms = (time.perf_counter() - started) * 1000
+        auth = {**server.auth(0), **TUS}
+        while time.perf_counter() - silent_from < 60:
+            async with http.head(url, headers=auth) as probe:
+                offset = int(probe.headers.get("Upload-Offset", "0"))
+            headers = {**auth, **STREAM, "Upload-Offset": str(offset)}
+            async with http.patch(url, data=data[offset:], headers=headers) as response:
+                await response.read()
+                if response.status == 204:
+                    out.resumed_s = time.perf_counter() - silent_from
+                    break
+                out.refusals += 1
+            await asyncio.sleep(0.2)
+        else:
+            out.error = "the resume was never accepted within 60 s"
+        writer.close()
+    out.sha_ok = _sha256_file(server.stored(url)) == digest
+    return out
+
+
+def silent_check(server: Server, data: bytes, work: Path) -> Silent:
+    server.start(work / f"store-{server.slug}-silent", work / f"{server.slug}.log")
+    try:
+        return asyncio.run(_silent(server, data, hashlib.sha256(data).hexdigest()))
+    except Exception as error:
+        return Silent(error=f"{type(error).__name__}: {error}")
+    finally:
+        server.stop()
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small files; fail only on errors")
+    parser.add_argument(
+        "--database-url", default="", help="a fresh PostgreSQL database (default: SQLite)"
+    )
+    parser.add_argument("--workdir", default="", help="where servers store (default: a temp dir)")
+    args = parser.parse_args()
+    scenarios = SMOKE if args.smoke else FULL
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vexam-bench-upload-"))
+    work.mkdir(parents=True, exist_ok=True)
+    database_url = args.database_url or f"sqlite+aiosqlite:///{work / 'vexam.db'}"
+
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "@tus" / "server").is_dir():
+        print(f"@tus/server skipped: node or its node_modules are missing (npm ci in {NODE_DIR})")
+        node = None
+    try:
+        import tuspyserver  # noqa: F401
+    except ImportError:
+        print("tuspyserver skipped: not installed (pip install tuspyserver into the venv)")
+        tuspy = False
+    else:
+        tuspy = True
+
+    # The files first, then one vexam submission per file (and one for the silent check).
+    silent_data = random.Random(99).randbytes(8 * MIB if not args.smoke else 4 * MIB)
+    plan: list[tuple[Scenario, list[bytes], list[str]]] = []
+    declared: list[tuple[str, int]] = []
+    for number, scenario in enumerate(scenarios):
+        files = _files(scenario, seed=number)
+        digests = [hashlib.sha256(data).hexdigest() for data in files]
+        declared += [(digest, scenario.size) for digest in digests]
+        plan.append((scenario, files, digests))
+    declared.append((hashlib.sha256(silent_data).hexdigest(), len(silent_data)))
+    started = time.perf_counter()
+    slots = asyncio.run(prepare(work, database_url, declared))
+    print(
+        f"prepared {len(slots)} submissions through the services in "
+        f"{time.perf_counter() - started:.0f} s ({database_url.split(':', 1)[0]}); work {work}"
+    )
+
+    lineup = servers(work, database_url, node, tuspy)
+    for server in lineup:
+        server.work = work
+    vexam = lineup[-1]
+    goals: list[tuple[str, bool]] = []
+    errors = 0
+    used = 0
+    for scenario, files, digests in plan:
+        vexam.slots = slots[used : used + scenario.count]
+        used += scenario.count
+        results = {s.name: run_one(s, scenario, files, digests, work) for s in lineup}
+        del files
+        raw = results["raw write"].mb_s
+        peers = [r.mb_s for n, r in results.items() if n not in ("raw write", "vexam")]
+        best = max(peers, default=0.0)
+        print(f"\n{scenario.label} ({scenario.count * scenario.size / 1e6:.0f} MB)")
+        print(
+            f"  {'server':<12} {'MB/s':>7} {'×best peer':>10} {'×raw':>6} {'MB/CPU-s':>9} "
+            f"{'errors':>6} {'SHA ok':>7} {'peak RSS':>9}"
+        )
+        for name, r in results.items():
+            vs_peer = f"{r.mb_s / best:.2f}" if best else "-"
+            print(
+                f"  {name:<12} {r.mb_s:>7.0f} {vs_peer:>10} {r.mb_s / raw:>6.2f} "
+                f"{r.mb_cpu:>9.0f} {r.errors:>6} {r.verified:>3}/{scenario.count:<3} "
+                f"{r.rss_mib:>6.0f} MiB"
+            )
+            if r.first_error:
+                print(f"    first error: {r.first_error[:160]}")
+        v = results["vexam"]
+        errors += v.errors
+        short = scenario.label.split(",")[0]
+        if best:
+            goals.append(
+                (f"{short}: ≥ 1.2× best peer ({v.mb_s / best:.2f}×)", v.mb_s >= 1.2 * best)
+            )
+        goals.append(
+            (
+                f"{short}: ≥ {scenario.raw_goal}× raw write ({v.mb_s / raw:.2f}×)",
+                v.mb_s >= scenario.raw_goal * raw,
+            )
+        )
+        goals.append(
+            (
+                f"{short}: ≥ {scenario.cpu_goal:.0f} MB per server CPU-s ({v.mb_cpu:.0f})",
+                v.mb_cpu >= scenario.cpu_goal,
+            )
+        )
+        goals.append(
+            (
+                f"{short}: zero errors, every SHA-256 verified ({v.errors} errors, "
+                f"{v.verified}/{scenario.count})",
+                v.errors == 0 and v.verified == scenario.count,
+            )
+        )
+        if scenario.count == BIG_CONCURRENCY:
+            goals.append(
+                (
+                    f"{short}: peak RSS ≤ {RSS_GOAL_MIB} MiB ({v.rss_mib:.0f} MiB)",
+                    v.rss_mib <= RSS_GOAL_MIB,
+                )
+            )
+
+    vexam.slots = slots[used:]
+    silent = silent_check(vexam, silent_data, work)
+    print(
+        f"\nsilent connection (vexam): another request answered in {silent.answered_ms:.0f} ms "
+        f"while a PATCH was silent; the resume on a new connection accepted after "
+        f"{silent.resumed_s:.1f} s ({silent.refusals} refusals meanwhile); SHA-256 "
+        f"{'ok' if silent.sha_ok else 'WRONG'}{'; ' + silent.error if silent.error else ''}"
+    )
+    silent_ok = (
+        not silent.error
+        and silent.sha_ok
+        and silent.answered_ms < 1000
+        and silent.resumed_s <= SILENT_GOAL_S
+    )
+    goals.append(
+        (f"silent connection: resume within {SILENT_GOAL_S:.0f} s, server answering", silent_ok)
+    )
+
+    print()
+    for text, ok in goals:
+        print(f"{_verdict(ok)}  {text}")
+    met = all(ok for _, ok in goals)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    if errors or (not met and not args.smoke):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

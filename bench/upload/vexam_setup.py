@@ -1,0 +1,140 @@
+"""A fresh vexam database and data folder with one submission per bench file, prepared
+through the services the way tests/uploads do it (school, certified candidate, exam sitting,
+recording, submission receipt declaring the file's size and SHA-256)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+from tests.conftest import TEST_DATA_KEY, TEST_SECRET, Sms
+from tests.exams.test_exam_setup import new_school
+from tests.exams.test_sittings import candidate_for, complete, device, new_exam, ready, record
+from tests.helpers import app_ctx, bearer, staff
+
+from vexam.accounts.models import AuthSession
+from vexam.accounts.sms import MemorySmsSender
+from vexam.config import Environment, Settings
+from vexam.core.clock import FrozenClock
+from vexam.core.db import Database
+from vexam.exams.models import Exam
+from vexam.exams.payments import SandboxProvider
+from vexam.identity.engines import IdentityEngines
+from vexam.identity.registers import FormatOnlyRegister
+from vexam.main import create_app
+from vexam.migrate import upgrade
+
+
+@dataclass
+class Slot:
+    """A submission waiting for the upload of one bench file."""
+
+    headers: dict[str, str]  # the candidate's auth and device headers
+    submission_id: int
+
+
+def settings_for(workdir: Path, database_url: str) -> Settings:
+    """The settings the prepared database and the served app share."""
+    return Settings(
+        env=Environment.test,
+        data_dir=workdir / "data",
+        database_url=database_url,
+        queue_url=f"sqlite:///{workdir / 'queue.db'}",
+        queue_name="vexam-bench-upload",
+        storage_url="",
+        secret_key=TEST_SECRET,
+        data_key=TEST_DATA_KEY,
+        sms_sender="memory",
+        argon2_time_cost=1,
+        argon2_memory_kib=64,
+    )
+
+
+def server_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `vexam` web process on these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        VEXAM_ENV="test",
+        VEXAM_DATA_DIR=str(settings.data_dir),
+        VEXAM_DATABASE_URL=settings.effective_database_url,
+        VEXAM_QUEUE_URL=settings.effective_queue_url,
+        VEXAM_QUEUE_NAME=settings.queue_name,
+        VEXAM_SECRET_KEY=settings.secret_key,
+        VEXAM_DATA_KEY=settings.data_key,
+        VEXAM_SMS_SENDER="console",
+    )
+    return env
+
+
+async def prepare(workdir: Path, database_url: str, files: list[tuple[str, int]]) -> list[Slot]:
+    """Migrate the database and make one submission per (sha256 hex, size) in `files`."""
+    db = Database(database_url)
+    await upgrade(db)
+    await db.dispose()
+    settings = settings_for(workdir, database_url)
+    sms = MemorySmsSender()
+    resources: dict[str, object] = {
+        "sms_sender": sms,
+        "id_register": FormatOnlyRegister(),
+        "identity_engines": IdentityEngines(),
+        "payment_provider": SandboxProvider(settings.secret_key),
+    }
+    app: Any = create_app(settings, clock=FrozenClock(), resources=resources)
+    slots: list[Slot] = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.9.9.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            inbox = Sms(app, sms)
+
+            def new_phone() -> str:
+                return f"139{secrets.randbelow(10**8):08d}"
+
+            school_id = await new_school(app)
+            world = {
+                "school_id": school_id,
+                "admin": bearer(await staff(app, client, new_phone(), "school_admin", school_id)),
+                "agent": bearer(await staff(app, client, new_phone(), "support")),
+            }
+            for sha256, size in files:
+                slots.append(await _submitted(app, client, inbox, new_phone, world, sha256, size))
+        async with app_ctx(app) as ctx:
+            # The server runs on the real clock, the preparation on a frozen one.
+            await ctx.session.execute(update(Exam).values(upload_grace_minutes=10**7))
+            later = datetime.now(UTC) + timedelta(days=30)
+            await ctx.session.execute(update(AuthSession).values(expires_at=later))
+        await app.state.queue.drain()
+    return slots
+
+
+async def _submitted(
+    app: Any,
+    client: httpx.AsyncClient,
+    inbox: Sms,
+    new_phone: Any,
+    world: dict[str, Any],
+    sha256: str,
+    size: int,
+) -> Slot:
+    """tests/uploads/conftest.submitted_with, for a declared hash and size."""
+    created = await new_exam(client, world)
+    who = await candidate_for(app, client, inbox, new_phone, world, created)
+    sitting = await ready(app, client, who, created["id"])
+    recording = await record(client, who, sitting)
+    assert recording.status_code == 201, recording.text
+    done = await complete(client, who, recording.json()["id"], duration_seconds=2)
+    assert done.status_code == 200, done.text
+    subject_id = sitting["subjects"][0]["subject_id"]
+    receipt = await client.post(
+        f"/api/v1/sittings/{sitting['id']}/subjects/{subject_id}/submission",
+        json={"recording_id": recording.json()["id"], "sha256": sha256, "size_bytes": size},
+        headers={**who, **device("a")},
+    )
+    assert receipt.status_code == 201, receipt.text
+    return Slot({**who, **device("a")}, int(receipt.json()["submission_id"]))
