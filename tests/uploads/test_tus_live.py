@@ -171,6 +171,11 @@ async def extend_upload_period(app, sub: Submitted) -> None:  # type: ignore[no-
         await ctx.session.execute(update(AuthSession).values(expires_at=later))
 
 
+def _settled(path: Path, at_least: int) -> bool:
+    size, busy = upload_files.durable_size(path)
+    return size >= at_least and not busy
+
+
 def _wait_for(condition, what: str, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
@@ -237,7 +242,8 @@ async def test_dropped_and_silent_connections_keep_what_arrived(
     sock.sendall(data[:1_500_000])
     sock.close()  # dropped mid-body
     # What reached the application is kept (bytes still in kernel buffers at the drop may not).
-    _wait_for(lambda: not upload_files.durable_size(path)[1], "the dropped PATCH to end")
+    # Done once its first write (at 1 MiB) is on disk and it no longer holds the lock.
+    _wait_for(lambda: _settled(path, 1024 * 1024), "the dropped PATCH to end")
     kept = int(_head(live, sub, location).headers["upload-offset"])
     assert 1024 * 1024 <= kept <= 1_500_000
     assert path.read_bytes() == data[:kept]
@@ -249,7 +255,7 @@ async def test_dropped_and_silent_connections_keep_what_arrived(
     started = time.monotonic()
     busy = _patch(live, sub, location, kept + 1_200_000, b"x")
     assert busy.status_code == 423
-    _wait_for(lambda: not upload_files.durable_size(path)[1], "the idle limit")
+    _wait_for(lambda: _settled(path, kept + 1_200_000), "the idle limit")
     assert int(_head(live, sub, location).headers["upload-offset"]) == kept + 1_200_000
     assert time.monotonic() - started < 6
     rest = _patch(live, sub, location, kept + 1_200_000, data[kept + 1_200_000 :])
