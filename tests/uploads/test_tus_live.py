@@ -347,11 +347,11 @@ upload.start();
 
 
 def _tus_js_client() -> Path | None:
-    """The node_modules folder holding tus-js-client: VEXAM_TUS_JS_CLIENT_DIR, else the
-    repository's node_modules (`.ci/run` installs it); None when absent."""
+    """The node_modules folder holding tus-js-client: VEXAM_TUS_JS_CLIENT_DIR, else the one
+    `.ci/run` installs for tests/uploads/node; None when absent."""
     configured = os.environ.get("VEXAM_TUS_JS_CLIENT_DIR")
     candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[2] / "node_modules")
+    candidates.append(Path(__file__).resolve().parent / "node" / "node_modules")
     for folder in candidates:
         if (folder / "tus-js-client" / "package.json").is_file():
             return folder
