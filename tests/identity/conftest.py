@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Awaitable, Callable
 from io import BytesIO
@@ -18,11 +19,17 @@ from vexam.identity.idnumbers import check_character
 SHARED_FACES = Path(__file__).resolve().parents[2].parent / "shared" / "faces"
 
 
+# Numbers handed out in this test run: each call gets the next (day, sequence) pair, from a
+# random start, so no two candidates of one run collide (`identity_conflict` in a test that
+# is not about conflicts).
+_NUMBERS = itertools.count(secrets.randbelow(28 * 500))
+
+
 def new_id_number(region: str = "110105", born: str = "20080229", sex: str = "female") -> str:
-    """A valid resident ID number with a random sequence (unique enough for one run)."""
-    seq = secrets.randbelow(500) * 2 + (1 if sex == "male" else 0)
-    # Random birth days spread numbers further apart than the 500 sequences alone.
-    day = f"{secrets.randbelow(28) + 1:02d}"
+    """A valid resident ID number, different from every other one of this test run."""
+    n = next(_NUMBERS) % (28 * 500)
+    seq = (n // 28) * 2 + (1 if sex == "male" else 0)
+    day = f"{n % 28 + 1:02d}"
     first17 = region + born[:6] + day + f"{seq:03d}"
     return first17 + check_character(first17)
 
