@@ -84,7 +84,12 @@ def build_store(settings: Settings) -> BlobStore:
 
 def build_queue(settings: Settings) -> JobQueue:
     """The job queue named by the settings, knowing every domain's jobs."""
-    return JobQueue(settings.effective_queue_url, settings.queue_name, job_handlers())
+    return JobQueue(
+        settings.effective_queue_url,
+        settings.queue_name,
+        job_handlers(),
+        every_minutes=exams_upload_checks.EVERY_MINUTES,
+    )
 
 
 def create_app(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -155,6 +157,42 @@ async def test_queue_runs_jobs_with_a_unit_of_work(app, settings) -> None:
     assert await _school_count(app, "from-a-job") == 1
     with pytest.raises(LookupError):
         await queue.enqueue("no.such.job", {})
+
+
+async def test_periodic_jobs_come_due_on_their_minutes(app, settings) -> None:
+    """A job named with `every_minutes` is due on those minutes and runs like any job;
+    the web app's queue runs the upload sweep every 5 minutes."""
+    from datetime import datetime
+
+    from vexam.core.jobs import JobQueue, JobRuntime
+
+    ran: list[dict] = []
+
+    async def job(ctx: Ctx, payload: dict) -> None:
+        ran.append(payload)
+
+    queue = JobQueue(
+        settings.effective_queue_url,
+        settings.queue_name + "-every",
+        {"test.tick": job},
+        every_minutes={"test.tick": 15},
+    )
+    queue.runtime = JobRuntime(
+        db=app.state.db,
+        settings=settings,
+        clock=app.state.clock,
+        loop=app.state.queue.runtime.loop,
+        resources={},
+    )
+    assert queue.huey.read_periodic(datetime(2026, 6, 1, 10, 7)) == []
+    due = queue.huey.read_periodic(datetime(2026, 6, 1, 10, 15))
+    assert len(due) == 1
+    await asyncio.to_thread(queue.huey.execute, due[0])
+    assert ran == [{}]
+    with pytest.raises(ValueError):
+        JobQueue(settings.effective_queue_url, "x", {"test.tick": job}, every_minutes={"no": 5})
+    sweeps = app.state.queue.huey.read_periodic(datetime(2026, 6, 1, 10, 5))
+    assert [task.name for task in sweeps] == ["vexam.every.uploads.sweep"]
 
 
 def test_queue_url_forms(tmp_path) -> None:

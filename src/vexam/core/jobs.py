@@ -8,6 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,12 +63,33 @@ class JobQueue:
     A job must be idempotent: it may run again after a crash or a retry.
     """
 
-    def __init__(self, url: str, name: str, handlers: Mapping[str, JobHandler]) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        handlers: Mapping[str, JobHandler],
+        every_minutes: Mapping[str, int] | None = None,
+    ) -> None:
         self.url = url
         self.huey = build_huey(url, name)
         self.handlers = dict(handlers)
         self.runtime: JobRuntime | None = None
         self._task = self.huey.task(name=_TASK_NAME, retries=3, retry_delay=10)(self._execute)
+        for job, minutes in (every_minutes or {}).items():
+            self._every(job, minutes)
+
+    def _every(self, job: str, minutes: int) -> None:
+        """Run `job` (with an empty payload) every `minutes` minutes, from any worker."""
+        if job not in self.handlers or not 1 <= minutes <= 60:
+            raise ValueError(f"periodic job {job!r} every {minutes} min is not possible")
+
+        def due(moment: datetime) -> bool:
+            return (moment.hour * 60 + moment.minute) % minutes == 0
+
+        def run() -> None:
+            self._execute(job, {})
+
+        self.huey.periodic_task(due, name=f"vexam.every.{job}")(run)
 
     def _execute(self, job: str, payload: dict[str, Any]) -> None:
         # Huey runs this in a consumer thread; the job itself runs on the loop that owns
@@ -156,11 +178,18 @@ class InProcessWorker:
 
     def _loop(self) -> None:
         huey = self.queue.huey
+        last_minute: datetime | None = None
         while not self._stop.is_set():
             try:
                 # Retries wait in Huey's schedule; move the due ones back onto the queue.
                 for due in huey.read_schedule():
                     huey.enqueue(due)
+                # Periodic jobs, once a minute, as Huey's own consumer does (UTC, naive).
+                minute = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+                if minute != last_minute:
+                    last_minute = minute
+                    for periodic in huey.read_periodic(minute):
+                        huey.enqueue(periodic)
                 task = huey.dequeue()
                 if task is None:
                     self._stop.wait(self.poll_seconds)

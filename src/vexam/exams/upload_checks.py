@@ -91,3 +91,5 @@ async def sweep(ctx: Ctx, payload: dict[str, Any]) -> None:
 
 
 JOBS: dict[str, JobHandler] = {uploads.VERIFY_JOB: verify, uploads.SWEEP_JOB: sweep}
+# The sweep closes expired uploads and re-queues lost checks; the workers run it on a timer.
+EVERY_MINUTES: dict[str, int] = {uploads.SWEEP_JOB: 5}
