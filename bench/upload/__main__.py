@@ -8,8 +8,10 @@ concurrent × 2 MiB in 256 KiB PATCHes (`--smoke`: 1 × 10 MiB, 4 × 2 MiB, 16 �
 Every server is started fresh for each scenario (uvicorn with httptools + uvloop for the
 Python ones, Node for @tus/server); per server: MB/s (MB = 10^6 B), ratio to the best tus
 peer and to the raw write, MB per server CPU-second (/proc), errors, files whose SHA-256
-matches, peak RSS. Then the silent-connection check on vexam and PASS/MISS per goal; exit 1
-on a missed goal (`--smoke`: only on errors).
+matches, peak RSS (the database's own CPU is not counted: SQLite runs in the process,
+PostgreSQL does not). Then the silent-connection check (a PATCH that goes silent, a resume on
+a new connection) on every tus server, and PASS/MISS per goal of vexam; exit 1 on a missed
+goal (`--smoke`: only on errors).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 STREAM = {"Content-Type": "application/offset+octet-stream"}
 START_TIMEOUT_S = 60.0
 SILENT_GOAL_S = 5.0  # "a few seconds"
+SILENT_LIMIT_S = 45.0  # the check gives up after this long
 
 
 @dataclass(frozen=True)
@@ -346,24 +349,25 @@ async def _silent(server: Server, data: bytes, digest: str) -> Silent:
         await writer.drain()
         await asyncio.sleep(0.3)  # let the server take in what was sent
         silent_from = time.perf_counter()
-        started = time.perf_counter()
-        async with http.options(server.url + server.create_path, headers=TUS) as answer:
-            await answer.read()
-        out.answered_ms = (time.perf_counter() - started) * 1000
-        auth = {**server.auth(0), **TUS}
-        while time.perf_counter() - silent_from < 60:
-            async with http.head(url, headers=auth) as probe:
-                offset = int(probe.headers.get("Upload-Offset", "0"))
-            headers = {**auth, **STREAM, "Upload-Offset": str(offset)}
-            async with http.patch(url, data=data[offset:], headers=headers) as response:
-                await response.read()
-                if response.status == 204:
-                    out.resumed_s = time.perf_counter() - silent_from
-                    break
-                out.refusals += 1
-            await asyncio.sleep(0.2)
-        else:
-            out.error = "the resume was never accepted within 60 s"
+        try:
+            async with asyncio.timeout(SILENT_LIMIT_S):
+                async with http.options(server.url + server.create_path, headers=TUS) as answer:
+                    await answer.read()
+                out.answered_ms = (time.perf_counter() - silent_from) * 1000
+                auth = {**server.auth(0), **TUS}
+                while True:
+                    async with http.head(url, headers=auth) as probe:
+                        offset = int(probe.headers.get("Upload-Offset", "0"))
+                    headers = {**auth, **STREAM, "Upload-Offset": str(offset)}
+                    async with http.patch(url, data=data[offset:], headers=headers) as response:
+                        await response.read()
+                        if response.status == 204:
+                            out.resumed_s = time.perf_counter() - silent_from
+                            break
+                        out.refusals += 1
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            out.error = f"no answer or no accepted resume within {SILENT_LIMIT_S:.0f} s"
         writer.close()
     out.sha_ok = _sha256_file(server.stored(url)) == digest
     return out
@@ -489,13 +493,24 @@ def main() -> None:
             )
 
     vexam.slots = slots[used:]
-    silent = silent_check(vexam, silent_data, work)
-    print(
-        f"\nsilent connection (vexam): another request answered in {silent.answered_ms:.0f} ms "
-        f"while a PATCH was silent; the resume on a new connection accepted after "
-        f"{silent.resumed_s:.1f} s ({silent.refusals} refusals meanwhile); SHA-256 "
-        f"{'ok' if silent.sha_ok else 'WRONG'}{'; ' + silent.error if silent.error else ''}"
-    )
+    print()
+    silent = Silent()
+    for server in lineup[1:]:  # every tus server; the goal is vexam's
+        checked = silent_check(server, silent_data, work)
+        if checked.error:
+            outcome = checked.error
+        else:
+            outcome = (
+                f"the resume on a new connection accepted after {checked.resumed_s:.1f} s "
+                f"({checked.refusals} refusals meanwhile); SHA-256 "
+                + ("ok" if checked.sha_ok else "WRONG")
+            )
+        print(
+            f"silent connection ({server.name}): another request answered in "
+            f"{checked.answered_ms:.0f} ms while a PATCH was silent; {outcome}"
+        )
+        if server is vexam:
+            silent = checked
     silent_ok = (
         not silent.error
         and silent.sha_ok
@@ -503,7 +518,11 @@ def main() -> None:
         and silent.resumed_s <= SILENT_GOAL_S
     )
     goals.append(
-        (f"silent connection: resume within {SILENT_GOAL_S:.0f} s, server answering", silent_ok)
+        (
+            f"silent connection: resume within {SILENT_GOAL_S:.0f} s ({silent.resumed_s:.1f} s), "
+            f"another request answered within 1 s ({silent.answered_ms:.0f} ms)",
+            silent_ok,
+        )
     )
 
     print()
