@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,12 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(20 * 1024**3, ge=1024)  # Tus-Max-Size; 413 above it
     upload_idle_seconds: float = Field(15.0, gt=0)  # a PATCH silent this long is ended
     upload_cors_origins: list[str] = Field(default_factory=list)  # other origins of tus clients
+    # Where upload bytes go: "local" (upload_dir, one file per upload), "s3" (a multipart
+    # upload in the storage_url bucket, any web process continues any upload), or "auto"
+    # (s3 when storage_url is s3://..., else local).
+    upload_store: Literal["auto", "local", "s3"] = "auto"
+    upload_part_bytes: int = Field(5 * 1024**2, ge=5 * 1024**2)  # S3 part size (S3 minimum 5 MiB)
+    upload_lease_seconds: float = Field(120.0, gt=0)  # a PATCH's hold on an upload (S3 store)
 
     @field_validator("database_url")
     @classmethod
@@ -118,6 +125,13 @@ class Settings(BaseSettings):
     def effective_upload_dir(self) -> Path:
         """Where upload files live: the configured folder or data_dir/uploads."""
         return self.upload_dir or self.data_dir / "uploads"
+
+    @property
+    def effective_upload_store(self) -> str:
+        """The upload store in use, local or s3: as configured, or s3 when the blobs are on S3."""
+        if self.upload_store != "auto":
+            return self.upload_store
+        return "s3" if self.storage_url.strip().lower().startswith("s3://") else "local"
 
     @property
     def effective_queue_url(self) -> str:

@@ -97,6 +97,16 @@ class S3BlobStore:
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (blocking; call it in a thread) for work the blob contract lacks,
+        such as a multipart upload spread over many requests."""
+        return self._client
+
+    def object_key(self, key: str) -> str:
+        """The bucket's object key of blob `key` (the store's prefix added; validated)."""
+        return self._key(key)
+
     async def put(self, key: str, data: bytes, *, content_type: str = OCTET_STREAM) -> None:
         """Store `data` under `key` with one PUT, which S3 makes visible all at once."""
         full = self._key(key)

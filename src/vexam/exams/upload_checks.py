@@ -63,7 +63,8 @@ async def verify(ctx: Ctx, payload: dict[str, Any]) -> None:
     upload = await ctx.session.get(Upload, str(payload["upload_id"]))
     if upload is None or upload.state != "received":
         return
-    found = await asyncio.to_thread(probe_video, uploads.path_of(ctx, upload.id))
+    async with uploads.store_of(ctx).local_copy(upload.id) as path:
+        found = await asyncio.to_thread(probe_video, path)
     submission = await ctx.session.get(Submission, upload.submission_id)
     assert submission is not None
     now = ctx.now()

@@ -9,19 +9,29 @@ thread. A PATCH that carries `Upload-Checksum` first writes a marker naming its 
 never finished (killed, dropped) the next holder of the lock cuts the file back to the marker,
 since unverified bytes of a checksummed PATCH must not be kept.
 
-All functions here are blocking: callers run them in threads (`asyncio.to_thread`).
+The functions here are blocking (callers run them in threads); `LocalUploadStore` is the
+async store `uploads` talks to, one of the two behind `uploads.UploadStore` (S3: `upload_s3`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
 import os
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vexam.core.context import Ctx
+from vexam.core.errors import VexamError
+from vexam.exams.models import Upload
+
+WRITE_BUFFER = 1 << 20  # bytes gathered before one write in a worker thread
+WRITE_CHUNKS = 512  # and at most this many chunks per gathered write (IOV_MAX is 1024)
 
 _MARKER = ".ckpt"
 
@@ -239,3 +249,121 @@ class OffsetMismatch(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+@dataclass
+class Stored:
+    """What one PATCH left in a store: the bytes now held, and the whole file's SHA-256 when
+    the store could keep a running hash (else None: completion reads the file again)."""
+
+    size: int
+    digest: str | None = None
+
+
+class LocalUploadStore:
+    """Uploads as append-only files under `root` (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, upload_id: str) -> Path:
+        """The file of one upload."""
+        return upload_path(self.root, upload_id)
+
+    async def create(self, upload_id: str) -> str | None:
+        """Create the empty file of a new upload (no store reference to keep)."""
+        await asyncio.to_thread(create_file, self.path(upload_id))
+        return None
+
+    async def remove(self, upload_id: str, ref: str | None) -> None:
+        """Delete an upload's bytes; missing ones are fine."""
+        forget_running_hash(upload_id)
+        await asyncio.to_thread(remove_file, self.path(upload_id))
+
+    async def held(self, upload_id: str, recorded: int) -> tuple[int, bool]:
+        """(bytes held, whether a PATCH runs now): the file is the truth."""
+        try:
+            return await asyncio.to_thread(durable_size, self.path(upload_id))
+        except UploadFileMissing:
+            raise VexamError("upload_not_found") from None
+
+    async def receive(
+        self,
+        ctx: Ctx,
+        upload: Upload,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        checksum: bytes | None,
+    ) -> Stored:
+        """Append `chunks` at `offset` under the file's lock, durably; see `uploads.receive`.
+
+        `upload_locked`, `upload_not_found`, `upload_offset_mismatch`, `upload_exceeds_length`,
+        `upload_chunk_checksum_mismatch` (nothing kept). A checksummed body cut short keeps
+        nothing and answers the old offset."""
+        upload_id, length = upload.id, upload.length
+        path = self.path(upload_id)
+        try:
+            writer = await asyncio.to_thread(
+                PatchWriter.open, path, offset, checksummed=checksum is not None
+            )
+        except UploadBusy:
+            raise VexamError("upload_locked") from None
+        except UploadFileMissing:
+            raise VexamError("upload_not_found") from None
+        except OffsetMismatch as exc:
+            raise VexamError("upload_offset_mismatch", offset=exc.size) from None
+        writer.file_hash = take_running_hash(upload_id, offset)
+        room = length - offset
+        overflow = False
+        try:
+            pending: list[bytes] = []
+            buffered = 0
+            taken = 0
+            async for chunk in chunks:
+                taken += len(chunk)
+                if taken > room:
+                    overflow = True
+                    break
+                pending.append(chunk)
+                buffered += len(chunk)
+                if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
+                    await asyncio.to_thread(writer.write, pending)
+                    pending, buffered = [], 0
+            if pending and not overflow:
+                await asyncio.to_thread(writer.write, pending)
+        except BaseException:
+            # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
+            await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
+            raise
+        if overflow:
+            await asyncio.to_thread(writer.rollback)
+            raise VexamError("upload_exceeds_length", length=length)
+        if checksum is not None:
+            cut_short = content_length is not None and writer.written != content_length
+            if cut_short or writer.chunk_hash.digest() != checksum:
+                await asyncio.to_thread(writer.rollback)
+                if cut_short:
+                    return Stored(offset)
+                raise VexamError("upload_chunk_checksum_mismatch")
+        file_hash = writer.file_hash
+        size = await asyncio.to_thread(writer.commit)
+        keep_running_hash(upload_id, size, file_hash)
+        digest = file_hash.hexdigest() if file_hash is not None and size == length else None
+        return Stored(size, digest)
+
+    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
+        """Nothing to assemble: the file is whole once its last byte is written."""
+        forget_running_hash(upload_id)
+
+    async def sha256(self, upload_id: str) -> str:
+        """The SHA-256 of the whole file (hex)."""
+        return await asyncio.to_thread(sha256_of, self.path(upload_id))
+
+    @contextlib.asynccontextmanager
+    async def local_copy(self, upload_id: str) -> AsyncIterator[Path]:
+        """A path to read the upload from (the file itself)."""
+        yield self.path(upload_id)

@@ -6,8 +6,11 @@ declared size; the upload closes at the candidate's window end plus the exam's g
 (`upload_checksum_mismatch`: kept for support, never accepted) and a job checks it is a
 decodable video (`recording_invalid`), after which the submission is `verified`.
 
-A PATCH body is streamed to the file with no database transaction open: the caller ends the
+A PATCH body is streamed to the store with no database transaction open: the caller ends the
 request's transaction after `patch_target` and before `receive` (see `upload_api`).
+
+The bytes live in an `UploadStore` chosen by `settings.upload_store`: local files
+(`upload_files`) or an S3 multipart upload (`upload_s3`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from starlette.requests import ClientDisconnect
@@ -37,9 +41,59 @@ from vexam.exams.sittings import load
 VERIFY_JOB = "uploads.verify"
 SWEEP_JOB = "uploads.sweep"
 STRANDED_AFTER = timedelta(minutes=10)  # a received upload unchecked this long is re-queued
-WRITE_BUFFER = 1 << 20  # bytes gathered before one write in a worker thread
-WRITE_CHUNKS = 512  # and at most this many chunks per gathered write (IOV_MAX is 1024)
 FINISHED = ("received", "verified")
+
+
+class UploadStore(Protocol):
+    """Where an upload's bytes live; every method may be called from any web process."""
+
+    name: str
+
+    async def create(self, upload_id: str) -> str | None:
+        """Prepare the store for a new upload; returns a reference to keep on the row."""
+        ...
+
+    async def remove(self, upload_id: str, ref: str | None) -> None:
+        """Delete every byte of an upload (and abort unfinished store work); idempotent."""
+        ...
+
+    async def held(self, upload_id: str, recorded: int) -> tuple[int, bool]:
+        """(bytes durably held, whether a PATCH runs now); `recorded` is the row's count."""
+        ...
+
+    async def receive(
+        self,
+        ctx: Ctx,
+        upload: Upload,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        checksum: bytes | None,
+    ) -> files.Stored:
+        """Append a PATCH body at `offset` durably, one PATCH at a time per upload."""
+        ...
+
+    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
+        """Assemble the whole file once every byte is in; idempotent."""
+        ...
+
+    async def sha256(self, upload_id: str) -> str:
+        """The SHA-256 (hex) of the whole assembled file."""
+        ...
+
+    def local_copy(self, upload_id: str) -> contextlib.AbstractAsyncContextManager[Path]:
+        """A local path holding the assembled file while the context is open."""
+        ...
+
+
+def store_of(ctx: Ctx) -> UploadStore:
+    """The upload store the settings name (S3 shares the blob store's bucket and client)."""
+    if ctx.settings.effective_upload_store == "s3":
+        from vexam.exams.upload_s3 import S3UploadStore  # boto3 only when S3 is used
+
+        return S3UploadStore.over(ctx.blobs, ctx.settings)
+    return files.LocalUploadStore(root(ctx))
 
 
 def root(ctx: Ctx) -> Path:
@@ -123,7 +177,7 @@ async def create(
     for old in earlier:
         if old.state == "receiving":
             await ctx.session.delete(old)
-            _remove_after_commit(ctx, path_of(ctx, old.id))
+            _remove_after_commit(ctx, old.id, old.multipart_id)
     upload = Upload(
         id=secrets.token_hex(16),
         submission_id=submission.id,
@@ -137,13 +191,19 @@ async def create(
         created_at=now,
         updated_at=now,
     )
+    store = store_of(ctx)
+    ref = await store.create(upload.id)
+    upload.multipart_id = ref
+    upload.part_size = ctx.settings.upload_part_bytes if ref is not None else None
     ctx.session.add(upload)
-    await ctx.session.flush()
-    path = path_of(ctx, upload.id)
-    await asyncio.to_thread(files.create_file, path)
+    try:
+        await ctx.session.flush()
+    except BaseException:
+        await store.remove(upload.id, ref)
+        raise
 
     async def _undo() -> None:
-        await asyncio.to_thread(files.remove_file, path)
+        await store.remove(upload.id, ref)
 
     after_rollback(ctx.session, _undo)
     await audit.record(
@@ -152,10 +212,11 @@ async def create(
     return upload
 
 
-def _remove_after_commit(ctx: Ctx, path: Path) -> None:
+def _remove_after_commit(ctx: Ctx, upload_id: str, ref: str | None) -> None:
+    store = store_of(ctx)
+
     async def _remove() -> None:
-        files.forget_running_hash(path.name)
-        await asyncio.to_thread(files.remove_file, path)
+        await store.remove(upload_id, ref)
 
     after_commit(ctx.session, _remove)
 
@@ -179,10 +240,7 @@ def _ensure_open(ctx: Ctx, upload: Upload) -> None:
 
 
 async def _size(ctx: Ctx, upload: Upload) -> tuple[int, bool]:
-    try:
-        return await asyncio.to_thread(files.durable_size, path_of(ctx, upload.id))
-    except files.UploadFileMissing:
-        raise VexamError("upload_not_found") from None
+    return await store_of(ctx).held(upload.id, upload.received)
 
 
 async def head(ctx: Ctx, principal: Principal, upload_id: str) -> tuple[Upload, int]:
@@ -255,53 +313,15 @@ async def receive(
     """
     if content_length is not None and offset + content_length > upload.length:
         raise VexamError("upload_exceeds_length", length=upload.length)
-    path = path_of(ctx, upload.id)
-    try:
-        writer = await asyncio.to_thread(
-            files.PatchWriter.open, path, offset, checksummed=checksum is not None
-        )
-    except files.UploadBusy:
-        raise VexamError("upload_locked") from None
-    except files.UploadFileMissing:
-        raise VexamError("upload_not_found") from None
-    except files.OffsetMismatch as exc:
-        raise VexamError("upload_offset_mismatch", offset=exc.size) from None
-    writer.file_hash = files.take_running_hash(upload.id, offset)
-    room = upload.length - offset
-    overflow = False
-    try:
-        pending: list[bytes] = []
-        buffered = 0
-        taken = 0
-        async for chunk in _chunks(body, ctx.settings.upload_idle_seconds):
-            taken += len(chunk)
-            if taken > room:
-                overflow = True
-                break
-            pending.append(chunk)
-            buffered += len(chunk)
-            if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
-                await asyncio.to_thread(writer.write, pending)
-                pending, buffered = [], 0
-        if pending and not overflow:
-            await asyncio.to_thread(writer.write, pending)
-    except BaseException:
-        # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
-        await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
-        raise
-    if overflow:
-        await asyncio.to_thread(writer.rollback)
-        raise VexamError("upload_exceeds_length", length=upload.length)
-    if checksum is not None:
-        cut_short = content_length is not None and writer.written != content_length
-        if cut_short or writer.chunk_hash.digest() != checksum:
-            await asyncio.to_thread(writer.rollback)
-            if cut_short:
-                return Received(offset, False)
-            raise VexamError("upload_chunk_checksum_mismatch")
-    file_hash = writer.file_hash
-    size = await asyncio.to_thread(writer.commit)
-    files.keep_running_hash(upload.id, size, file_hash)
+    stored = await store_of(ctx).receive(
+        ctx,
+        upload,
+        offset,
+        _chunks(body, ctx.settings.upload_idle_seconds),
+        content_length=content_length,
+        checksum=checksum,
+    )
+    size = stored.size
     now = ctx.now()
     await ctx.session.execute(
         update(Upload)
@@ -310,8 +330,7 @@ async def receive(
     )
     if size < upload.length:
         return Received(size, False)
-    digest = file_hash.hexdigest() if file_hash is not None else None
-    if not await complete(ctx, upload.id, digest):
+    if not await complete(ctx, upload.id, stored.digest):
         raise CountedRefusal("upload_checksum_mismatch", offset=size)
     return Received(size, True)
 
@@ -325,9 +344,10 @@ async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
         return True
     if upload.state != "receiving":
         return upload.state != "hash_mismatch"
+    store = store_of(ctx)
+    await store.finish(upload_id, upload.multipart_id, upload.parts_done)
     if digest is None:
-        digest = await asyncio.to_thread(files.sha256_of, path_of(ctx, upload_id))
-    files.forget_running_hash(upload_id)
+        digest = await store.sha256(upload_id)
     submission = await ctx.session.get(Submission, upload.submission_id)
     assert submission is not None
     now = ctx.now()
@@ -358,7 +378,7 @@ async def terminate(ctx: Ctx, principal: Principal, upload_id: str) -> None:
     if upload.state != "receiving":
         raise VexamError("upload_finished")
     await ctx.session.delete(upload)
-    _remove_after_commit(ctx, path_of(ctx, upload.id))
+    _remove_after_commit(ctx, upload.id, upload.multipart_id)
     await audit.record(ctx, "upload.terminated", "upload", upload.id)
 
 
@@ -408,7 +428,7 @@ async def sweep(ctx: Ctx, limit: int = 500) -> tuple[int, int]:
     for upload in expired:
         upload.state = "expired"
         upload.updated_at = now
-        _remove_after_commit(ctx, path_of(ctx, upload.id))
+        _remove_after_commit(ctx, upload.id, upload.multipart_id)
         await audit.record(ctx, "upload.expired", "upload", upload.id, received=upload.received)
     stranded = list(
         (

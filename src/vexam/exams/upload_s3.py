@@ -1,0 +1,353 @@
+"""The S3 store of tus uploads: one multipart upload per tus upload, so that any web process
+can continue an upload another one started (DESIGN: no state lives in a web process).
+
+Everything a PATCH leaves is durable in S3 and the database before it is answered:
+
+- the row holds `multipart_id`, `part_size` and `parts_done`: parts 1..parts_done hold the
+  first parts_done × part_size bytes, and `received` = those + the staged bytes (or the
+  length, once every part is in);
+- bytes that do not fill a part are staged in the object `uploads/<id>.staged.<parts_done>`,
+  of which only the first `received - parts_done × part_size` bytes count. A PATCH rewrites
+  that object with the old staged bytes as its prefix, or writes the next generation's key
+  once it has filled a part, so the row names an intact object whichever step a crash cuts.
+
+One PATCH at a time per upload across hosts: a lease on the row (a conditional UPDATE of a
+holder token and an expiry), renewed while the body streams; only the holder records
+progress. A PATCH's bytes belong to the upload only once the row says so: a checksummed PATCH
+that fails (460) leaves parts past `parts_done`, which later PATCHes overwrite and completion
+never lists. Completion lists the parts and completes the multipart upload; expiry and
+termination abort it and delete the staged objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from sqlalchemy import or_, update
+
+from vexam.config import Settings
+from vexam.core.context import Ctx
+from vexam.core.errors import VexamError
+from vexam.core.s3 import S3BlobStore
+from vexam.core.storage import BlobStore
+from vexam.exams.models import Upload
+from vexam.exams.upload_files import Stored
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+READ_CHUNK = 4 << 20
+_GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class S3UploadStore:
+    """Uploads as S3 multipart uploads in the blob store's bucket (see the module docstring)."""
+
+    name = "s3"
+
+    def __init__(self, blobs: S3BlobStore, *, part_size: int, lease: timedelta) -> None:
+        self.blobs = blobs
+        self.client = blobs.client
+        self.bucket = blobs.bucket
+        self.part_size = part_size
+        self.lease = lease
+
+    @classmethod
+    def over(cls, blobs: BlobStore, settings: Settings) -> S3UploadStore:
+        """The store over the app's S3 blob store; RuntimeError when the blobs are not on S3."""
+        if not isinstance(blobs, S3BlobStore):
+            raise RuntimeError("upload_store s3 needs storage_url s3://bucket[/prefix]")
+        return cls(
+            blobs,
+            part_size=settings.upload_part_bytes,
+            lease=timedelta(seconds=settings.upload_lease_seconds),
+        )
+
+    def key(self, upload_id: str) -> str:
+        """The object key of the assembled upload."""
+        return self.blobs.object_key(f"uploads/{upload_id}")
+
+    def staged_key(self, upload_id: str, parts: int) -> str:
+        """The object key of the bytes staged after `parts` full parts."""
+        return self.blobs.object_key(f"uploads/{upload_id}.staged.{parts}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def create(self, upload_id: str) -> str | None:
+        """Start the multipart upload; returns its UploadId (kept on the row)."""
+        created = await asyncio.to_thread(
+            self.client.create_multipart_upload, Bucket=self.bucket, Key=self.key(upload_id)
+        )
+        return created["UploadId"]
+
+    async def remove(self, upload_id: str, ref: str | None) -> None:
+        """Abort the multipart upload and delete the staged and assembled objects; idempotent."""
+        if ref is not None:
+            try:
+                await asyncio.to_thread(
+                    self.client.abort_multipart_upload,
+                    Bucket=self.bucket,
+                    Key=self.key(upload_id),
+                    UploadId=ref,
+                )
+            except ClientError as exc:
+                if _code(exc) not in _GONE:
+                    raise
+        for staged in await self.blobs.list(f"uploads/{upload_id}.staged."):
+            await self.blobs.delete(staged)
+        await self.blobs.delete(f"uploads/{upload_id}")
+
+    async def held(self, upload_id: str, recorded: int) -> tuple[int, bool]:
+        """The row is the truth: every byte it counts is durable in S3 before it is counted."""
+        return recorded, False
+
+    # ------------------------------------------------------------------ the lease
+
+    async def _acquire(self, ctx: Ctx, upload_id: str, token: str) -> None:
+        now = ctx.now()
+        taken = await ctx.session.execute(
+            update(Upload)
+            .where(
+                Upload.id == upload_id,
+                Upload.state == "receiving",
+                or_(Upload.lease_token.is_(None), Upload.lease_until <= now),
+            )
+            .values(lease_token=token, lease_until=now + self.lease)
+        )
+        await ctx.session.commit()
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise VexamError("upload_locked")
+
+    async def _record(self, ctx: Ctx, upload_id: str, token: str, **values: Any) -> None:
+        """Record progress (or just renew) as the lease holder, committed at once."""
+        now = ctx.now()
+        done = await ctx.session.execute(
+            update(Upload)
+            .where(
+                Upload.id == upload_id,
+                Upload.lease_token == token,
+                Upload.state == "receiving",
+            )
+            .values(lease_until=now + self.lease, **values)
+        )
+        await ctx.session.commit()
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise VexamError("upload_locked")  # the lease lapsed and another PATCH took it
+
+    async def _release(self, ctx: Ctx, upload_id: str, token: str) -> None:
+        await ctx.session.execute(
+            update(Upload)
+            .where(Upload.id == upload_id, Upload.lease_token == token)
+            .values(lease_token=None, lease_until=None)
+        )
+        await ctx.session.commit()
+
+    # ------------------------------------------------------------------ PATCH
+
+    async def receive(
+        self,
+        ctx: Ctx,
+        upload: Upload,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        checksum: bytes | None,
+    ) -> Stored:
+        """Append a PATCH body at `offset` holding the upload's lease; see `uploads.receive`.
+
+        `upload_locked`, `upload_not_found`, `upload_finished`, `upload_offset_mismatch`,
+        `upload_exceeds_length`, `upload_chunk_checksum_mismatch` (nothing kept)."""
+        token = secrets.token_hex(16)
+        await self._acquire(ctx, upload.id, token)
+        try:
+            return await self._receive(ctx, upload, offset, chunks, token, content_length, checksum)
+        finally:
+            # Best effort: a lease left behind (process killed) lapses after `lease`.
+            with contextlib.suppress(Exception):
+                await self._release(ctx, upload.id, token)
+
+    async def _receive(
+        self,
+        ctx: Ctx,
+        upload: Upload,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        token: str,
+        content_length: int | None,
+        checksum: bytes | None,
+    ) -> Stored:
+        row = await ctx.session.get(Upload, upload.id, populate_existing=True)
+        if row is None:
+            raise VexamError("upload_not_found")
+        if row.state != "receiving":
+            raise VexamError("upload_finished")
+        if row.received != offset:
+            raise VexamError("upload_offset_mismatch", offset=row.received)
+        ref, part_size, start_parts = row.multipart_id, row.part_size, row.parts_done
+        await ctx.session.commit()  # no transaction stays open while the body streams
+        if ref is None or part_size is None:
+            raise RuntimeError(f"upload {upload.id} was not created in the S3 store")
+        if offset == upload.length:
+            return Stored(offset)
+        staged = offset - start_parts * part_size
+        buf = bytearray()
+        if staged:
+            buf += await asyncio.to_thread(self._read_staged, upload.id, start_parts, staged)
+        done = start_parts
+        hasher = hashlib.sha256() if checksum is not None else None
+        room = upload.length - offset
+        taken = 0
+        renew_every = self.lease.total_seconds() / 3
+        renew_at = time.monotonic() + renew_every
+        async for chunk in chunks:
+            taken += len(chunk)
+            if taken > room:
+                raise VexamError("upload_exceeds_length", length=upload.length)
+            if hasher is not None:
+                hasher.update(chunk)
+            buf += chunk
+            while len(buf) >= part_size:
+                await self._put_part(upload.id, ref, done + 1, bytes(buf[:part_size]))
+                del buf[:part_size]
+                done += 1
+                if hasher is None:  # unverified bytes may count at once; checked ones may not
+                    await self._record(
+                        ctx, upload.id, token, received=done * part_size, parts_done=done
+                    )
+                    renew_at = time.monotonic() + renew_every
+            if time.monotonic() >= renew_at:
+                await self._record(ctx, upload.id, token)
+                renew_at = time.monotonic() + renew_every
+        if hasher is not None:
+            if content_length is not None and taken != content_length:
+                return Stored(offset)  # cut short: unverifiable, nothing kept
+            if hasher.digest() != checksum:
+                raise VexamError("upload_chunk_checksum_mismatch")
+        total = offset + taken
+        if total == upload.length:
+            if buf:
+                await self._put_part(upload.id, ref, done + 1, bytes(buf))
+                done += 1
+        elif buf:
+            await asyncio.to_thread(
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=self.staged_key(upload.id, done),
+                Body=bytes(buf),
+            )
+        await self._record(
+            ctx, upload.id, token, received=total, parts_done=done, updated_at=ctx.now()
+        )
+        if staged and done != start_parts:
+            await asyncio.to_thread(
+                self.client.delete_object,
+                Bucket=self.bucket,
+                Key=self.staged_key(upload.id, start_parts),
+            )
+        return Stored(total)
+
+    def _read_staged(self, upload_id: str, parts: int, count: int) -> bytes:
+        body = self.client.get_object(
+            Bucket=self.bucket, Key=self.staged_key(upload_id, parts), Range=f"bytes=0-{count - 1}"
+        )["Body"]
+        try:
+            data = body.read()
+        finally:
+            body.close()
+        if len(data) != count:
+            raise RuntimeError(f"upload {upload_id}: staged bytes lost ({len(data)} of {count})")
+        return data
+
+    async def _put_part(self, upload_id: str, ref: str, number: int, data: bytes) -> None:
+        await asyncio.to_thread(
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=self.key(upload_id),
+            UploadId=ref,
+            PartNumber=number,
+            Body=data,
+        )
+
+    # ------------------------------------------------------------------ completion
+
+    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
+        """Complete the multipart upload from parts 1..`parts`; idempotent (an upload already
+        completed is found as its object)."""
+        if ref is None:
+            return
+        await asyncio.to_thread(self._finish, upload_id, ref, parts)
+
+    def _finish(self, upload_id: str, ref: str, parts: int) -> None:
+        key = self.key(upload_id)
+        try:
+            if parts == 0:  # an empty file: S3 cannot complete an upload of no parts
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=ref)
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+                return
+            etags: dict[int, str] = {}
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=ref):
+                for part in page.get("Parts", []):
+                    etags[part["PartNumber"]] = part["ETag"]
+            listed: list[CompletedPartTypeDef] = [
+                {"PartNumber": n, "ETag": etags[n]} for n in range(1, parts + 1)
+            ]
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=ref, MultipartUpload={"Parts": listed}
+            )
+        except ClientError as exc:
+            if _code(exc) not in _GONE:
+                raise
+            # Completed (or aborted) earlier: the object must be there.
+            self.client.head_object(Bucket=self.bucket, Key=key)
+
+    async def sha256(self, upload_id: str) -> str:
+        """The SHA-256 of the assembled object, read back streamed (a running hash cannot be
+        shared between processes)."""
+        return await asyncio.to_thread(self._sha256, upload_id)
+
+    def _sha256(self, upload_id: str) -> str:
+        digest = hashlib.sha256()
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key(upload_id))["Body"]
+        try:
+            while data := body.read(READ_CHUNK):
+                digest.update(data)
+        finally:
+            body.close()
+        return digest.hexdigest()
+
+    @contextlib.asynccontextmanager
+    async def local_copy(self, upload_id: str) -> AsyncIterator[Path]:
+        """The assembled object streamed to a temporary file (PyAV reads paths), removed after."""
+        folder = Path(tempfile.mkdtemp(prefix="vexam-upload-"))
+        try:
+            path = folder / "upload"
+            await asyncio.to_thread(self._download, upload_id, path)
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _download(self, upload_id: str, path: Path) -> None:
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key(upload_id))["Body"]
+        try:
+            with path.open("wb") as out:
+                while data := body.read(READ_CHUNK):
+                    out.write(data)
+        finally:
+            body.close()

@@ -1,0 +1,264 @@
+"""SPEC §5 uploads on the S3 store (a moto S3 API server): multipart parts of at least 5 MiB,
+smaller PATCHes staged, any app instance continues any upload, 460 keeps nothing, and
+termination and expiry abort the multipart upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+from sqlalchemy import update
+
+from tests.exams.test_sittings import WINDOW_END
+from tests.helpers import app_ctx
+from tests.uploads.conftest import TUS, Submitted, create_upload, patch, sha256_header
+from tests.uploads.conftest import submitted_with as submitted_with
+from vexam.config import Settings
+from vexam.exams import uploads
+from vexam.exams.models import Upload
+from vexam.exams.upload_s3 import S3UploadStore
+from vexam.main import create_app
+
+MiB = 1 << 20
+REGION = "us-east-1"
+PREFIX = "vx"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 API server (moto) for this module."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    """A boto3 client of the test server, to look behind the store's back."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A fresh bucket per test."""
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def settings(settings: Settings, s3_endpoint: str, bucket: str) -> Settings:
+    """The test's settings with blobs and uploads on S3 (chosen by storage_url: auto)."""
+    return settings.model_copy(
+        update={
+            "storage_url": f"s3://{bucket}/{PREFIX}",
+            "s3_endpoint_url": s3_endpoint,
+            "s3_region": REGION,
+            "s3_access_key": "testing",
+            "s3_secret_key": "testing",
+        }
+    )
+
+
+pytestmark = pytest.mark.usefixtures("app")
+
+
+def upload_id(location: str) -> str:
+    return location.rsplit("/", 1)[1]
+
+
+def leftovers(s3: Any, bucket: str) -> tuple[list[str], list[str]]:
+    """(object keys, keys of pending multipart uploads) of uploads in the bucket."""
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/uploads/").get("Contents", [])
+    pending = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return sorted(o["Key"] for o in objects), sorted(u["Key"] for u in pending)
+
+
+def object_sha256(s3: Any, bucket: str, key: str) -> str:
+    return hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+
+
+async def offset_of(client: httpx.AsyncClient, sub: Submitted, location: str) -> int:
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.status_code == 200, head.headers
+    return int(head.headers["upload-offset"])
+
+
+async def send(
+    client: httpx.AsyncClient, sub: Submitted, location: str, offset: int, size: int, **kw: str
+) -> int:
+    """PATCH `size` bytes of the submission's data at `offset`; returns the new offset."""
+    body = sub.data[offset : offset + size]
+    done = await patch(client, sub, location, offset, body, **kw)
+    assert done.status_code == 204, done.text
+    assert int(done.headers["upload-offset"]) == offset + len(body)
+    assert await offset_of(client, sub, location) == offset + len(body)
+    return offset + len(body)
+
+
+async def test_patches_below_and_above_a_part_complete_byte_exact(
+    app, client, inbox, new_phone, world, s3, bucket
+) -> None:
+    """PATCHes of 1, 3, 2.5 and 6 MiB (staged, staged, crossing a part, above a part) then the
+    rest: the S3 object is byte-exact, parts were ≥ 5 MiB, nothing staged or pending remains."""
+    data = os.urandom(14 * MiB + 12345)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    created = await create_upload(client, sub)
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    assert leftovers(s3, bucket) == ([], [key])  # the multipart upload starts at creation
+    offset = 0
+    for size in (MiB, 3 * MiB, 5 * MiB // 2):
+        offset = await send(client, sub, location, offset, size)
+    staged = [k for k in leftovers(s3, bucket)[0] if ".staged." in k]
+    assert staged == [f"{key}.staged.1"]  # 6.5 MiB: one part, 1.5 MiB staged
+    chunk = data[offset : offset + 6 * MiB]
+    offset = await send(
+        client, sub, location, offset, 6 * MiB, **{"Upload-Checksum": sha256_header(chunk)}
+    )
+    offset = await send(client, sub, location, offset, len(data) - offset)
+    assert offset == len(data)
+    objects, pending = leftovers(s3, bucket)
+    assert objects == [key] and pending == []
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.state == "received" and row.parts_done == 3
+        assert row.sha256 == hashlib.sha256(data).hexdigest() and row.lease_token is None
+    await app.state.queue.drain()  # random bytes: the media check finds no video
+
+
+@pytest.fixture
+async def second(settings: Settings, clock: Any, resources: Any) -> AsyncIterator[Any]:
+    """A second app instance sharing the database, the queue and the bucket."""
+    other = create_app(settings, clock=clock, resources=resources)
+    async with other.router.lifespan_context(other):
+        transport = httpx.ASGITransport(app=other, client=("10.9.9.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_an_upload_started_on_one_instance_continues_on_another(
+    app, client, second, inbox, new_phone, world, s3, bucket
+) -> None:
+    """No process-local state: instance A starts, B continues across a part boundary (with
+    checksums), A and B alternate to the end; the object is byte-exact."""
+    data = os.urandom(11 * MiB + 7)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    offset = await send(client, sub, location, 0, 3 * MiB)
+    assert await offset_of(second, sub, location) == 3 * MiB
+    chunk = data[offset : offset + 4 * MiB]
+    offset = await send(
+        second, sub, location, offset, 4 * MiB, **{"Upload-Checksum": sha256_header(chunk)}
+    )
+    offset = await send(client, sub, location, offset, 2 * MiB)
+    offset = await send(second, sub, location, offset, len(data) - offset)
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    assert leftovers(s3, bucket) == ([key], [])
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_checksum_mismatch_keeps_nothing_and_the_lease_refuses_a_second_patch(
+    app, client, inbox, new_phone, world, s3, bucket
+) -> None:
+    """460 for a wrong Upload-Checksum, below and above a part: the offset stays, the right
+    bytes then complete the upload exactly. A PATCH while another holds the lease: 423."""
+    data = os.urandom(7 * MiB + 3)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    offset = await send(client, sub, location, 0, MiB)
+    wrong = {"Upload-Checksum": sha256_header(b"not these bytes")}
+    for size in (MiB, 6 * MiB):
+        bad = await patch(client, sub, location, offset, data[offset : offset + size], **wrong)
+        assert bad.status_code == 460 and bad.json()["code"] == "upload_chunk_checksum_mismatch"
+        assert await offset_of(client, sub, location) == MiB
+    async with app_ctx(app) as ctx:
+        await ctx.session.execute(
+            update(Upload)
+            .where(Upload.id == upload_id(location))
+            .values(lease_token="x" * 32, lease_until=ctx.now() + timedelta(seconds=60))
+        )
+    busy = await patch(client, sub, location, offset, data[offset:])
+    assert busy.status_code == 423 and busy.json()["code"] == "upload_locked"
+    async with app_ctx(app) as ctx:  # a lapsed lease is taken over
+        await ctx.session.execute(
+            update(Upload).where(Upload.id == upload_id(location)).values(lease_until=ctx.now())
+        )
+    rest = data[offset:]
+    offset = await send(
+        client, sub, location, offset, len(rest), **{"Upload-Checksum": sha256_header(rest)}
+    )
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    assert leftovers(s3, bucket) == ([key], [])
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_termination_and_expiry_abort_the_multipart_upload(
+    app, client, inbox, new_phone, world, clock, s3, bucket
+) -> None:
+    """DELETE, and the sweep after the grace period, abort the multipart upload and delete
+    the staged bytes: nothing is left in the bucket."""
+    data = os.urandom(6 * MiB + 100)
+    ended = await submitted_with(app, client, inbox, new_phone, world, data)
+    ended_at = (await create_upload(client, ended)).headers["location"]
+    await send(client, ended, ended_at, 0, len(data) - 50)  # one part + staged bytes
+    late = await submitted_with(app, client, inbox, new_phone, world, data)
+    late_at = (await create_upload(client, late)).headers["location"]
+    await send(client, late, late_at, 0, 5 * MiB + 1)
+    objects, pending = leftovers(s3, bucket)
+    assert len(pending) == 2 and len(objects) == 2  # two staged objects
+    gone = await client.delete(ended_at, headers={**ended.who, **TUS})
+    assert gone.status_code == 204
+    objects, pending = leftovers(s3, bucket)
+    assert pending == [f"{PREFIX}/uploads/{upload_id(late_at)}"]
+    assert objects == [f"{PREFIX}/uploads/{upload_id(late_at)}.staged.1"]
+    clock.set(WINDOW_END + timedelta(days=2))
+    await app.state.queue.run(uploads.SWEEP_JOB, {})
+    assert leftovers(s3, bucket) == ([], [])
+    head = await client.head(late_at, headers={**late.who, **TUS})
+    assert head.status_code == 410
+
+
+async def test_a_video_on_s3_is_verified(
+    app, client, inbox, new_phone, world, videos, s3, bucket
+) -> None:
+    """The media check reads the assembled object from S3: a PyAV MP4 becomes verified."""
+    data = videos["mp4"]
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    await send(client, sub, location, 0, len(data), **{"Upload-Checksum": sha256_header(data)})
+    assert await app.state.queue.drain() == 1
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.state == "verified", row.media if row else None
+        assert row.media["video_codec"] == "h264" and row.media["frames"] == 48
+
+
+def test_the_store_is_chosen_by_configuration(settings: Settings) -> None:
+    """storage_url s3://... selects the S3 store unless upload_store says local."""
+    assert settings.effective_upload_store == "s3"
+    assert settings.model_copy(update={"upload_store": "local"}).effective_upload_store == "local"
+    assert settings.model_copy(update={"storage_url": ""}).effective_upload_store == "local"
+    assert S3UploadStore.name == "s3"
