@@ -262,3 +262,31 @@ def test_the_store_is_chosen_by_configuration(settings: Settings) -> None:
     assert settings.model_copy(update={"upload_store": "local"}).effective_upload_store == "local"
     assert settings.model_copy(update={"storage_url": ""}).effective_upload_store == "local"
     assert S3UploadStore.name == "s3"
+
+
+async def test_head_completes_an_upload_whose_completion_was_lost(
+    app, client, inbox, new_phone, world, s3, bucket, monkeypatch
+) -> None:
+    """Every byte counted but the process failed before completing the multipart upload:
+    the next HEAD (on any instance) completes it; completing twice is harmless."""
+    data = os.urandom(5 * MiB + 10)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    real_finish = S3UploadStore.finish
+
+    async def crash(self: S3UploadStore, upload_id: str, ref: str | None, parts: int) -> None:
+        raise RuntimeError("killed before CompleteMultipartUpload")
+
+    monkeypatch.setattr(S3UploadStore, "finish", crash)
+    with pytest.raises(RuntimeError):
+        await patch(client, sub, location, 0, data)
+    monkeypatch.setattr(S3UploadStore, "finish", real_finish)
+    assert await offset_of(client, sub, location) == len(data)
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.state == "received"
+        await S3UploadStore.over(ctx.blobs, ctx.settings).finish(row.id, row.multipart_id, 2)
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    assert leftovers(s3, bucket) == ([key], [])
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()

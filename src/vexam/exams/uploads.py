@@ -42,6 +42,7 @@ VERIFY_JOB = "uploads.verify"
 SWEEP_JOB = "uploads.sweep"
 STRANDED_AFTER = timedelta(minutes=10)  # a received upload unchecked this long is re-queued
 FINISHED = ("received", "verified")
+MAX_PARTS = 10_000  # S3's limit of parts in one multipart upload
 
 
 class UploadStore(Protocol):
@@ -153,8 +154,11 @@ async def create(
     `upload_expired`, `upload_length_mismatch`, `upload_already_complete`. An unfinished
     earlier upload of the same submission is replaced (its client lost its address).
     """
-    if length > ctx.settings.upload_max_bytes:
-        raise VexamError("upload_too_large", max_bytes=ctx.settings.upload_max_bytes)
+    limit = ctx.settings.upload_max_bytes
+    if ctx.settings.effective_upload_store == "s3":  # S3 takes at most 10,000 parts
+        limit = min(limit, MAX_PARTS * ctx.settings.upload_part_bytes)
+    if length > limit:
+        raise VexamError("upload_too_large", max_bytes=limit)
     raw_id = metadata.get("submission_id", "")
     if not raw_id.isdigit():
         raise VexamError("upload_metadata_invalid")
