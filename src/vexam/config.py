@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     # Resumable uploads (SPEC §5, tus 1.0).
     upload_dir: Path | None = None  # None: data_dir/uploads
     upload_max_bytes: int = Field(20 * 1024**3, ge=1024)  # Tus-Max-Size; 413 above it
-    upload_idle_seconds: float = Field(15.0, gt=0)  # a PATCH silent this long is ended
+    upload_idle_seconds: float = Field(4.0, gt=0)  # a PATCH silent this long is ended
     upload_cors_origins: list[str] = Field(default_factory=list)  # other origins of tus clients
     # Where upload bytes go: "local" (upload_dir, one file per upload), "s3" (a multipart
     # upload in the storage_url bucket, any web process continues any upload), or "auto"

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from tests.exams.test_sittings import WINDOW_END, candidate_for, new_exam, status
+from tests.helpers import app_ctx
 from tests.uploads.conftest import (
     OFFSET_STREAM,
     TUS,
@@ -22,6 +23,7 @@ from tests.uploads.conftest import (
     submitted_with,
 )
 from vexam.exams import upload_files, uploads
+from vexam.exams.models import Upload
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -374,9 +376,6 @@ async def test_sweep_expires_unfinished_uploads_and_requeues_stranded_checks(
     its bytes deleted; a received upload whose media check was lost is checked again."""
     from sqlalchemy import update
 
-    from tests.helpers import app_ctx
-    from vexam.exams.models import Upload
-
     late = await submitted_with(app, client, inbox, new_phone, world, b"l" * 100)
     late_at = (await create_upload(client, late)).headers["location"]
     await patch(client, late, late_at, 0, b"l" * 10)
@@ -403,3 +402,26 @@ async def test_sweep_expires_unfinished_uploads_and_requeues_stranded_checks(
     assert gone.status_code == 410 and code(gone) == "upload_expired"
     assert await app.state.queue.drain() >= 1  # the database is shared by the run's tests
     assert (await upload_state(client, done))["upload_state"] == "verified"
+
+
+async def test_small_patches_spare_the_row_until_completion(
+    app, client, inbox, new_phone, world
+) -> None:
+    """On the local store an intermediate PATCH need not write the row (the file is the
+    truth): the status call and HEAD still give the bytes on disk; completion records all."""
+    data = bytes(range(256)) * 40
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    first = await patch(client, sub, location, 0, data[:1000])
+    assert first.status_code == 204 and first.headers["upload-offset"] == "1000"
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, location.rsplit("/", 1)[1])
+        assert row is not None and row.received == 0  # not written: under the thresholds
+    assert (await upload_state(client, sub))["upload_offset"] == 1000
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.headers["upload-offset"] == "1000"
+    last = await patch(client, sub, location, 1000, data[1000:])
+    assert last.status_code == 204 and last.headers["upload-offset"] == str(len(data))
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, location.rsplit("/", 1)[1])
+        assert row is not None and row.received == len(data) and row.state == "received"

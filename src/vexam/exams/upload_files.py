@@ -110,6 +110,18 @@ def durable_size(path: Path) -> tuple[int, bool]:
         os.close(fd)  # also releases the lock
 
 
+def peek_size(path: Path, recorded: int) -> int:
+    """The bytes held, for display, without the lock (a PATCH may be running): the start of
+    an unfinished checksummed PATCH if one is marked, else the file's size; `recorded` when
+    the file is gone."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        return int(_marker(path).read_text())
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return recorded
+
+
 def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
     """The SHA-256 of the whole file (hex)."""
     digest = hashlib.sha256()
