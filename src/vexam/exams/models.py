@@ -322,8 +322,9 @@ class Upload(CreatedMixin, Base):
     """One tus upload of a submission's file: receiving → received → verified | invalid,
     or hash_mismatch (kept for support, never accepted), or expired (bytes deleted).
 
-    `received` mirrors the bytes durably in the store; the store's file is the truth and
-    the column is repaired from it. At most one upload of a submission is receiving.
+    `received` follows the bytes durably in the store (on the local store it may lag by up to
+    a few seconds or 16 MiB while receiving); the store is the truth and the column is
+    repaired from it. At most one upload of a submission is receiving.
     """
 
     __tablename__ = "exam_uploads"
