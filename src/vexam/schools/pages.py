@@ -17,13 +17,12 @@ from starlette.datastructures import FormData, UploadFile
 
 from vexam.core.auth import ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
-from vexam.core.db import KeepChanges
-from vexam.core.errors import CATALOGUE, VexamError
-from vexam.core.i18n import N_, Msg, format_datetime, gettext, render_message
+from vexam.core.errors import VexamError
+from vexam.core.i18n import format_datetime, gettext, render_message
 from vexam.core.web import Templates, make_router
 from vexam.exams import accommodations, schemas
 from vexam.exams import service as exams
-from vexam.identity.idnumbers import IdNumberReason
+from vexam.schools import console_text as text
 from vexam.schools import exam_form as forms
 from vexam.schools import roster, service
 from vexam.schools.schemas import RowCorrectionIn
@@ -32,189 +31,18 @@ router = make_router(include_in_schema=False)
 SchoolStaff = Annotated[Principal, Depends(require_roles(Role.school_admin, Role.operator))]
 PAGE_SIZE = 50
 
-# Labels of the settings a refusal can name (`field` of exam_setting_invalid).
-FIELD_LABELS = {
-    "code": N_("Exam code"),
-    "name": N_("Name (Chinese)"),
-    "name_en": N_("Name (English)"),
-    "season": N_("Season"),
-    "formal_starts_at": N_("Formal window opens"),
-    "formal_ends_at": N_("Formal window closes"),
-    "upload_grace_minutes": N_("Upload grace period (in minutes)"),
-    "mock_limit": N_("Mock exam limit"),
-    "fee_cents": N_("Fee (yuan)"),
-    "subjects": N_("Subjects"),
-    "device_policy.allowed_classes": N_("Devices allowed"),
-    "device_policy.min_os": N_("Oldest system version"),
-    "anti_cheat": N_("Anti-cheat policy"),
-    "attempts": N_("Attempts"),
-    "max_seconds": N_("Longest recording (seconds)"),
-    "prompt": N_("Prompt"),
-    "camera": N_("Camera"),
-    "orientation": N_("Orientation"),
-    "face_check_seconds": N_("Face check every (seconds)"),
-    "mock_face_checks": N_("Face checks in the mock exam"),
-    "rubric": N_("Rubric"),
-    "extra_attempts": N_("Extra attempts"),
-    "extra_seconds": N_("Extra recording seconds"),
-    "window_ends_at": N_("Later window end"),
-    "reason": N_("Reason"),
-    "province": N_("Exam province"),
-    "candidate_number": N_("Candidate number"),
-    "major": N_("Major"),
-    "id_number": N_("ID number"),
-}
-SUBJECT_LABEL = N_("Subject {number}")
-# The reasons the exam services give, as msgids (their English text is the key).
-_REASONS = (
-    N_("required"),
-    N_("lowercase letters, digits and dashes"),
-    N_("a year such as 2027"),
-    N_("with a time zone, e.g. +08:00"),
-    N_("between 0 and 10080"),
-    N_("empty for unlimited, or 1 and more"),
-    N_("0 or more"),
-    N_("at least one subject"),
-    N_("between 1 and 50"),
-    N_("between 10 and 7200"),
-    N_("0, or between 10 and 600"),
-    N_("a name and points above 0"),
-    N_("above 0"),
-    N_("phone, tablet or desktop"),
-    N_("android, harmonyos or ios"),
-    N_("a version such as 7 or 10.3"),
-    N_("unknown event kind"),
-    N_("void_attempt, fail_exam or flag"),
-    N_("a written reason"),
-    N_("between 0 and 50"),
-    N_("between 0 and 7200"),
-    N_("after the end of the formal window"),
-    N_("at most 30 days after the formal window"),
-    # Given by this module for what a form cannot even send as a setting.
-    N_("a whole number"),
-    N_("a number"),
-    N_("a date and time"),
-    N_("an amount in yuan such as 180 or 180.50"),
-    N_("one 'name: points' per line"),
-    N_("too long"),
-    N_("not one of the choices"),
-    N_("not valid"),
-)
-# roster_invalid reasons for the file as a whole.
-FILE_REASONS = {
-    "unreadable": N_("the file is not a readable CSV or XLSX file"),
-    "encoding": N_("the text encoding is neither UTF-8 nor GBK"),
-    "empty": N_("the file has no data rows"),
-    "missing_columns": N_("required columns are missing"),
-    "preview_has_errors": N_("the preview has bad rows"),
-    "already_committed": N_("this preview was imported already"),
-    "preview_expired": N_("this preview expired: upload the file again"),
-    "no_file": N_("no file was chosen"),
-}
-# Why a roster row is bad (roster.check_row, the duplicate check, ID-number rules).
-ROW_REASONS = {
-    "missing": N_("empty"),
-    "too_long": N_("too long"),
-    "unknown": N_("not a province of China"),
-    "format": N_("4 to 20 letters and digits"),
-    "duplicate": N_("repeats row {other_row}"),
-    IdNumberReason.length.value: N_("not 18 characters long"),
-    IdNumberReason.characters.value: N_("17 digits and a final digit or X"),
-    IdNumberReason.check_character.value: N_("the last character does not match (a typo?)"),
-    IdNumberReason.province.value: N_("the first two digits are no province"),
-    IdNumberReason.birth_date.value: N_("the birth date in it is not a real date"),
-    IdNumberReason.birth_date_mismatch.value: N_("the birth date does not match"),
-}
-EVENT_LABELS = {
-    "phone_call": N_("Phone call"),
-    "left_page": N_("Left the exam page"),
-    "screen_locked": N_("Screen locked"),
-    "screen_recording": N_("Screen recording"),
-    "screenshot": N_("Screenshot"),
-    "app_crash": N_("App crashed"),
-}
-ACTION_LABELS = {
-    "void_attempt": N_("Void the attempt"),
-    "fail_exam": N_("Fail the exam"),
-    "flag": N_("Flag for reviewers"),
-}
-NOTICES = {
-    "corrected": N_("The row was corrected."),
-    "accommodation": N_("The accommodation was saved."),
-    "accommodation_removed": N_("The accommodation was removed."),
-    "saved": N_("The exam was saved."),
-}
-COMMITTED = N_(
-    "Roster imported. Added: {inserted} · updated: {updated} · bad rows left out: {skipped}."
-)
-
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     templates: Templates = request.app.state.templates
     context.setdefault("error_fields", set())
     context.update(
-        event_labels=EVENT_LABELS,
-        action_labels=ACTION_LABELS,
+        event_labels=text.EVENT_LABELS,
+        action_labels=text.ACTION_LABELS,
         event_kinds=schemas.EVENT_KINDS,
         device_classes=schemas.DEVICE_CLASSES,
         os_names=schemas.OS_NAMES,
     )
     return templates.render(request, f"schools/{name}", context, status_code=status_code)
-
-
-def _label(locale: str, field: str) -> str:
-    parts = field.split(".")
-    if parts[0] == "accommodation":
-        parts = parts[1:]
-    if parts[0] == "subjects" and len(parts) > 2 and parts[1].isdigit():
-        subject = gettext(locale, SUBJECT_LABEL).format(number=int(parts[1]) + 1)
-        return f"{subject} · {gettext(locale, FIELD_LABELS.get(parts[2], parts[2]))}"
-    for size in (2, 1):
-        key = ".".join(parts[:size])
-        if key in FIELD_LABELS:
-            return gettext(locale, FIELD_LABELS[key])
-    return field
-
-
-def _form_key(field: str) -> str:
-    """The form control a refusal's field names: subjects.0.rubric.criteria.2 → its rubric."""
-    parts = field.split(".")
-    if parts[0] == "accommodation":
-        parts = parts[1:]
-    if parts[0] == "subjects" and len(parts) > 2:
-        return ".".join(parts[:3])
-    return ".".join(parts)
-
-
-async def _refusal(ctx: Ctx, exc: VexamError) -> dict[str, Any]:
-    """Undo the request's writes (unless they are meant to count); the message and fields."""
-    if not isinstance(exc, KeepChanges):
-        await ctx.session.rollback()
-    params = dict(exc.params)
-    fields: set[str] = set()
-    if exc.code == "exam_setting_invalid":
-        field = str(params.get("field", ""))
-        params["field"] = _label(ctx.locale, field)
-        params["reason"] = Msg(str(params.get("reason", "")))
-        fields.add(_form_key(field))
-    elif exc.code == "exam_window_invalid":
-        fields.update(("formal_starts_at", "formal_ends_at"))
-    elif exc.code == "exam_code_taken":
-        fields.add("code")
-    elif exc.code == "roster_invalid":
-        reason = str(params.get("reason", ""))
-        text = gettext(ctx.locale, FILE_REASONS.get(reason, reason))
-        columns = params.get("columns") or []
-        if columns:
-            text += ": " + ", ".join(_label(ctx.locale, str(c)) for c in columns)
-        params["reason"] = text
-    elif exc.code == "invalid_request":
-        for error in params.get("errors", []):
-            fields.add(".".join(str(part) for part in error.get("loc", [])[1:]))
-    message = render_message(
-        ctx.locale, CATALOGUE[exc.code].message, params, ctx.settings.default_timezone
-    )
-    return {"error": message, "error_code": exc.code, "error_fields": fields}
 
 
 # ------------------------------------------------------------------ schools
@@ -250,7 +78,9 @@ async def school_home(
         exams=listed,
         school_time=_times(school, ctx.locale),
         yuan=forms.yuan,
-        notice=gettext(ctx.locale, NOTICES["saved"]) if request.query_params.get("done") else None,
+        notice=gettext(ctx.locale, text.NOTICES["saved"])
+        if request.query_params.get("done")
+        else None,
     )
 
 
@@ -315,7 +145,7 @@ async def new_exam_submit(
             ctx, principal, school.id, forms.exam_in(state, school.timezone)
         )
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         # The rollback expired every loaded object: load the school again.
         school = await service.get_school(ctx, chosen)
         return _form_page(request, school, state, None, status_code=exc.status, **refusal)
@@ -349,7 +179,7 @@ async def edit_exam_submit(
     try:
         await exams.update_exam(ctx, principal, exam.id, forms.exam_in(state, school.timezone))
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         exam, school = await _exam_and_school(ctx, principal, exam_id)
         return _form_page(request, school, state, exam.id, status_code=exc.status, **refusal)
     query = (
@@ -406,12 +236,12 @@ async def roster_page(
     import_id: int | None = None,
 ) -> Response:
     """Upload a roster file; the roster (ID numbers masked), corrections and accommodations."""
-    notice = gettext(ctx.locale, NOTICES[done]) if done in NOTICES else None
+    notice = gettext(ctx.locale, text.NOTICES[done]) if done in text.NOTICES else None
     if done == "committed" and import_id is not None:
         job = await roster.get_import(ctx, principal, exam_id, import_id, 1, 1)
         notice = render_message(
             ctx.locale,
-            COMMITTED,
+            text.COMMITTED,
             {
                 "inserted": job.inserted_rows or 0,
                 "updated": job.updated_rows or 0,
@@ -434,7 +264,7 @@ async def roster_upload(
             raise VexamError("roster_invalid", reason="no_file", columns=[])
         previewed = await roster.preview(ctx, principal, exam_id, upload.file, upload.filename)
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         return await _roster_page(
             request, ctx, principal, exam_id, status_code=exc.status, **refusal
         )
@@ -444,7 +274,7 @@ async def roster_upload(
 
 
 def _row_reason(locale: str, reason: str, other_row: int | None) -> str:
-    message = ROW_REASONS.get(reason)
+    message = text.ROW_REASONS.get(reason)
     if message is None:
         return reason
     return gettext(locale, message).format(other_row=other_row or "")
@@ -465,7 +295,7 @@ async def _preview_page(
     bad = [
         {
             "row": error.row,
-            "column": _label(ctx.locale, error.column),
+            "column": text.label(ctx.locale, error.column),
             "reason": _row_reason(ctx.locale, error.reason, error.other_row),
             "code": error.reason,
         }
@@ -509,7 +339,7 @@ async def commit_submit(
             ctx, principal, exam_id, import_id, skip_invalid=form.get("skip_invalid") == "1"
         )
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         return await _preview_page(
             request, ctx, principal, exam_id, import_id, status_code=exc.status, **refusal
         )
@@ -544,7 +374,7 @@ async def correct_submit(
             ) from None
         await roster.correct_row(ctx, principal, exam_id, row_id, body)
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         return await _roster_page(
             request,
             ctx,
@@ -593,7 +423,7 @@ async def accommodation_submit(
             raise forms.from_validation(exc, "accommodation.") from None
         granted = await accommodations.grant(ctx, principal, exam.id, row_id, body)
     except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
+        refusal = await text.refusal(ctx, exc)
         return await _roster_page(
             request,
             ctx,
