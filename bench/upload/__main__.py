@@ -34,8 +34,9 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import aiohttp
+from tests.uploads.conftest import server_env
 
-from bench.upload.vexam_setup import Slot, prepare, server_env, settings_for
+from bench.upload.vexam_setup import Slot, prepare, settings_for
 from vexam.exams import uploads
 
 HERE = Path(__file__).resolve().parent

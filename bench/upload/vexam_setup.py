@@ -4,7 +4,6 @@ recording, submission receipt declaring the file's size and SHA-256)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,8 +14,8 @@ import httpx
 from sqlalchemy import update
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET, Sms
 from tests.exams.test_exam_setup import new_school
-from tests.exams.test_sittings import candidate_for, complete, device, new_exam, ready, record
 from tests.helpers import app_ctx, bearer, staff
+from tests.uploads.conftest import submitted_with
 
 from vexam.accounts.models import AuthSession
 from vexam.accounts.sms import MemorySmsSender
@@ -56,23 +55,6 @@ def settings_for(workdir: Path, database_url: str) -> Settings:
     )
 
 
-def server_env(settings: Settings) -> dict[str, str]:
-    """The environment of a `vexam` web process on these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        VEXAM_ENV="test",
-        VEXAM_DATA_DIR=str(settings.data_dir),
-        VEXAM_DATABASE_URL=settings.effective_database_url,
-        VEXAM_QUEUE_URL=settings.effective_queue_url,
-        VEXAM_QUEUE_NAME=settings.queue_name,
-        VEXAM_SECRET_KEY=settings.secret_key,
-        VEXAM_DATA_KEY=settings.data_key,
-        VEXAM_SMS_SENDER="console",
-    )
-    return env
-
-
 async def prepare(workdir: Path, database_url: str, files: list[tuple[str, int]]) -> list[Slot]:
     """Migrate the database and make one submission per (sha256 hex, size) in `files`."""
     db = Database(database_url)
@@ -107,14 +89,10 @@ async def prepare(workdir: Path, database_url: str, files: list[tuple[str, int]]
                 address = (f"10.{number // 250 % 250}.{number % 250}.7", 40000)
                 alone = httpx.ASGITransport(app=app, client=address)
                 async with httpx.AsyncClient(transport=alone, base_url="http://testserver") as own:
-                    for attempt in range(5):  # the test helpers' random ID numbers may collide
-                        try:
-                            slot = await _submitted(app, own, inbox, new_phone, world, sha256, size)
-                            break
-                        except AssertionError:
-                            if attempt == 4:
-                                raise
-                slots.append(slot)
+                    sub = await submitted_with(
+                        app, own, inbox, new_phone, world, b"", sha256=sha256, size=size
+                    )
+                slots.append(Slot(sub.who, sub.submission_id))
         async with app_ctx(app) as ctx:
             # The server runs on the real clock, the preparation on a frozen one.
             await ctx.session.execute(update(Exam).values(upload_grace_minutes=10**7))
@@ -122,30 +100,3 @@ async def prepare(workdir: Path, database_url: str, files: list[tuple[str, int]]
             await ctx.session.execute(update(AuthSession).values(expires_at=later))
         await app.state.queue.drain()
     return slots
-
-
-async def _submitted(
-    app: Any,
-    client: httpx.AsyncClient,
-    inbox: Sms,
-    new_phone: Any,
-    world: dict[str, Any],
-    sha256: str,
-    size: int,
-) -> Slot:
-    """tests/uploads/conftest.submitted_with, for a declared hash and size."""
-    created = await new_exam(client, world)
-    who = await candidate_for(app, client, inbox, new_phone, world, created)
-    sitting = await ready(app, client, who, created["id"])
-    recording = await record(client, who, sitting)
-    assert recording.status_code == 201, recording.text
-    done = await complete(client, who, recording.json()["id"], duration_seconds=2)
-    assert done.status_code == 200, done.text
-    subject_id = sitting["subjects"][0]["subject_id"]
-    receipt = await client.post(
-        f"/api/v1/sittings/{sitting['id']}/subjects/{subject_id}/submission",
-        json={"recording_id": recording.json()["id"], "sha256": sha256, "size_bytes": size},
-        headers={**who, **device("a")},
-    )
-    assert receipt.status_code == 201, receipt.text
-    return Slot({**who, **device("a")}, int(receipt.json()["submission_id"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from tests.exams.test_sittings import candidate_for, complete, device, new_exam, ready, record
 from tests.exams.test_sittings import world as world
+from vexam.config import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = {"Content-Type": "application/offset+octet-stream"}
@@ -69,10 +71,37 @@ class Submitted:
         }
 
 
+def server_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `vexam serve` process on `settings` (plus `extra` variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
+    env.update(
+        PYTHONUNBUFFERED="1",
+        VEXAM_ENV="test",
+        VEXAM_DATA_DIR=str(settings.data_dir),
+        VEXAM_DATABASE_URL=settings.effective_database_url,
+        VEXAM_QUEUE_URL=settings.effective_queue_url,
+        VEXAM_QUEUE_NAME=settings.queue_name,
+        VEXAM_SECRET_KEY=settings.secret_key,
+        VEXAM_DATA_KEY=settings.data_key,
+        VEXAM_SMS_SENDER="console",
+        **extra,
+    )
+    return env
+
+
 async def submitted_with(
-    app, client, inbox, new_phone, world, data: bytes, sha256: str | None = None, **exam: Any
+    app,
+    client,
+    inbox,
+    new_phone,
+    world,
+    data: bytes,
+    sha256: str | None = None,
+    size: int | None = None,
+    **exam: Any,
 ) -> Submitted:
-    """A candidate who recorded and submitted a recording declared as `data` (or `sha256`)."""
+    """A candidate who recorded and submitted a recording declared as `data` (or as `sha256`
+    and `size`, for files too big to hold)."""
     created = await new_exam(client, world, **exam)
     who = await candidate_for(app, client, inbox, new_phone, world, created)
     sitting = await ready(app, client, who, created["id"])
@@ -86,7 +115,7 @@ async def submitted_with(
         json={
             "recording_id": recording.json()["id"],
             "sha256": sha256 or hashlib.sha256(data).hexdigest(),
-            "size_bytes": len(data),
+            "size_bytes": len(data) if size is None else size,
         },
         headers={**who, **device("a")},
     )

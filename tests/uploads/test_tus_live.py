@@ -25,7 +25,7 @@ import pytest
 from tusclient.client import TusClient
 from tusclient.uploader import Uploader
 
-from tests.uploads.conftest import TUS, Submitted, submitted_with
+from tests.uploads.conftest import TUS, Submitted, server_env, submitted_with
 from vexam.config import Settings
 from vexam.exams import upload_files, uploads
 
@@ -54,19 +54,7 @@ class LiveServer:
 
     def start(self) -> None:
         settings = self.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
-        env.update(
-            PYTHONUNBUFFERED="1",
-            VEXAM_ENV="test",
-            VEXAM_DATA_DIR=str(settings.data_dir),
-            VEXAM_DATABASE_URL=settings.effective_database_url,
-            VEXAM_QUEUE_URL=settings.effective_queue_url,
-            VEXAM_QUEUE_NAME=settings.queue_name,
-            VEXAM_SECRET_KEY=settings.secret_key,
-            VEXAM_DATA_KEY=settings.data_key,
-            VEXAM_SMS_SENDER="console",
-            VEXAM_UPLOAD_IDLE_SECONDS="2",
-        )
+        env = server_env(settings, VEXAM_UPLOAD_IDLE_SECONDS="2")
         self.port = self.port or _free_port()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
