@@ -19,7 +19,7 @@ from vexam.accounts.phones import mask_phone, normalise_phone
 from vexam.accounts.service import create_user
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
-from vexam.core.errors import VexamError
+from vexam.core.errors import VexamError, field_invalid
 from vexam.schools import service as schools
 
 SCHOOL_ROLES = (Role.school_admin, Role.reviewer)
@@ -57,9 +57,7 @@ async def create_staff(ctx: Ctx, principal: Principal, body: schemas.StaffIn) ->
     """
     school_id = body.school_id if body.role in SCHOOL_ROLES else None
     if body.role in SCHOOL_ROLES and school_id is None:
-        raise VexamError(
-            "invalid_request", errors=[{"loc": ["body", "school_id"], "type": "missing"}]
-        )
+        raise field_invalid("school_id", "missing")
     if not _may_manage(principal, body.role, school_id):
         raise VexamError("forbidden")
     if school_id is not None:

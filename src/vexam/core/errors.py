@@ -367,6 +367,11 @@ class VexamError(Exception):
         return CATALOGUE[self.code].status
 
 
+def field_invalid(field: str, kind: str = "value_error") -> VexamError:
+    """`invalid_request` pointing at one body field, as request validation reports it."""
+    return VexamError("invalid_request", errors=[{"loc": ["body", field], "type": kind}])
+
+
 class CountedRefusal(VexamError, KeepChanges):
     """A refusal whose writes are committed before it is answered (counters, attempts)."""
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import LIKE_ESCAPE, contains_pattern
-from vexam.core.errors import VexamError
+from vexam.core.errors import VexamError, field_invalid
 from vexam.core.i18n import N_, Msg
 from vexam.exams import schemas
 from vexam.exams.models import Application, Exam, PaymentCallback, PaymentOrder
@@ -125,9 +125,7 @@ async def apply(
         raise VexamError("identity_not_certified")
     province = normalise_province(body.province)
     if province is None:
-        raise VexamError(
-            "invalid_request", errors=[{"loc": ["body", "province"], "type": "value_error"}]
-        )
+        raise field_invalid("province")
     row = await rosters.find_row(ctx, exam.id, certified.id_number_index)
     if row is None:
         raise VexamError("not_in_roster")

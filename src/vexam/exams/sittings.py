@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.errors import CountedRefusal, VexamError
+from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.i18n import N_, Msg
 from vexam.exams import accommodations, enrollment, schemas, service
 from vexam.exams.models import (
@@ -422,7 +422,7 @@ async def verify_face(
 def _version(text: str) -> tuple[int, ...]:
     parts = text.strip().split(".")
     if not text.strip() or not all(part.isdigit() for part in parts) or len(parts) > 6:
-        raise identity.field_invalid("os_version")
+        raise field_invalid("os_version")
     return tuple(int(part) for part in parts)
 
 

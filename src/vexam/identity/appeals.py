@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
-from vexam.core.errors import VexamError
+from vexam.core.errors import VexamError, field_invalid
 from vexam.identity import schemas
 from vexam.identity.idnumbers import IdNumberError, mask_id_number, parse_id_number
 from vexam.identity.models import Appeal, Identity
@@ -16,7 +16,6 @@ from vexam.identity.service import (
     appeal_out,
     check_candidate_number,
     encrypt_number,
-    field_invalid,
     holder_by_candidate_number,
     holder_by_index,
     identity_of,

@@ -22,7 +22,7 @@ from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.crypto import blind_index, encrypt_text
 from vexam.core.db import after_rollback
-from vexam.core.errors import CountedRefusal, VexamError
+from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.i18n import N_, Msg
 from vexam.identity import schemas
 from vexam.identity.engines import IdentityEngines
@@ -280,11 +280,6 @@ async def read_photo(ctx: Ctx, principal: Principal, photo_id: int) -> tuple[byt
 def invalid_number(reason: IdNumberReason) -> VexamError:
     """`id_number_invalid` with the machine reason and a sentence about it."""
     return VexamError("id_number_invalid", reason=reason.value, reason_text=REASON_TEXTS[reason])
-
-
-def field_invalid(field: str) -> VexamError:
-    """`invalid_request` pointing at one body field."""
-    return VexamError("invalid_request", errors=[{"loc": ["body", field], "type": "value_error"}])
 
 
 def _check_number(

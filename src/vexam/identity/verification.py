@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.errors import CountedRefusal, VexamError
+from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.identity import schemas
 from vexam.identity.models import FaceAttempt, Identity, LivenessChallenge, ManualReview
 from vexam.identity.service import (
@@ -25,7 +25,6 @@ from vexam.identity.service import (
     check_photo_size,
     embed_portrait,
     engines,
-    field_invalid,
     identity_of,
     review_out,
     store_photo,

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.errors import CountedRefusal, VexamError
+from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.models import UTCDateTime
 from vexam.exams import service as exams
 from vexam.identity.idnumbers import normalise_province
@@ -408,25 +408,21 @@ async def list_rows(
     )
 
 
-def _field_invalid(field: str) -> VexamError:
-    return VexamError("invalid_request", errors=[{"loc": ["body", field], "type": "value_error"}])
-
-
 def _corrections(body: schemas.RowCorrectionIn) -> Iterable[tuple[str, str | None]]:
     if body.name is not None:
         name = " ".join(body.name.split())
         if not name:
-            raise _field_invalid("name")
+            raise field_invalid("name")
         yield "name", name
     if body.province is not None:
         province = normalise_province(body.province)
         if province is None:
-            raise _field_invalid("province")
+            raise field_invalid("province")
         yield "province", province
     if body.candidate_number is not None:
         candidate = body.candidate_number.strip().upper() or None
         if candidate is not None and not _candidate_ok(candidate):
-            raise _field_invalid("candidate_number")
+            raise field_invalid("candidate_number")
         yield "candidate_number", candidate
     if body.major is not None:
         yield "major", " ".join(body.major.split()) or None

@@ -12,15 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from vexam.core import audit
 from vexam.core.context import Ctx
 from vexam.core.db import LIKE_ESCAPE
-from vexam.core.errors import VexamError
+from vexam.core.errors import VexamError, field_invalid
 from vexam.schools import schemas
 from vexam.schools.models import School
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-
-
-def _invalid(field: str) -> VexamError:
-    return VexamError("invalid_request", errors=[{"loc": ["body", field], "type": "value_error"}])
 
 
 async def create_school(
@@ -28,13 +24,13 @@ async def create_school(
 ) -> School:
     """Create a school with a unique slug and a valid IANA time zone."""
     if not SLUG_RE.match(slug):
-        raise _invalid("slug")
+        raise field_invalid("slug")
     if not name.strip():
-        raise _invalid("name")
+        raise field_invalid("name")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _invalid("timezone") from None
+        raise field_invalid("timezone") from None
     school = School(
         slug=slug, name=name.strip(), name_en=name_en, timezone=timezone, created_at=ctx.now()
     )
@@ -42,7 +38,7 @@ async def create_school(
         async with ctx.session.begin_nested():
             ctx.session.add(school)
     except IntegrityError:
-        raise _invalid("slug") from None
+        raise field_invalid("slug") from None
     await audit.record(ctx, "school.created", "school", school.id, slug=slug)
     return school
 
