@@ -19,7 +19,7 @@ from vexam.core.context import Ctx, Principal
 from vexam.core.errors import VexamError
 from vexam.exams import schemas
 from vexam.exams.models import Accommodation, Exam
-from vexam.exams.service import MAX_ATTEMPTS, MAX_RECORDING_SECONDS, get_exam
+from vexam.exams.service import MAX_ATTEMPTS, MAX_RECORDING_SECONDS, get_exam, setting_invalid
 from vexam.schools import roster as rosters
 
 MAX_WINDOW_EXTENSION = timedelta(days=30)
@@ -41,7 +41,7 @@ class Granted:
 
 
 def _invalid(field: str, reason: str) -> VexamError:
-    return VexamError("exam_setting_invalid", field=f"accommodation.{field}", reason=reason)
+    return setting_invalid(f"accommodation.{field}", reason)
 
 
 def _check(exam: Exam, body: schemas.AccommodationIn) -> str:

@@ -27,7 +27,8 @@ CODE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 VERSION_CHARS = set("0123456789.")
 
 
-def _invalid(field: str, reason: str) -> VexamError:
+def setting_invalid(field: str, reason: str) -> VexamError:
+    """`exam_setting_invalid` naming the setting and the rule it broke."""
     return VexamError("exam_setting_invalid", field=field, reason=reason)
 
 
@@ -41,56 +42,56 @@ def can_manage(principal: Principal, school_id: int) -> bool:
 def _check_subject(index: int, subject: schemas.SubjectIn) -> None:
     where = f"subjects.{index}"
     if not subject.name.strip():
-        raise _invalid(f"{where}.name", "required")
+        raise setting_invalid(f"{where}.name", "required")
     if not 1 <= subject.attempts <= MAX_ATTEMPTS:
-        raise _invalid(f"{where}.attempts", f"between 1 and {MAX_ATTEMPTS}")
+        raise setting_invalid(f"{where}.attempts", f"between 1 and {MAX_ATTEMPTS}")
     if not 10 <= subject.max_seconds <= MAX_RECORDING_SECONDS:
-        raise _invalid(f"{where}.max_seconds", f"between 10 and {MAX_RECORDING_SECONDS}")
+        raise setting_invalid(f"{where}.max_seconds", f"between 10 and {MAX_RECORDING_SECONDS}")
     if subject.face_check_seconds != 0 and not 10 <= subject.face_check_seconds <= 600:
-        raise _invalid(f"{where}.face_check_seconds", "0, or between 10 and 600")
+        raise setting_invalid(f"{where}.face_check_seconds", "0, or between 10 and 600")
     for number, criterion in enumerate(subject.rubric.criteria):
         if not criterion.name.strip() or criterion.max_points <= 0:
-            raise _invalid(f"{where}.rubric.criteria.{number}", "a name and points above 0")
+            raise setting_invalid(f"{where}.rubric.criteria.{number}", "a name and points above 0")
     if subject.rubric.step <= 0:
-        raise _invalid(f"{where}.rubric.step", "above 0")
+        raise setting_invalid(f"{where}.rubric.step", "above 0")
 
 
 def _check_policies(body: schemas.ExamIn) -> None:
     classes = body.device_policy.allowed_classes
     if not classes or any(kind not in schemas.DEVICE_CLASSES for kind in classes):
-        raise _invalid("device_policy.allowed_classes", "phone, tablet or desktop")
+        raise setting_invalid("device_policy.allowed_classes", "phone, tablet or desktop")
     for os_name, version in body.device_policy.min_os.items():
         if os_name not in schemas.OS_NAMES:
-            raise _invalid(f"device_policy.min_os.{os_name}", "android, harmonyos or ios")
+            raise setting_invalid(f"device_policy.min_os.{os_name}", "android, harmonyos or ios")
         if not version or not set(version) <= VERSION_CHARS or version.startswith("."):
-            raise _invalid(f"device_policy.min_os.{os_name}", "a version such as 7 or 10.3")
+            raise setting_invalid(f"device_policy.min_os.{os_name}", "a version such as 7 or 10.3")
     for kind, action in body.anti_cheat.items():
         if kind not in schemas.EVENT_KINDS:
-            raise _invalid(f"anti_cheat.{kind}", "unknown event kind")
+            raise setting_invalid(f"anti_cheat.{kind}", "unknown event kind")
         if action not in schemas.EVENT_ACTIONS:
-            raise _invalid(f"anti_cheat.{kind}", "void_attempt, fail_exam or flag")
+            raise setting_invalid(f"anti_cheat.{kind}", "void_attempt, fail_exam or flag")
 
 
 def check_exam(body: schemas.ExamIn) -> None:
     """Refuse settings a school could not run an exam with; each rule has its own answer."""
     if not body.code or not set(body.code) <= CODE_CHARS:
-        raise _invalid("code", "lowercase letters, digits and dashes")
+        raise setting_invalid("code", "lowercase letters, digits and dashes")
     if not body.name.strip():
-        raise _invalid("name", "required")
+        raise setting_invalid("name", "required")
     if not body.season.isdigit() or len(body.season) != 4:
-        raise _invalid("season", "a year such as 2027")
+        raise setting_invalid("season", "a year such as 2027")
     if body.formal_starts_at.tzinfo is None or body.formal_ends_at.tzinfo is None:
-        raise _invalid("formal_starts_at", "with a time zone, e.g. +08:00")
+        raise setting_invalid("formal_starts_at", "with a time zone, e.g. +08:00")
     if body.formal_ends_at <= body.formal_starts_at:
         raise VexamError("exam_window_invalid")
     if not 0 <= body.upload_grace_minutes <= MAX_GRACE_MINUTES:
-        raise _invalid("upload_grace_minutes", f"between 0 and {MAX_GRACE_MINUTES}")
+        raise setting_invalid("upload_grace_minutes", f"between 0 and {MAX_GRACE_MINUTES}")
     if body.mock_limit is not None and body.mock_limit < 1:
-        raise _invalid("mock_limit", "empty for unlimited, or 1 and more")
+        raise setting_invalid("mock_limit", "empty for unlimited, or 1 and more")
     if body.fee_cents < 0:
-        raise _invalid("fee_cents", "0 or more")
+        raise setting_invalid("fee_cents", "0 or more")
     if not body.subjects:
-        raise _invalid("subjects", "at least one subject")
+        raise setting_invalid("subjects", "at least one subject")
     for index, subject in enumerate(body.subjects):
         _check_subject(index, subject)
     _check_policies(body)
@@ -208,7 +209,9 @@ async def _replace_subjects(ctx: Ctx, exam: Exam, wanted: list[Subject]) -> None
             select(func.count()).select_from(Sitting).where(Sitting.exam_id == exam.id)
         )
         if started:
-            raise _invalid("subjects", "a subject cannot be removed once candidates have started")
+            raise setting_invalid(
+                "subjects", "a subject cannot be removed once candidates have started"
+            )
         await ctx.session.execute(
             delete(Subject).where(Subject.id.in_([subject.id for subject in removed]))
         )

@@ -69,6 +69,7 @@ _REASONS = (
     N_("between 0 and 7200"),
     N_("after the end of the formal window"),
     N_("at most 30 days after the formal window"),
+    N_("a subject cannot be removed once candidates have started"),
     # Given by this module for what a form cannot even send as a setting.
     N_("a whole number"),
     N_("a number"),

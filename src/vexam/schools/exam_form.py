@@ -21,10 +21,6 @@ from vexam.exams import schemas
 from vexam.exams import service as exams
 
 
-def setting_invalid(field: str, reason: str) -> VexamError:
-    return VexamError("exam_setting_invalid", field=field, reason=reason)
-
-
 def from_validation(exc: ValidationError, prefix: str = "") -> VexamError:
     first = exc.errors()[0]
     field = prefix + ".".join(str(part) for part in first["loc"])
@@ -36,7 +32,7 @@ def from_validation(exc: ValidationError, prefix: str = "") -> VexamError:
         if kind in ("literal_error", "enum")
         else "not valid"
     )
-    return setting_invalid(field, reason)
+    return exams.setting_invalid(field, reason)
 
 
 def local_input(value: datetime | None, zone: str) -> str:
@@ -163,16 +159,16 @@ def whole_number(value: str, field: str) -> int:
     try:
         return int(value.strip())
     except ValueError:
-        raise setting_invalid(field, "a whole number") from None
+        raise exams.setting_invalid(field, "a whole number") from None
 
 
 def decimal_number(value: str, field: str, reason: str = "a number") -> Decimal:
     try:
         number = Decimal(value.strip().replace(",", ""))
     except InvalidOperation:
-        raise setting_invalid(field, reason) from None
+        raise exams.setting_invalid(field, reason) from None
     if not number.is_finite():
-        raise setting_invalid(field, reason)
+        raise exams.setting_invalid(field, reason)
     return number
 
 
@@ -181,7 +177,7 @@ def moment_in_zone(value: str, zone: str, field: str) -> datetime:
     try:
         local = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise setting_invalid(field, "a date and time") from None
+        raise exams.setting_invalid(field, "a date and time") from None
     return local.replace(tzinfo=ZoneInfo(zone)) if local.tzinfo is None else local
 
 
@@ -192,7 +188,7 @@ def rubric_of(text: str, step: str, field: str) -> dict[str, Any]:
             continue
         name, colon, points = line.replace("：", ":").rpartition(":")
         if not colon:
-            raise setting_invalid(field, "one 'name: points' per line")
+            raise exams.setting_invalid(field, "one 'name: points' per line")
         value = decimal_number(points, field, "one 'name: points' per line")
         criteria.append({"name": name.strip(), "max_points": float(value)})
     return {"criteria": criteria, "step": float(decimal_number(step or "0.5", field))}
@@ -223,7 +219,7 @@ def exam_in(state: dict[str, Any], zone: str) -> schemas.ExamIn:
         state["fee_yuan"] or "0", "fee_cents", "an amount in yuan such as 180 or 180.50"
     )
     if fee != fee.quantize(Decimal("0.01")):
-        raise setting_invalid("fee_cents", "an amount in yuan such as 180 or 180.50")
+        raise exams.setting_invalid("fee_cents", "an amount in yuan such as 180 or 180.50")
     grace = decimal_number(state["grace_hours"] or "0", "upload_grace_minutes")
     payload = {
         "code": state["code"],
