@@ -33,8 +33,10 @@ from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
 from vexam.exams import pages as exams_pages
 from vexam.exams import sitting_api as exams_sitting_api
+from vexam.exams import sitting_pages as exams_sitting_pages
 from vexam.exams import upload_api as exams_upload_api
 from vexam.exams import upload_checks as exams_upload_checks
+from vexam.exams import upload_pages as exams_upload_pages
 from vexam.exams.payments import provider_from_settings
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
@@ -44,6 +46,7 @@ from vexam.identity.registers import register_from_settings
 from vexam.schools import api as schools_api
 from vexam.schools import pages as schools_pages
 from vexam.schools import school_api
+from vexam.support import pages as support_pages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIRS = [
@@ -52,6 +55,7 @@ TEMPLATE_DIRS = [
     PACKAGE_DIR / "identity" / "templates",
     PACKAGE_DIR / "exams" / "templates",
     PACKAGE_DIR / "schools" / "templates",
+    PACKAGE_DIR / "support" / "templates",
 ]
 
 
@@ -163,6 +167,9 @@ def create_app(
     app.include_router(staff_api.router)
     app.include_router(exams_pages.router)
     app.include_router(schools_pages.router)
+    app.include_router(exams_sitting_pages.router)
+    app.include_router(exams_upload_pages.router)
+    app.include_router(support_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in.

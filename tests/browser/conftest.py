@@ -8,6 +8,7 @@ and is closed before the async tests of other packages run on pytest-asyncio's l
 
 Environment:
   VEXAM_REQUIRE_BROWSER=1  fail (instead of skip) when /usr/bin/chromium is missing.
+  VEXAM_ARTIFACTS_DIR      where screenshots of the main pages go (default var/artifacts).
 """
 
 from __future__ import annotations
@@ -242,6 +243,15 @@ def sms_code(sms: MemorySmsSender) -> Callable[..., str]:
         return wait_for_sms_code(sms, phone, count=count)
 
     return _code
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    """Keep a full-page screenshot of `page` as a test artifact `<name>.png`; return its path."""
+    folder = Path(os.environ.get("VEXAM_ARTIFACTS_DIR", "var/artifacts")) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

@@ -2,8 +2,9 @@
 // photograph or type the card, the live head-turn check, the manual review and appeals.
 // Texts come from the page (zh/en); refusals show the server's own localised `detail`.
 
+import { api, Problem, show } from "./api.js";
+
 const app = document.getElementById("identity-app");
-const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
 const text = (name) => app.dataset[`text${name}`] || "";
 const $ = (selector) => document.querySelector(selector);
 
@@ -13,33 +14,6 @@ const FRAMES = 10;
 const FACING_FRAMES = 3;
 const FRAME_MAX_SIDE = 640;
 const POLL_MS = 5000;
-
-class Problem extends Error {
-  constructor(body, status) {
-    super(body?.detail || String(status));
-    this.body = body || {};
-    this.code = this.body.code || "unknown";
-  }
-}
-
-async function api(method, url, body) {
-  const headers = { Accept: "application/json" };
-  if (csrf) headers["X-CSRF-Token"] = csrf;
-  let payload = body;
-  if (body !== undefined && !(body instanceof FormData)) {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
-  const response = await fetch(url, { method, headers, body: payload, credentials: "same-origin" });
-  const data = response.status === 204 ? null : await response.json().catch(() => null);
-  if (!response.ok) throw new Problem(data, response.status);
-  return data;
-}
-
-function show(element, message) {
-  element.textContent = message;
-  element.hidden = !message;
-}
 
 const showError = (message) => { show($("#notice"), ""); show($("#error"), message); };
 const showNotice = (message) => { show($("#error"), ""); show($("#notice"), message); };
