@@ -333,6 +333,7 @@ class SubjectStatus(BaseModel):
     name_en: str | None
     camera: str
     orientation: Literal["landscape", "portrait", "choice"]
+    prompt: str = Field(default="", description="the question text shown while recording")
     max_seconds: int
     face_check_seconds: int
     attempts_allowed: int

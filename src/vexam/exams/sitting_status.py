@@ -155,6 +155,7 @@ async def status(ctx: Ctx, loaded: Loaded, *, device_id: str | None) -> schemas.
                 name_en=subject.name_en,
                 camera=subject.camera,
                 orientation=subject.orientation,
+                prompt=subject.prompt,
                 max_seconds=subject.max_seconds + loaded.granted.extra_seconds,
                 face_check_seconds=subject.face_check_seconds,
                 attempts_allowed=allowed,
