@@ -30,6 +30,8 @@ EXPECTED_PUBLIC = {
     ("GET", "/reset"),
     ("POST", "/reset"),
     ("GET", "/lang/{locale}"),
+    # The help centre: where someone who cannot sign in looks for what to do (SPEC §7).
+    ("GET", "/help"),
     # The payment gateway calls back server to server; its signature is the authentication.
     ("POST", "/api/v1/payments/callback/{provider_name}"),
 }
