@@ -1,0 +1,537 @@
+"""SPEC §5 on the recording page, in a real Chromium on a phone screen with a camera that
+films a face: mock then formal exam, takes reviewed, picked and submitted with their SHA-256,
+the countdown stopping a recording at the subject's limit, face-check frames while
+recording, an interruption that the exam's policy voids, and both languages.
+
+The upload queue module is stood in for by a recorder of what the page hands it (the
+contract of `keepRecording`), so these tests hold the page to its side of the handover; the
+journey test (test_journey.py) runs the real queue and upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect
+from sqlalchemy import select, update
+
+from tests.browser.conftest import LiveApp, launch_with_camera, save_screenshot
+from tests.browser.test_exam_pages import principal
+from tests.browser.test_identity_pages import FPS, write_y4m
+from tests.exams.test_enrollment import add_roster_row
+from tests.exams.test_exam_setup import exam_body
+from tests.helpers import PASSWORD, app_ctx
+from tests.identity.conftest import manual_entry, new_id_number
+from tests.identity.test_faces import SHARED_FACES, camera_image
+from vexam.accounts import service as accounts
+from vexam.core.context import Role
+from vexam.exams import enrollment
+from vexam.exams import schemas as exam_schemas
+from vexam.exams import service as exams
+from vexam.exams.models import FaceVerification, Recording, Subject, Submission
+from vexam.exams.upload_checks import probe_video
+from vexam.identity import schemas as identity_schemas
+from vexam.identity import service as identity
+from vexam.identity.engines import IdentityEngines
+from vexam.schools import service as schools
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not SHARED_FACES.is_dir(), reason=f"shared face photos not found at {SHARED_FACES}"
+    ),
+]
+# A phone-class Android browser at the narrowest common width (SPEC §2: phones only).
+PIXEL_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Mobile Safari/537.36"
+)
+NARROW = {"width": 360, "height": 740}
+CAMERA_S = 4.0
+# Stands in for /static/js/upload-queue.js: keeps what the page hands over, bytes included.
+QUEUE_STUB = """
+export async function keepRecording(account, record) {
+  const bytes = new Uint8Array(await record.blob.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  const { blob, ...rest } = record;
+  (window.__kept ||= []).push({ account, ...rest, blobType: blob.type, base64: btoa(binary) });
+}
+"""
+CJK = re.compile(r"[\u3400-\u9fff]")
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+# Latin words that are meant to stay in Chinese pages.
+KEPT_LATIN = {"REC", "SHA"}
+
+
+@pytest.fixture(scope="module")
+def camera_browser(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """Chromium whose camera films a candidate facing it and moving a little."""
+    faces = IdentityEngines().faces()
+    frames = [
+        camera_image(
+            faces, "obama_1", face_width=200, centre=(320 + 6 * (i % 8), 250), size=(640, 480)
+        )
+        for i in range(int(CAMERA_S * FPS))
+    ]
+    video = tmp_path_factory.mktemp("camera") / "facing.y4m"
+    write_y4m(video, frames)
+    browser = launch_with_camera(playwright, video)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def android_context(browser: Browser, locale: str = "zh-CN") -> BrowserContext:
+    """A 360 px wide Android phone (its own cookies) asking for pages in `locale`."""
+    context = browser.new_context(
+        viewport=NARROW,  # type: ignore[arg-type]
+        user_agent=PIXEL_UA,
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+        locale=locale,
+    )
+    context.set_default_timeout(15_000)
+    return context
+
+
+@pytest.fixture
+def phone(camera_browser: Browser) -> Iterator[Page]:
+    context = android_context(camera_browser)
+    try:
+        page = context.new_page()
+        page.route("**/static/js/upload-queue.js", stub_queue)
+        yield page
+    finally:
+        context.close()
+
+
+def stub_queue(route: Route) -> None:
+    route.fulfill(status=200, content_type="text/javascript", body=QUEUE_STUB)
+
+
+# ------------------------------------------------------------------ the world
+
+
+def enrolled_candidate(
+    live_app: LiveApp, phone: str, subjects: list[dict[str, Any]], **exam: Any
+) -> dict[str, Any]:
+    """A certified candidate (no reference face: certified by a person) enrolled in a free
+    exam of a new school whose formal window is open now; ids of everything."""
+    number = new_id_number()
+
+    async def _setup() -> dict[str, Any]:
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
+            ctx.extra.update(live_app.app.state.resources)
+            user = await accounts.create_user(ctx, phone, PASSWORD)
+            me = principal(user.id, Role.candidate)
+            body = identity_schemas.CertificationIn.model_validate(manual_entry(number))
+            await identity.submit(ctx, me, body)
+            held = await identity.identity_of(ctx, user.id)
+            assert held is not None
+            await identity.certify(
+                ctx, held, via="manual_review", from_status=identity.Status.review_required
+            )
+            school = await schools.create_school(
+                ctx, f"s-{secrets.token_hex(4)}", "音乐学院", name_en="Conservatory"
+            )
+            now = ctx.now()
+            settings = exam_body(published=True, fee_cents=0, subjects=subjects, **exam)
+            settings["formal_starts_at"] = (now - timedelta(days=1)).isoformat()
+            settings["formal_ends_at"] = (now + timedelta(days=30)).isoformat()
+            created = await exams.create_exam(
+                ctx,
+                principal(0, Role.operator),
+                school.id,
+                exam_schemas.ExamIn.model_validate(settings),
+            )
+            return {"user_id": user.id, "school_id": school.id, "exam_id": created.id}
+
+    world = live_app.run(_setup)
+    live_app.run(
+        lambda: add_roster_row(live_app.app, world["school_id"], world["exam_id"], number)
+    )
+
+    async def _enrol() -> None:
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
+            me = principal(world["user_id"], Role.candidate)
+            await enrollment.apply(
+                ctx, me, world["exam_id"], exam_schemas.ApplyIn(province="11")
+            )
+            await enrollment.confirm(ctx, me, world["exam_id"])
+
+    live_app.run(_enrol)
+    return world
+
+
+def shorten(live_app: LiveApp, exam_id: int, **values: Any) -> None:
+    """Change every subject of the exam below what the exam form allows (quick tests)."""
+
+    async def _change() -> None:
+        async with app_ctx(live_app.app) as ctx:
+            await ctx.session.execute(
+                update(Subject).where(Subject.exam_id == exam_id).values(**values)
+            )
+
+    live_app.run(_change)
+
+
+def rows(live_app: LiveApp, statement: Any) -> list[Any]:
+    async def _read() -> list[Any]:
+        async with app_ctx(live_app.app) as ctx:
+            return list((await ctx.session.execute(statement)).scalars())
+
+    return live_app.run(_read)
+
+
+# ------------------------------------------------------------------ page steps
+
+
+def sign_in(page: Page, base: str, phone: str) -> None:
+    page.goto(f"{base}/login")
+    page.locator("input[name=phone]").fill(phone)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("button[name=action][value=login]").click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    sizes = page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+    )
+    assert sizes["scroll"] <= sizes["inner"] == NARROW["width"], sizes
+
+
+def open_exam(page: Page, base: str, exam_id: int, mode: str) -> None:
+    """Open the recording page, start the sitting and pass the face and device checks."""
+    page.goto(f"{base}/exams/{exam_id}/take?mode={mode}")
+    expect(page.get_by_test_id("take-app")).to_have_attribute("data-ready", "true")
+    page.get_by_test_id("start-sitting").click()
+    expect(page.get_by_test_id("step-checks")).to_be_visible()
+    page.get_by_test_id("verify-face").click()
+    expect(page.get_by_test_id("step-checks")).to_be_hidden(timeout=30_000)
+    expect(page.get_by_test_id("open-subject-1")).to_be_enabled()
+
+
+def record(page: Page, seconds: int, attempt: int) -> None:
+    """Record about `seconds` s (counted by the page's own countdown), then stop."""
+    countdown = page.get_by_test_id("countdown")
+    page.get_by_test_id("record-start").click()
+    expect(page.get_by_test_id("rec-badge")).to_be_visible()
+    limit = int(countdown.get_attribute("data-seconds") or 0)
+    expect(countdown).to_have_attribute("data-seconds", str(limit - seconds), timeout=15_000)
+    page.get_by_test_id("record-stop").click()
+    expect(page.get_by_test_id(f"take-{attempt}")).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("rec-badge")).to_be_hidden()
+
+
+def submit(page: Page, attempt: int) -> dict[str, Any]:
+    """Pick take `attempt`, submit it, wait for the receipt and the handover; the receipt."""
+    page.get_by_test_id(f"pick-{attempt}").check()
+    page.get_by_test_id("submit-take").click()
+    expect(page.get_by_test_id("confirm-submit")).to_be_visible()
+    page.get_by_test_id("confirm-yes").click()
+    expect(page.get_by_test_id("step-receipt")).to_be_visible(timeout=15_000)
+    expect(page.get_by_test_id("kept-status")).to_have_attribute("data-state", "kept")
+    expect(page.get_by_test_id("upload-link")).to_be_visible()
+    expect(page.get_by_test_id("upload-link")).to_have_attribute("href", "/uploads")
+    kept: list[dict[str, Any]] = page.evaluate("window.__kept")
+    return kept[-1]
+
+
+def check_kept(record: dict[str, Any], account: int, seconds: tuple[float, float]) -> bytes:
+    """The handed-over file is the submitted one and a decodable video of about that length."""
+    data = base64.b64decode(record["base64"])
+    receipt = record["receipt"]
+    assert record["account"] == str(account)
+    assert record["size"] == len(data) == receipt["size_bytes"]
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() == receipt["sha256"]
+    assert record["submissionId"] == receipt["submission_id"]
+    assert record["type"].startswith(("video/mp4", "video/webm")), record["type"]
+    return data
+
+
+def probe(tmp_path: Path, data: bytes, name: str) -> dict[str, Any]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    media = probe_video(path)
+    assert media["ok"], media
+    return media
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_mock_then_formal_exam_record_review_submit(
+    phone: Page, live_server: str, live_app: LiveApp, new_phone: Any, tmp_path: Path
+) -> None:
+    """§5: a mock exam, then the formal exam with two subjects: record takes, review them,
+    pick one, submit it with its SHA-256 and size; the receipt is shown and the very file
+    is handed to the upload queue (a decodable video of about the recorded length)."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [
+            {
+                "name": "练习曲",
+                "name_en": "Etude",
+                "attempts": 3,
+                "max_seconds": 60,
+                "orientation": "landscape",
+                "prompt": "请演奏一首练习曲",
+            },
+            {
+                "name": "乐曲",
+                "name_en": "Piece",
+                "attempts": 2,
+                "max_seconds": 60,
+                "orientation": "choice",
+                "camera": "front",
+                "prompt": "请演奏一首自选乐曲",
+            },
+        ],
+    )
+    exam_id = world["exam_id"]
+    sign_in(phone, live_server, number)
+
+    # The mock exam: same steps, never reviewed.
+    open_exam(phone, live_server, exam_id, "mock")
+    expect(phone.get_by_test_id("take-mode")).to_have_attribute("data-mode", "mock")
+    expect(phone.get_by_test_id("subject-1")).to_contain_text("剩余录制机会：3 / 3")
+    no_horizontal_scroll(phone)
+    save_screenshot(phone, "take-subjects")
+    phone.get_by_test_id("open-subject-1").click()
+    expect(phone.get_by_test_id("orientation-fixed")).to_be_visible()
+    expect(phone.get_by_test_id("prompt-text")).to_have_text("请演奏一首练习曲")
+    record(phone, 2, attempt=1)
+    mock = check_kept(submit(phone, 1), world["user_id"], (1.0, 4.0))
+    save_screenshot(phone, "take-receipt")
+    assert probe(tmp_path, mock, "mock")["frames"] > 0
+
+    # The formal exam: the same phone continues.
+    open_exam(phone, live_server, exam_id, "formal")
+    expect(phone.get_by_test_id("take-mode")).to_have_attribute("data-mode", "formal")
+    phone.get_by_test_id("open-subject-1").click()
+    # The preview is fixed sideways for this subject; the front camera's preview is mirrored.
+    expect(phone.get_by_test_id("stage")).to_have_attribute("data-orientation", "landscape")
+    expect(phone.get_by_test_id("preview")).to_have_class(re.compile(r"\bmirrored\b"))
+    # The question can be hidden and shown again at any time, also while recording.
+    phone.get_by_test_id("prompt-toggle").click()
+    expect(phone.get_by_test_id("prompt-panel")).to_be_hidden()
+    expect(phone.get_by_test_id("prompt-toggle")).to_have_attribute("aria-expanded", "false")
+    record(phone, 2, attempt=1)
+    phone.get_by_test_id("record-start").click()
+    phone.get_by_test_id("prompt-toggle").click()
+    expect(phone.get_by_test_id("prompt-panel")).to_be_visible()
+    save_screenshot(phone, "take-recording")
+    countdown = phone.get_by_test_id("countdown")
+    expect(countdown).to_have_attribute("data-seconds", "57", timeout=15_000)
+    phone.get_by_test_id("record-stop").click()
+    expect(phone.get_by_test_id("take-2")).to_be_visible(timeout=15_000)
+    expect(phone.get_by_test_id("record-attempts")).to_contain_text("1 / 3")
+    # Both takes play back in the page.
+    for attempt in (1, 2):
+        video = phone.get_by_test_id(f"take-{attempt}").locator("video")
+        expect(video).to_have_attribute("src", re.compile(r"^blob:"))
+        duration = video.evaluate(
+            "v => new Promise(r => v.readyState >= 1 ? r(v.duration) : "
+            "v.addEventListener('loadedmetadata', () => r(v.duration), {once: true}))"
+        )
+        assert duration is not None
+    save_screenshot(phone, "take-review")
+    first = check_kept(submit(phone, 1), world["user_id"], (1.0, 4.0))
+    expect(phone.get_by_test_id("receipt-sha")).to_have_text(hashlib.sha256(first).hexdigest())
+    phone.get_by_test_id("receipt-back").click()
+    expect(phone.get_by_test_id("subject-1")).to_have_attribute("data-state", "submitted")
+
+    # The second subject lets the candidate choose the orientation, then fixes it.
+    phone.get_by_test_id("open-subject-2").click()
+    expect(phone.get_by_test_id("orientation-form")).to_be_visible()
+    expect(phone.get_by_test_id("record-start")).to_be_hidden()
+    phone.get_by_test_id("orientation-portrait").check()
+    phone.get_by_test_id("orientation-next").click()
+    expect(phone.get_by_test_id("orientation-form")).to_be_hidden()
+    expect(phone.get_by_test_id("stage")).to_have_attribute("data-orientation", "portrait")
+    no_horizontal_scroll(phone)
+    record(phone, 2, attempt=1)
+    second = check_kept(submit(phone, 1), world["user_id"], (1.0, 4.0))
+    phone.get_by_test_id("receipt-back").click()
+    expect(phone.get_by_test_id("subject-2")).to_have_attribute("data-state", "submitted")
+    expect(phone.get_by_test_id("take-status")).to_have_text(
+        "所有科目都已提交，或已用完录制机会。"
+    )
+
+    submitted = rows(live_app, select(Submission).order_by(Submission.id))
+    mine = [s for s in submitted if s.sha256 in {hashlib.sha256(b).hexdigest() for b in (
+        mock, first, second)}]
+    assert len(mine) == 3
+    assert sorted(s.size_bytes for s in mine) == sorted(len(b) for b in (mock, first, second))
+    for name, data in (("first", first), ("second", second)):
+        media = probe(tmp_path, data, name)
+        assert 1.0 <= media["duration_seconds"] <= 4.5, media
+        assert media["audio_codec"] is not None, media
+
+
+def test_countdown_stops_the_recording_at_the_limit_with_face_checks(
+    phone: Page, live_server: str, live_app: LiveApp, new_phone: Any, tmp_path: Path
+) -> None:
+    """§5: the countdown stops a recording at the subject's limit; face-check frames go to
+    the server at the subject's interval while it runs."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [{"name": "视唱", "attempts": 2, "max_seconds": 10, "orientation": "portrait"}],
+    )
+    shorten(live_app, world["exam_id"], max_seconds=3, face_check_seconds=1)
+    sign_in(phone, live_server, number)
+    open_exam(phone, live_server, world["exam_id"], "formal")
+    phone.get_by_test_id("open-subject-1").click()
+    expect(phone.get_by_test_id("record-attempts")).to_contain_text("0:03")
+    phone.get_by_test_id("record-start").click()
+    expect(phone.get_by_test_id("rec-badge")).to_be_visible()
+    # Nobody presses stop: the limit does.
+    expect(phone.get_by_test_id("take-1")).to_be_visible(timeout=15_000)
+    expect(phone.get_by_test_id("record-status")).to_contain_text("已到录制时限")
+    expect(phone.get_by_test_id("rec-badge")).to_be_hidden()
+
+    [recording] = rows(
+        live_app,
+        select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"]),
+    )
+    assert recording.state == "completed"
+    assert recording.duration_seconds is not None and 2.5 <= recording.duration_seconds <= 3.0
+    checks = rows(
+        live_app,
+        select(FaceVerification).where(
+            FaceVerification.recording_id == recording.id, FaceVerification.kind == "check"
+        ),
+    )
+    assert 1 <= len(checks) <= 4, checks
+    assert all(check.result in ("passed", "no_reference") for check in checks)
+    data = check_kept(submit(phone, 1), world["user_id"], (2.0, 4.0))
+    assert 2.0 <= probe(tmp_path, data, "limit")["duration_seconds"] <= 4.0
+
+
+HIDE_PAGE = """() => {
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+@pytest.mark.parametrize("policy", ["void_attempt", "flag"])
+def test_leaving_the_page_while_recording_applies_the_exams_policy(
+    phone: Page, live_server: str, live_app: LiveApp, new_phone: Any, policy: str
+) -> None:
+    """§5: leaving the page during a recording is reported; by default the recording is
+    void and its attempt used; where the school chose "flag, do not burn" it goes on, flagged.
+    The page says which, in words."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [{"name": "练习曲", "attempts": 2, "max_seconds": 60, "orientation": "landscape"}],
+        anti_cheat={"left_page": policy} if policy != "void_attempt" else {},
+    )
+    sign_in(phone, live_server, number)
+    open_exam(phone, live_server, world["exam_id"], "formal")
+    phone.get_by_test_id("open-subject-1").click()
+    phone.get_by_test_id("record-start").click()
+    expect(phone.get_by_test_id("countdown")).to_have_attribute("data-seconds", "59")
+    phone.evaluate(HIDE_PAGE)
+    error = phone.get_by_test_id("take-error")
+    if policy == "void_attempt":
+        expect(error).to_contain_text("本次录制作废")
+        expect(phone.get_by_test_id("rec-badge")).to_be_hidden()
+        expect(phone.get_by_test_id("take-app")).to_have_attribute("data-last-event", policy)
+        expect(phone.get_by_test_id("record-attempts")).to_contain_text("1 / 2")
+        expect(phone.get_by_test_id("takes")).to_be_hidden()
+        save_screenshot(phone, "take-interrupted")
+        [recording] = rows(
+            live_app, select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"])
+        )
+        assert recording.state == "voided" and recording.void_reason == "event:left_page"
+    else:
+        expect(error).to_contain_text("录制继续")
+        expect(phone.get_by_test_id("rec-badge")).to_be_visible()
+        phone.get_by_test_id("record-stop").click()
+        expect(phone.get_by_test_id("take-1")).to_be_visible(timeout=15_000)
+        [recording] = rows(
+            live_app, select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"])
+        )
+        assert recording.state == "completed"
+
+
+def texts_of(page: Page) -> list[str]:
+    """Every text of the recording page: text nodes (templates included) and data-text-*."""
+    found: list[str] = page.evaluate(
+        """() => {
+          const out = [];
+          const walk = (root) => {
+            const it = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+            while (it.nextNode()) { const t = it.currentNode.textContent.trim(); if (t) out.push(t); }
+            root.querySelectorAll("template").forEach((t) => walk(t.content));
+          };
+          const app = document.getElementById("take-app");
+          walk(app);
+          for (const [key, value] of Object.entries(app.dataset)) {
+            if (key.startsWith("text")) out.push(value);
+          }
+          app.querySelectorAll("[aria-label]").forEach((e) => out.push(e.getAttribute("aria-label")));
+          out.push(document.title);
+          return out;
+        }"""
+    )
+    return found
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_page_speaks_one_language(
+    camera_browser: Browser, live_server: str, live_app: LiveApp, new_phone: Any, locale: str
+) -> None:
+    """§1: every text of the recording page exists in Chinese and English."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [{"name": "练习曲", "name_en": "Etude", "attempts": 2, "orientation": "choice"}],
+        name_en="Piano performance",
+    )
+    context = android_context(camera_browser, locale)
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, number)
+        page.goto(f"{live_server}/exams/{world['exam_id']}/take?mode=mock")
+        expect(page.get_by_test_id("take-app")).to_have_attribute("data-ready", "true")
+        page.get_by_test_id("start-sitting").click()
+        expect(page.get_by_test_id("step-checks")).to_be_visible()
+        texts = texts_of(page)
+        assert len(texts) > 80
+        if locale == "en":
+            untranslated = [t for t in texts if CJK.search(t)]
+        else:
+            untranslated = [
+                t
+                for t in texts
+                if not CJK.search(t) and set(LATIN_WORD.findall(t)) - KEPT_LATIN
+            ]
+        assert not untranslated, untranslated
+        no_horizontal_scroll(page)
+        save_screenshot(page, f"take-checks-{locale}")
+    finally:
+        context.close()
