@@ -162,16 +162,12 @@ def enrolled_candidate(
             return {"user_id": user.id, "school_id": school.id, "exam_id": created.id}
 
     world = live_app.run(_setup)
-    live_app.run(
-        lambda: add_roster_row(live_app.app, world["school_id"], world["exam_id"], number)
-    )
+    live_app.run(lambda: add_roster_row(live_app.app, world["school_id"], world["exam_id"], number))
 
     async def _enrol() -> None:
         async with app_ctx(live_app.app, "browser-tests") as ctx:
             me = principal(world["user_id"], Role.candidate)
-            await enrollment.apply(
-                ctx, me, world["exam_id"], exam_schemas.ApplyIn(province="11")
-            )
+            await enrollment.apply(ctx, me, world["exam_id"], exam_schemas.ApplyIn(province="11"))
             await enrollment.confirm(ctx, me, world["exam_id"])
 
     live_app.run(_enrol)
@@ -196,6 +192,15 @@ def rows(live_app: LiveApp, statement: Any) -> list[Any]:
             return list((await ctx.session.execute(statement)).scalars())
 
     return live_app.run(_read)
+
+
+def recordings_of(exam_id: int) -> Any:
+    return (
+        select(Recording)
+        .join(Subject, Subject.id == Recording.subject_id)
+        .where(Subject.exam_id == exam_id)
+        .order_by(Recording.id)
+    )
 
 
 # ------------------------------------------------------------------ page steps
@@ -372,13 +377,14 @@ def test_mock_then_formal_exam_record_review_submit(
     second = check_kept(submit(phone, 1), world["user_id"], (1.0, 4.0))
     phone.get_by_test_id("receipt-back").click()
     expect(phone.get_by_test_id("subject-2")).to_have_attribute("data-state", "submitted")
-    expect(phone.get_by_test_id("take-status")).to_have_text(
-        "所有科目都已提交，或已用完录制机会。"
-    )
+    expect(phone.get_by_test_id("take-status")).to_have_text("所有科目都已提交，或已用完录制机会。")
 
     submitted = rows(live_app, select(Submission).order_by(Submission.id))
-    mine = [s for s in submitted if s.sha256 in {hashlib.sha256(b).hexdigest() for b in (
-        mock, first, second)}]
+    mine = [
+        s
+        for s in submitted
+        if s.sha256 in {hashlib.sha256(b).hexdigest() for b in (mock, first, second)}
+    ]
     assert len(mine) == 3
     assert sorted(s.size_bytes for s in mine) == sorted(len(b) for b in (mock, first, second))
     for name, data in (("first", first), ("second", second)):
@@ -412,7 +418,7 @@ def test_countdown_stops_the_recording_at_the_limit_with_face_checks(
 
     [recording] = rows(
         live_app,
-        select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"]),
+        recordings_of(world["exam_id"]),
     )
     assert recording.state == "completed"
     assert recording.duration_seconds is not None and 2.5 <= recording.duration_seconds <= 3.0
@@ -462,18 +468,14 @@ def test_leaving_the_page_while_recording_applies_the_exams_policy(
         expect(phone.get_by_test_id("record-attempts")).to_contain_text("1 / 2")
         expect(phone.get_by_test_id("takes")).to_be_hidden()
         save_screenshot(phone, "take-interrupted")
-        [recording] = rows(
-            live_app, select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"])
-        )
+        [recording] = rows(live_app, recordings_of(world["exam_id"]))
         assert recording.state == "voided" and recording.void_reason == "event:left_page"
     else:
         expect(error).to_contain_text("录制继续")
         expect(phone.get_by_test_id("rec-badge")).to_be_visible()
         phone.get_by_test_id("record-stop").click()
         expect(phone.get_by_test_id("take-1")).to_be_visible(timeout=15_000)
-        [recording] = rows(
-            live_app, select(Recording).join(Subject).where(Subject.exam_id == world["exam_id"])
-        )
+        [recording] = rows(live_app, recordings_of(world["exam_id"]))
         assert recording.state == "completed"
 
 
@@ -484,7 +486,10 @@ def texts_of(page: Page) -> list[str]:
           const out = [];
           const walk = (root) => {
             const it = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-            while (it.nextNode()) { const t = it.currentNode.textContent.trim(); if (t) out.push(t); }
+            while (it.nextNode()) {
+              const t = it.currentNode.textContent.trim();
+              if (t) out.push(t);
+            }
             root.querySelectorAll("template").forEach((t) => walk(t.content));
           };
           const app = document.getElementById("take-app");
@@ -492,7 +497,9 @@ def texts_of(page: Page) -> list[str]:
           for (const [key, value] of Object.entries(app.dataset)) {
             if (key.startsWith("text")) out.push(value);
           }
-          app.querySelectorAll("[aria-label]").forEach((e) => out.push(e.getAttribute("aria-label")));
+          for (const e of app.querySelectorAll("[aria-label]")) {
+            out.push(e.getAttribute("aria-label"));
+          }
           out.push(document.title);
           return out;
         }"""
@@ -526,9 +533,7 @@ def test_page_speaks_one_language(
             untranslated = [t for t in texts if CJK.search(t)]
         else:
             untranslated = [
-                t
-                for t in texts
-                if not CJK.search(t) and set(LATIN_WORD.findall(t)) - KEPT_LATIN
+                t for t in texts if not CJK.search(t) and set(LATIN_WORD.findall(t)) - KEPT_LATIN
             ]
         assert not untranslated, untranslated
         no_horizontal_scroll(page)

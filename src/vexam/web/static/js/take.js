@@ -73,11 +73,15 @@ function clock(seconds) {
 const megabytes = (bytes) => text("Megabytes", { n: (bytes / 1_000_000).toFixed(1) });
 
 function when(iso) {
-  return new Intl.DateTimeFormat(english ? "en-GB" : "zh-CN", {
+  // The server's time in the school's zone, e.g. 2027-01-10 09:30:12 (GMT+8).
+  const parts = {};
+  const format = new Intl.DateTimeFormat("en-GB", {
     timeZone: app.dataset.timezone || "Asia/Shanghai",
-    year: "numeric", month: "2-digit", day: "2-digit",
+    year: "numeric", month: "2-digit", day: "2-digit", hourCycle: "h23",
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
-  }).format(new Date(iso));
+  });
+  for (const part of format.formatToParts(new Date(iso))) parts[part.type] = part.value;
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} (${parts.timeZoneName})`;
 }
 
 const recordView = () => !$("#step-record").hidden;
@@ -537,7 +541,7 @@ function tick() {
   $("#countdown").textContent = clock(left);
   $("#countdown").dataset.seconds = String(Math.max(0, Math.ceil(left)));
   const whole = Math.ceil(left);
-  if (ANNOUNCE_AT.has(whole) && state.announced !== whole) {
+  if (ANNOUNCE_AT.has(whole) && whole < state.recording.max_seconds && state.announced !== whole) {
     state.announced = whole;
     status(text("Remaining", { time: clock(whole) }));
   }
