@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import re
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser.conftest import LiveApp, phone_context, save_screenshot
 from tests.exams.test_exam_setup import new_school
@@ -34,8 +36,8 @@ pytestmark = pytest.mark.browser
 NARROW = {"width": 360, "height": 760}
 # Small PATCHes, each held back a little by the test's route: an upload of ~1.4 MB takes
 # a few seconds, long enough to cut the network or reload in the middle.
-CHUNK_KIB = 64
-PATCH_DELAY_S = 0.12
+CHUNK_KIB = 128
+PATCH_DELAY_S = 0.15
 CJK = re.compile(r"[\u4e00-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
 # {placeholders} and names that stay as they are in Chinese.
@@ -203,10 +205,9 @@ def watch_uploads(context: BrowserContext, *, delay: float = PATCH_DELAY_S) -> T
             return
         if request.method == "PATCH":
             time.sleep(delay)
-        try:
+        # The page may have gone offline or away meanwhile: then the request is lost.
+        with contextlib.suppress(PlaywrightError):
             route.continue_()
-        except Exception:  # the page went offline or away meanwhile: the request is lost
-            pass
 
     context.route(re.compile(r".*/api/v1/uploads(/.*)?$"), handle)
     return traffic
@@ -271,6 +272,14 @@ def blob_kept(page: Page, account: str, submission_id: int) -> bool:
             [account, submission_id],
         )
     )
+
+
+def page_texts(page: Page) -> list[str]:
+    """The texts the page hands its script (data-text-*), in the page's language."""
+    texts: list[str] = page.locator("#uploads-app").evaluate(
+        "el => Object.entries(el.dataset).filter(([k]) => k.startsWith('text')).map(([, v]) => v)"
+    )
+    return texts
 
 
 @pytest.fixture
@@ -394,10 +403,7 @@ def test_other_accounts_recording_is_named_and_kept_then_english(
     assert blob_kept(page, account_a, submission_id)
     no_horizontal_scroll(page)
     save_screenshot(page, "uploads-other-account-zh")
-    texts = page.locator("#uploads-app").evaluate(
-        "el => Object.entries(el.dataset).filter(([k]) => k.startsWith('text'))"
-        ".map(([, v]) => v)"
-    )
+    texts = page_texts(page)
     untranslated = [value for value in texts if LATIN.search(PLACEHOLDER.sub("", value))]
     assert texts and not untranslated, untranslated
 
@@ -406,10 +412,7 @@ def test_other_accounts_recording_is_named_and_kept_then_english(
     expect(page.get_by_test_id("other-accounts")).to_contain_text("another account")
     body = page.locator("main").inner_text()
     assert not CJK.search(body), body
-    english = page.locator("#uploads-app").evaluate(
-        "el => Object.entries(el.dataset).filter(([k]) => k.startsWith('text'))"
-        ".map(([, v]) => v)"
-    )
+    english = page_texts(page)
     assert not any(CJK.search(value) for value in english), english
     save_screenshot(page, "uploads-other-account-en")
     assert blob_kept(page, account_a, submission_id)

@@ -99,10 +99,11 @@ function announce(account, submissionId) {
  */
 export async function keepRecording(account, record) {
   ownAccount(account);
-  const { submissionId, blob, sha256 } = record || {};
+  const { submissionId, blob } = record || {};
+  const sha256 = String(record?.sha256 || "").toLowerCase();
   if (!Number.isInteger(submissionId)) throw new TypeError("submissionId must be an integer");
   if (!(blob instanceof Blob)) throw new TypeError("blob must be a Blob");
-  if (!SHA256_RE.test(String(sha256))) throw new TypeError("sha256 must be 64 lowercase hex digits");
+  if (!SHA256_RE.test(sha256)) throw new TypeError("sha256 must be 64 hex digits");
   if (record.size !== blob.size) throw new TypeError("size must be the blob's size");
   // Ask the browser not to evict this origin's storage under pressure (best effort).
   navigator.storage?.persist?.().catch(() => {});

@@ -24,8 +24,10 @@ const text = (name, values = {}) =>
   (app.dataset[`text${name}`] || "").replace(/\{(\w+)\}/g, (_, key) => String(values[key] ?? ""));
 const number = new Intl.NumberFormat(locale, { maximumFractionDigits: 1 });
 
-// How often the server's verification is asked for while an upload waits for it.
-const POLL_MS = 3000;
+// How often the server's verification is asked for while an upload waits for it: soon
+// after the last byte (a short video is checked in about a second), then less often.
+const POLL_FIRST_MS = 1000;
+const POLL_MAX_MS = 5000;
 const STATE_TEXT = {
   waiting: "Waiting",
   uploading: "Uploading",
@@ -43,6 +45,7 @@ const FROM_SERVER = { received: "uploaded", invalid: "invalid", hash_mismatch: "
 const items = new Map(); // submissionId → { element, record, local }
 let queue = null;
 let pollTimer = null;
+let pollEvery = POLL_FIRST_MS;
 let wakeLock = null;
 let announced = "";
 
@@ -81,7 +84,7 @@ function slot(item, name) {
 function render(record, { local = true, status = null } = {}) {
   const item = itemFor(record.submissionId);
   // Progress events run ahead of the stored count (saved every MiB): keep the larger.
-  if (item.record?.submissionId === record.submissionId && record.state === "uploading") {
+  if (item.record?.submissionId === record.submissionId && ["waiting", "uploading"].includes(record.state)) {
     record = { ...record, sent: Math.max(record.sent || 0, item.record.sent || 0) };
   }
   item.record = record;
@@ -103,7 +106,12 @@ function render(record, { local = true, status = null } = {}) {
   bar.hidden = !local && !done;
   if (done) bar.value = 100;
   else if (record.size && typeof record.sent === "number") bar.value = Math.floor((record.sent / record.size) * 100);
-  if (done || !local) slot(item, "detail").textContent = record.size ? bytes(record.size) : "";
+  const detail = slot(item, "detail");
+  if (done || !local) detail.textContent = record.size ? bytes(record.size) : "";
+  // Speed and time left are shown while bytes move (see `progress`), not while waiting.
+  else if (record.state !== "uploading" || !detail.textContent) {
+    detail.textContent = text("Progress", { sent: bytes(record.sent || 0), size: bytes(record.size) });
+  }
   const receipt = record.receipt;
   slot(item, "receipt").textContent = receipt?.submission_id
     ? text("Receipt", { id: receipt.submission_id, hash: String(receipt.sha256 || record.sha256 || "").slice(0, 12) })
@@ -160,7 +168,7 @@ async function warnOtherAccounts() {
   const names = others
     .map((other) => other.label || text("UnknownAccount", { id: `••${String(other.account).slice(-2)}` }))
     .join(locale === "en" ? ", " : "、");
-  show(element, text("OtherAccounts", { count, account: names }));
+  show(element, text(count === 1 ? "OtherAccount" : "OtherAccounts", { count, account: names }));
   element.dataset.count = String(count);
 }
 
@@ -227,7 +235,12 @@ async function follow(row, receipt) {
 function schedulePoll() {
   clearTimeout(pollTimer);
   const waiting = [...items.values()].some((item) => item.record?.state === "uploaded");
-  if (waiting) pollTimer = setTimeout(checkServer, POLL_MS);
+  if (!waiting) {
+    pollEvery = POLL_FIRST_MS;
+    return;
+  }
+  pollTimer = setTimeout(checkServer, pollEvery);
+  pollEvery = Math.min(pollEvery * 2, POLL_MAX_MS);
 }
 
 // ------------------------------------------------------------------ uploading
@@ -253,7 +266,10 @@ function startUploads() {
     onProgress: progress,
     onState: (record, status) => {
       if (record) render(record, { status });
-      if (status?.state === "uploaded") checkServer();
+      if (status?.state === "uploaded") {
+        pollEvery = POLL_FIRST_MS;
+        checkServer();
+      }
     },
   });
   queue = running;
