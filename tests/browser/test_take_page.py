@@ -540,3 +540,42 @@ def test_page_speaks_one_language(
         save_screenshot(page, f"take-checks-{locale}")
     finally:
         context.close()
+
+
+def test_exam_on_another_device_is_explained_and_handed_over(
+    camera_browser: Browser, live_server: str, live_app: LiveApp, new_phone: Any
+) -> None:
+    """§2/§5: one exam device at a time; the second phone is told why and may take the exam
+    over, after which the first phone is refused."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app, number, [{"name": "练习曲", "attempts": 2, "orientation": "landscape"}]
+    )
+    first, second = android_context(camera_browser), android_context(camera_browser)
+    try:
+        old, new = first.new_page(), second.new_page()
+        for page in (old, new):
+            sign_in(page, live_server, number)
+            page.goto(f"{live_server}/exams/{world['exam_id']}/take?mode=formal")
+            expect(page.get_by_test_id("take-app")).to_have_attribute("data-ready", "true")
+        old.get_by_test_id("start-sitting").click()
+        expect(old.get_by_test_id("step-checks")).to_be_visible()
+        expect(old).to_have_url(re.compile(r"sitting=\d+"))
+
+        new.get_by_test_id("start-sitting").click()
+        expect(new.get_by_test_id("take-error")).to_have_attribute(
+            "data-code", "exam_active_on_other_device"
+        )
+        expect(new.get_by_test_id("handover")).to_be_visible()
+        save_screenshot(new, "take-handover")
+        new.get_by_test_id("handover-button").click()
+        expect(new.get_by_test_id("step-checks")).to_be_visible()
+        expect(new.get_by_test_id("handover")).to_be_hidden()
+
+        old.get_by_test_id("verify-face").click()
+        expect(old.get_by_test_id("take-error")).to_have_attribute(
+            "data-code", "exam_active_on_other_device"
+        )
+    finally:
+        first.close()
+        second.close()

@@ -212,6 +212,7 @@ async function render(sitting) {
   const active = ACTIVE.has(sitting.next_step);
   if (!recordView()) status(text(`Step${pascal(sitting.next_step)}`));
   app.dataset.failed = sitting.state === "failed" ? "true" : "false";
+  showWarnings(sitting.warnings);
 
   const needsChecks = active && !checksDone(sitting) && sitting.next_step !== "done";
   $("#step-checks").hidden = !needsChecks;
