@@ -81,12 +81,24 @@ def _code_sent_notice(ctx: Ctx, sent: service.CodeSent) -> str:
 @router.get("/")
 @public
 async def home(request: Request, principal: OptionalPrincipal, ctx: ServiceCtx) -> Response:
-    """The account home for a signed-in user; the sign-in page otherwise."""
+    """The account home for a signed-in user; the sign-in page otherwise.
+
+    For a candidate it is also where the journey is followed: `home.js` shows the
+    certification, the exams and what to do next from the public JSON API, and keeps them
+    current while the page is open (staff see their consoles' links).
+    """
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     user = await service.get_user(ctx.session, principal.user_id)
     sessions = await service.list_sessions(ctx, principal)
-    return _render(request, "home.html", user=user, principal=principal, sessions=sessions)
+    return _render(
+        request,
+        "home.html",
+        user=user,
+        principal=principal,
+        sessions=sessions,
+        timezone=ctx.settings.default_timezone,
+    )
 
 
 @router.get("/login")

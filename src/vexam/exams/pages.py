@@ -1,5 +1,7 @@
-"""zh/en pages of a candidate's exams (SPEC §4): find an exam, apply with the exam province,
-confirm the matched roster data (确认考试), pay the fee, and see whether the mock exam is open.
+"""zh/en pages of a candidate's exams (SPEC §4, §5): find an exam, apply with the exam province,
+confirm the matched roster data (确认考试), pay the fee; then, per exam, the formal window and
+the upload deadline in the school's time zone (named), the attempts left per subject, and the
+ways into the mock exam, the formal exam and the uploads.
 
 Server-rendered forms with POST-redirect-GET: a refusal shows the form again with its
 catalogue message (and what to do next); a success redirects, so a reload never re-posts.
@@ -7,8 +9,8 @@ catalogue message (and what to do next); a success redirects, so a reload never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Form, Request, Response
@@ -20,7 +22,8 @@ from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import N_, format_datetime, gettext, render_message
 from vexam.core.web import Templates, make_router
-from vexam.exams import enrollment, schemas
+from vexam.exams import enrollment, schemas, service, sitting_status
+from vexam.exams.models import Exam
 from vexam.exams.payments import SandboxProvider
 from vexam.identity.idnumbers import PROVINCES
 
@@ -88,6 +91,17 @@ class ExamView:
 
 
 @dataclass(frozen=True)
+class SubjectView:
+    """One subject of an enrolled exam: its attempts (left, where a formal sitting says so)."""
+
+    name: str
+    attempts_allowed: int
+    attempts_left: int | None  # None: the formal exam has not been started
+    max_minutes: int
+    state: str | None  # the formal sitting's subject state, once started
+
+
+@dataclass(frozen=True)
 class ApplicationView:
     """An application with its exam and the payment time in the school's zone."""
 
@@ -95,6 +109,16 @@ class ApplicationView:
     exam: ExamView | None
     paid_at: str | None
     payment_state: str  # free | unpaid | pending | paid | refunded
+    # What the exam-taking part of the page needs (enrolled and paid applications).
+    window: str = "closed"  # not_open | open | closed, on the server's clock
+    window_ends: str | None = None  # the candidate's own end (accommodations), once known
+    upload_ends: str | None = None
+    zone_name: str = ""
+    subjects: list[SubjectView] = field(default_factory=list)
+    uploads_waiting: int = 0
+    upload_errors: int = 0
+    formal_state: str | None = None  # the formal sitting's next step, once started
+    can_take: bool = False  # enrolled, and paid where a fee applies
 
 
 def money(cents: int) -> str:
@@ -150,23 +174,93 @@ def _payment_state(application: schemas.ApplicationOut) -> str:
     return application.payment.status
 
 
-async def _applications(ctx: Ctx, principal: Principal) -> list[ApplicationView]:
+def zone_name(ctx: Ctx, timezone: str) -> str:
+    """The school's time zone as the pages name it (北京时间 for Asia/Shanghai in Chinese)."""
+    if timezone == "Asia/Shanghai" and ctx.locale == "zh_CN":
+        return "北京时间 (Asia/Shanghai)"
+    return timezone
+
+
+async def _taking(
+    ctx: Ctx, view: ApplicationView, formal: schemas.SittingOut | None
+) -> ApplicationView:
+    """`view` with its windows, subjects and uploads, for an enrolled (and paid) exam."""
+    exam_row = await ctx.session.get(Exam, view.application.exam_id)
+    if view.exam is None or exam_row is None:
+        return view
+    zone = view.exam.timezone
+    english = ctx.locale == "en"
+    now = ctx.now()
+    if formal is not None:
+        window = "open" if formal.window == "always" else formal.window
+        ends_at = formal.window_ends_at
+        upload_ends_at = formal.upload_ends_at
+        by_subject = {subject.subject_id: subject for subject in formal.subjects}
+    else:
+        starts_at, ends_at = exam_row.formal_starts_at, exam_row.formal_ends_at
+        window = "not_open" if now < starts_at else "open" if now < ends_at else "closed"
+        upload_ends_at = ends_at + timedelta(minutes=exam_row.upload_grace_minutes)
+        by_subject = {}
+    subjects = []
+    for subject in await service.subjects_of(ctx, exam_row.id):
+        status = by_subject.get(subject.id)
+        name = subject.name_en if english and subject.name_en else subject.name
+        subjects.append(
+            SubjectView(
+                name=name,
+                attempts_allowed=status.attempts_allowed if status else subject.attempts,
+                attempts_left=status.attempts_left if status else None,
+                max_minutes=max(
+                    1, -(-(status.max_seconds if status else subject.max_seconds) // 60)
+                ),
+                state=status.state if status else None,
+            )
+        )
+    receipts = [s.submission for s in (formal.subjects if formal else []) if s.submission]
+    waiting = [r for r in receipts if r.upload_state in ("pending", "receiving")]
+    return ApplicationView(
+        application=view.application,
+        exam=view.exam,
+        paid_at=view.paid_at,
+        payment_state=view.payment_state,
+        window=window,
+        window_ends=format_datetime(ends_at, zone, ctx.locale),
+        upload_ends=format_datetime(upload_ends_at, zone, ctx.locale),
+        zone_name=zone_name(ctx, zone),
+        subjects=subjects,
+        uploads_waiting=len(waiting) if now < upload_ends_at else 0,
+        upload_errors=sum(1 for r in receipts if r.upload_error),
+        formal_state=formal.next_step if formal else None,
+        can_take=True,
+    )
+
+
+async def _applications(
+    ctx: Ctx, principal: Principal, *, taking: bool = False
+) -> list[ApplicationView]:
+    """The caller's applications; with `taking`, enrolled ones carry windows and attempts."""
     mine = await enrollment.my_applications(ctx, principal)
     entries = await enrollment.catalog(ctx, exam_ids=[item.exam_id for item in mine])
     by_id = {entry.exam_id: _exam_view(ctx, entry) for entry in entries}
+    formal: dict[int, schemas.SittingOut] = {}
+    if taking and any(item.status == "enrolled" for item in mine):
+        for sitting in await sitting_status.my_sittings(ctx, principal):
+            if sitting.mode == "formal":
+                formal[sitting.exam_id] = sitting
     views = []
     for application in mine:
         exam = by_id.get(application.exam_id)
         paid = application.payment.paid_at if application.payment else None
         zone = exam.timezone if exam else ctx.settings.default_timezone
-        views.append(
-            ApplicationView(
-                application=application,
-                exam=exam,
-                paid_at=format_datetime(paid, zone, ctx.locale) if paid else None,
-                payment_state=_payment_state(application),
-            )
+        view = ApplicationView(
+            application=application,
+            exam=exam,
+            paid_at=format_datetime(paid, zone, ctx.locale) if paid else None,
+            payment_state=_payment_state(application),
         )
+        if taking and application.status == "enrolled" and view.payment_state in ("free", "paid"):
+            view = await _taking(ctx, view, formal.get(application.exam_id))
+        views.append(view)
     return views
 
 
@@ -200,7 +294,7 @@ async def _index(
     status_code: int = 200,
     **context: Any,
 ) -> Response:
-    applications = await _applications(ctx, principal)
+    applications = await _applications(ctx, principal, taking=True)
     found = await _exams(ctx, query)
     found.sort(key=lambda view: view.closed)  # exams still taking applications first
     return _render(
