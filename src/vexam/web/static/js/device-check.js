@@ -172,9 +172,11 @@ async function runAll(button) {
 
   const camera = await checkCamera();
   verdicts.camera = camera.verdict;
+  const video = document.getElementById("check-video");
   if (camera.stream) {
-    const video = document.getElementById("check-video");
+    // The picture stays in view while the other checks run, so the candidate sees the framing.
     video.srcObject = camera.stream;
+    video.parentElement.hidden = false;
     video.play().catch(() => {});
   }
   report("camera", camera.verdict, camera.verdict === "fail"
@@ -209,13 +211,16 @@ async function runAll(button) {
     const names = { recorder: "FeatureRecorder", indexeddb: "FeatureIndexeddb", crypto: "FeatureCrypto", secure: "FeatureSecure" };
     report("support", "fail", text("SupportFail", { missing: support.missing.map((key) => text(names[key])).join(", ") }));
   } else {
-    const advice = [text("SupportOk", { type: support.type.split(";")[0] })];
+    const container = support.type.split(";")[0].split("/")[1] === "mp4" ? "MP4" : "WebM";
+    const advice = [text("SupportOk", { type: container })];
     if (!support.phone) advice.push(text("SupportNotPhone"));
     if (!support.orientation) advice.push(text("SupportOrientation"));
     report("support", support.verdict, advice.join(" "));
   }
 
   camera.stream?.getTracks().forEach((track) => track.stop());
+  video.parentElement.hidden = true;
+  video.srcObject = null;
   const all = Object.values(verdicts);
   const overall = all.includes("fail") ? "fail" : all.includes("warn") ? "warn" : "ok";
   summary.className = `alert ${overall === "fail" ? "error" : "notice"}`;
