@@ -40,6 +40,7 @@ const state = {
   stream: null,
   streamKey: "",
   orientation: {}, // subject id → the orientation chosen and fixed on this page
+  facing: {}, // subject id → the camera chosen where the subject allows either
   recorder: null,
   recording: null, // the running recording as the API answered it
   chunks: [],
@@ -153,7 +154,12 @@ function frameForm(frame) {
   return body;
 }
 
-const facingOf = (subject) => (subject && subject.camera === "back" ? "environment" : "user");
+// The subject's camera; where it lets the candidate choose, the one they switched to.
+function facingOf(subject) {
+  if (!subject) return "user";
+  if (subject.camera === "either" && state.facing[subject.subject_id]) return state.facing[subject.subject_id];
+  return subject.camera === "back" ? "environment" : "user";
+}
 
 // ------------------------------------------------------------------ the sitting
 
@@ -444,6 +450,7 @@ function renderRecordView() {
   $("#recorder").hidden = !orientation;
   $("#record-start").hidden = recording || subject.attempts_left === 0 || state.sitting.state === "failed";
   $("#record-stop").hidden = !recording;
+  $("#switch-camera").hidden = recording || subject.camera !== "either";
   $("#rec-badge").hidden = !recording;
   $("#back-to-list").hidden = recording;
   renderTakes();
@@ -876,7 +883,8 @@ async function handOver(subject, receipt, take) {
     await keepRecording(account, {
       submissionId: receipt.submission_id,
       examId,
-      examName: app.dataset.examName,
+      // The upload page names each recording: a mock one says so.
+      examName: mode === "mock" ? `${app.dataset.examName} · ${$('[data-testid="take-mode"]').textContent.trim()}` : app.dataset.examName,
       subjectName: subjectName(subject),
       blob: take.blob,
       type: take.blob.type || take.type,
@@ -914,6 +922,11 @@ function start() {
     readyCamera(chosen);
   });
   $("#record-start").addEventListener("click", startRecording);
+  $("#switch-camera").addEventListener("click", () => {
+    const subject = state.subject;
+    state.facing[subject.subject_id] = facingOf(subject) === "user" ? "environment" : "user";
+    readyCamera(orientationOf(subject));
+  });
   $("#record-stop").addEventListener("click", () => stopRecording(false));
   $("#submit-take").addEventListener("click", askSubmit);
   $("#confirm-yes").addEventListener("click", submitChosen);
