@@ -16,10 +16,12 @@ import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect
 from sqlalchemy import select, update
 
@@ -68,6 +70,7 @@ export async function keepRecording(account, record) {
   (window.__kept ||= []).push({ account, ...rest, blobType: blob.type, base64: btoa(binary) });
 }
 """
+QUEUE_MODULE = "**/static/js/upload-queue.js*"
 CJK = re.compile(r"[\u3400-\u9fff]")
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
 # Latin words that are meant to stay in Chinese pages.
@@ -114,7 +117,7 @@ def phone(camera_browser: Browser) -> Iterator[Page]:
     context = android_context(camera_browser)
     try:
         page = context.new_page()
-        page.route("**/static/js/upload-queue.js", stub_queue)
+        page.route(QUEUE_MODULE, stub_queue)
         yield page
     finally:
         context.close()
@@ -430,8 +433,76 @@ def test_countdown_stops_the_recording_at_the_limit_with_face_checks(
     )
     assert 1 <= len(checks) <= 4, checks
     assert all(check.result in ("passed", "no_reference") for check in checks)
-    data = check_kept(submit(phone, 1), world["user_id"], (2.0, 4.0))
+
+    # A reload before submitting loses nothing: the take is kept on the phone.
+    phone.reload()
+    expect(phone.get_by_test_id("subject-1")).to_have_attribute("data-state", "ready_to_submit")
+    phone.get_by_test_id("open-subject-1").click()
+    expect(phone.get_by_test_id("take-1").locator("video")).to_have_attribute(
+        "src", re.compile(r"^blob:")
+    )
+    # The upload queue cannot be loaded for a moment: the page says so and tries again.
+    phone.unroute(QUEUE_MODULE)
+    phone.route(QUEUE_MODULE, lambda route: route.fulfill(status=503, body="busy"))
+    phone.get_by_test_id("pick-1").check()
+    phone.get_by_test_id("submit-take").click()
+    phone.get_by_test_id("confirm-yes").click()
+    expect(phone.get_by_test_id("kept-status")).to_have_attribute("data-state", "failed")
+    expect(phone.get_by_test_id("receipt-number")).to_have_text(re.compile(r"^#\d+$"))
+    phone.unroute(QUEUE_MODULE)
+    phone.route(QUEUE_MODULE, stub_queue)
+    phone.get_by_test_id("keep-again").click()
+    expect(phone.get_by_test_id("kept-status")).to_have_attribute("data-state", "kept")
+    kept: list[dict[str, Any]] = phone.evaluate("window.__kept")
+    data = check_kept(kept[-1], world["user_id"], (2.0, 4.0))
     assert 2.0 <= probe(tmp_path, data, "limit")["duration_seconds"] <= 4.0
+
+
+def blank_frame(route: Route) -> None:
+    """Send the server a frame with nobody in it instead of the camera's."""
+    image = BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(image, "JPEG")
+    boundary = "vexam-test-frame"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="frame"; '
+            f'filename="frame.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
+        + image.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {**route.request.headers, "content-type": f"multipart/form-data; boundary={boundary}"}
+    route.continue_(post_data=body, headers=headers)
+
+
+def test_three_failed_face_checks_end_the_recording(
+    phone: Page, live_server: str, live_app: LiveApp, new_phone: Any
+) -> None:
+    """§5: nobody in the check frames three times in a row voids the recording; the
+    candidate is sent back to a fresh face verification before going on."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [{"name": "视唱", "attempts": 2, "max_seconds": 60, "orientation": "landscape"}],
+    )
+    shorten(live_app, world["exam_id"], face_check_seconds=1)
+    sign_in(phone, live_server, number)
+    open_exam(phone, live_server, world["exam_id"], "formal")
+    phone.route("**/api/v1/recordings/*/face-checks", blank_frame)
+    phone.get_by_test_id("open-subject-1").click()
+    phone.get_by_test_id("record-start").click()
+    expect(phone.get_by_test_id("take-error")).to_contain_text("连续 3 次", timeout=15_000)
+    expect(phone.get_by_test_id("step-checks")).to_be_visible()
+    expect(phone.get_by_test_id("face-state")).to_have_attribute("data-done", "false")
+    expect(phone.get_by_test_id("subject-1")).to_contain_text("1 / 2")
+    [recording] = rows(live_app, recordings_of(world["exam_id"]))
+    assert recording.state == "voided" and recording.void_reason == "face_checks_failed"
+    # A fresh verification with the real camera opens recording again.
+    phone.unroute("**/api/v1/recordings/*/face-checks")
+    phone.get_by_test_id("verify-face").click()
+    expect(phone.get_by_test_id("step-checks")).to_be_hidden(timeout=30_000)
+    expect(phone.get_by_test_id("open-subject-1")).to_be_enabled()
 
 
 HIDE_PAGE = """() => {

@@ -871,6 +871,16 @@ async function showReceipt(subject, receipt, take) {
   await handOver(subject, receipt, take);
 }
 
+async function uploadQueue() {
+  if (!state.queue) {
+    // A failed module load is remembered by the browser: a retry asks for a fresh copy.
+    state.queueTries = (state.queueTries || 0) + 1;
+    const address = state.queueTries > 1 ? `./upload-queue.js?try=${state.queueTries}` : "./upload-queue.js";
+    state.queue = await import(address);
+  }
+  return state.queue;
+}
+
 async function handOver(subject, receipt, take) {
   const kept = $("#kept-status");
   kept.dataset.state = "keeping";
@@ -879,7 +889,7 @@ async function handOver(subject, receipt, take) {
   $("#keep-again").onclick = () => handOver(subject, receipt, take);
   try {
     // The upload page owns the queue: it uploads what is kept there, resumably.
-    const { keepRecording } = await import("./upload-queue.js");
+    const { keepRecording } = await uploadQueue();
     await keepRecording(account, {
       submissionId: receipt.submission_id,
       examId,
