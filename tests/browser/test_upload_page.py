@@ -184,6 +184,8 @@ class Traffic:
 
     requests: list[tuple[str, int | None]] = field(default_factory=list)
     blocked: bool = False
+    lose_answers: int = 0  # PATCHes that reach the server but whose answer is lost
+    lost: list[int] = field(default_factory=list)  # their index in `requests`
 
     def patches_after(self, index: int) -> list[int]:
         return [o for m, o in self.requests[index:] if m == "PATCH" and o is not None]
@@ -205,6 +207,12 @@ def watch_uploads(context: BrowserContext, *, delay: float = PATCH_DELAY_S) -> T
             return
         if request.method == "PATCH":
             time.sleep(delay)
+            if traffic.lose_answers:
+                traffic.lose_answers -= 1
+                traffic.lost.append(len(traffic.requests) - 1)
+                route.fetch()  # the server keeps these bytes...
+                route.abort("connectionreset")  # ...but the page never hears so
+                return
         # The page may have gone offline or away meanwhile: then the request is lost.
         with contextlib.suppress(PlaywrightError):
             route.continue_()
@@ -347,7 +355,8 @@ def test_reload_mid_upload_resumes_and_verifies(
     new_phone: Any,
     video: bytes,
 ) -> None:
-    """§5: a page reload mid-upload → the kept address is resumed at the server's offset."""
+    """§5: a page reload mid-upload → the kept address is resumed at the server's offset;
+    a PATCH whose answer is lost is not sent twice (the server's offset tells)."""
     context, page = phone_page
     candidate = candidate_with_submission(live_app, sms, new_phone, video)
     submission_id = candidate.receipt["submission_id"]
@@ -358,9 +367,18 @@ def test_reload_mid_upload_resumes_and_verifies(
     wait_sent_above(page, submission_id, len(video) // 3)
     cut_at = len(traffic.requests)
     open_uploads(page, live_server)  # the reload
+    traffic.lose_answers = 1
     expect_verified(page, submission_id)
     resumed = traffic.patches_after(cut_at)
     assert resumed and resumed[0] > 0, traffic.requests
+    # After the lost answer the page asks (HEAD) and goes on after the bytes the server
+    # kept: that range is not sent twice.
+    assert len(traffic.lost) == 1, traffic.requests
+    lost_method, lost_offset = traffic.requests[traffic.lost[0]]
+    after = traffic.requests[traffic.lost[0] + 1 :]
+    assert lost_method == "PATCH" and lost_offset is not None
+    assert after[0] == ("HEAD", None), after
+    assert after[1][0] == "PATCH" and (after[1][1] or 0) > lost_offset, after
     assert traffic.count("POST") == 1, traffic.requests
     assert server_file_sha256(live_app, candidate) == candidate.receipt["sha256"]
 
