@@ -9,12 +9,15 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
 from tests.browser.conftest import LiveApp, save_screenshot
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
+from tests.exams.test_sittings import PHONE, SHA, device, force_face
 from tests.helpers import PASSWORD, app_ctx
 from tests.identity.conftest import manual_entry, new_id_number
 from vexam.accounts import service as accounts
@@ -23,6 +26,7 @@ from vexam.core.i18n import format_datetime
 from vexam.exams import enrollment
 from vexam.exams import schemas as exam_schemas
 from vexam.exams import service as exams
+from vexam.exams.models import Submission
 from vexam.identity import schemas as identity_schemas
 from vexam.identity import service as identity
 from vexam.schools import service as schools
@@ -103,6 +107,7 @@ def enrolled_candidate(
     lasts: timedelta = timedelta(days=2),
     timezone: str = "Asia/Shanghai",
     fee_cents: int = 18000,
+    **exam_changes: Any,
 ) -> dict[str, Any]:
     """A certified candidate (张三) enrolled in a published exam of a school in `timezone`."""
     number = new_id_number()
@@ -128,7 +133,7 @@ def enrolled_candidate(
                 timezone=timezone,
             )
             starts = (ctx.now() + starts_in).replace(second=0, microsecond=0)
-            exam = exam_body(published=True, fee_cents=fee_cents)
+            exam = exam_body(published=True, fee_cents=fee_cents, **exam_changes)
             exam["formal_starts_at"] = starts.isoformat()
             exam["formal_ends_at"] = (starts + lasts).isoformat()
             created = await exams.create_exam(
@@ -293,3 +298,86 @@ def test_exam_list_shows_windows_in_the_school_zone_and_the_ways_in(
     assert untranslated(page, "en") == []
     no_horizontal_scroll(page)
     save_screenshot(page, "exam-list-en")
+
+
+def submit_one_recording(live_server: str, live_app: LiveApp, phone: str, exam_id: int) -> int:
+    """Start the formal exam from an app, record and submit subject 1; the submission id."""
+    with httpx.Client(base_url=live_server, timeout=10) as api:
+        token = api.post("/api/v1/auth/login", json={"phone": phone, "password": PASSWORD})
+        assert token.status_code == 200, token.text
+        who = {"Authorization": f"Bearer {token.json()['token']}", **device("a")}
+        started = api.post(f"/api/v1/exams/{exam_id}/sittings", json={}, headers=who)
+        assert started.status_code == 200, started.text
+        sitting = started.json()
+        live_app.run(lambda: force_face(live_app.app, sitting["id"], "a"))
+        checked = api.post(
+            f"/api/v1/sittings/{sitting['id']}/device-check", json=PHONE, headers=who
+        )
+        assert checked.status_code == 200, checked.text
+        subject_id = sitting["subjects"][0]["subject_id"]
+        recording = api.post(
+            f"/api/v1/sittings/{sitting['id']}/subjects/{subject_id}/recordings",
+            json={},
+            headers=who,
+        )
+        assert recording.status_code == 201, recording.text
+        recording_id = recording.json()["id"]
+        done = api.post(
+            f"/api/v1/recordings/{recording_id}/complete",
+            json={"duration_seconds": 2},
+            headers=who,
+        )
+        assert done.status_code == 200, done.text
+        receipt = api.post(
+            f"/api/v1/sittings/{sitting['id']}/subjects/{subject_id}/submission",
+            json={"recording_id": recording_id, "sha256": SHA, "size_bytes": 1234},
+            headers=who,
+        )
+        assert receipt.status_code == 201, receipt.text
+        return int(receipt.json()["submission_id"])
+
+
+def test_a_submission_waiting_then_verified(
+    page: Page, live_server: str, live_app: LiveApp, new_phone: Any
+) -> None:
+    """§5: a submitted recording waits for its upload → home and exam list send to /uploads
+    with the attempts left; once the server verifies it, the home says nothing more to do."""
+    phone = new_phone()
+    subject = {"name": "练习曲", "attempts": 2, "max_seconds": 300, "orientation": "landscape"}
+    world = enrolled_candidate(
+        live_app, phone, starts_in=-timedelta(hours=1), fee_cents=0, subjects=[subject]
+    )
+    exam_id = world["exam_id"]
+    submission_id = submit_one_recording(live_server, live_app, phone, exam_id)
+    page.set_viewport_size(NARROW)
+    sign_in(page, live_server, phone)
+
+    panel = page.get_by_test_id("next-step")
+    expect(panel).to_have_attribute("data-step", "upload")
+    expect(page.get_by_test_id("next-step-action")).to_have_attribute("href", "/uploads")
+    no_horizontal_scroll(page)
+    save_screenshot(page, "home-upload-zh")
+
+    page.get_by_test_id("exams-link").click()
+    taking = page.get_by_test_id(f"application-{exam_id}").get_by_test_id("taking")
+    expect(taking.get_by_test_id("uploads-link")).to_have_attribute("href", "/uploads")
+    expect(taking.get_by_test_id("subject")).to_have_attribute("data-attempts-left", "1")
+    expect(taking.get_by_test_id("formal-done")).to_be_visible()
+    assert untranslated(page, "zh_CN") == []
+    no_horizontal_scroll(page)
+
+    page.go_back()
+    expect(panel).to_have_attribute("data-step", "upload")
+
+    async def _verified() -> None:
+        # As the media check does once the upload's bytes hash to the receipt.
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
+            await ctx.session.execute(
+                update(Submission)
+                .where(Submission.id == submission_id)
+                .values(upload_state="verified")
+            )
+
+    live_app.run(_verified)
+    expect(panel).to_have_attribute("data-step", "verified", timeout=FOLLOW_MS)
+    save_screenshot(page, "home-verified-zh")
