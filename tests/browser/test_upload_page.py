@@ -186,6 +186,7 @@ class Traffic:
     blocked: bool = False
     lose_answers: int = 0  # PATCHes that reach the server but whose answer is lost
     lost: list[int] = field(default_factory=list)  # their index in `requests`
+    refuse: list[int] = field(default_factory=list)  # statuses to answer the next PATCHes with
 
     def patches_after(self, index: int) -> list[int]:
         return [o for m, o in self.requests[index:] if m == "PATCH" and o is not None]
@@ -207,6 +208,9 @@ def watch_uploads(context: BrowserContext, *, delay: float = PATCH_DELAY_S) -> T
             return
         if request.method == "PATCH":
             time.sleep(delay)
+            if traffic.refuse:
+                route.fulfill(status=traffic.refuse.pop(0), headers={"Tus-Resumable": "1.0.0"})
+                return
             if traffic.lose_answers:
                 traffic.lose_answers -= 1
                 traffic.lost.append(len(traffic.requests) - 1)
@@ -311,8 +315,8 @@ def test_offline_mid_upload_waits_then_resumes_and_verifies(
     video: bytes,
 ) -> None:
     """§5: the network drops mid-upload → the page says it waits; back online → the upload
-    continues from the server's offset (no new upload) and the submission is verified with
-    the declared SHA-256."""
+    continues from the server's offset (no new upload), through a 503 and a 423, and the
+    submission is verified with the declared SHA-256."""
     context, page = phone_page
     candidate = candidate_with_submission(live_app, sms, new_phone, video)
     submission_id = candidate.receipt["submission_id"]
@@ -334,6 +338,7 @@ def test_offline_mid_upload_waits_then_resumes_and_verifies(
     save_screenshot(page, "uploads-offline-zh")
     assert sent(page, submission_id) < len(video)
 
+    traffic.refuse = [503, 423]  # a busy server, then an upload still locked: both retried
     context.set_offline(False)
     expect(page.get_by_test_id("offline")).to_be_hidden()
     expect_verified(page, submission_id)
@@ -341,6 +346,7 @@ def test_offline_mid_upload_waits_then_resumes_and_verifies(
     resumed = traffic.patches_after(cut_at)
     assert resumed and resumed[0] > 0, traffic.requests  # from the server's offset, not 0
     assert ("HEAD", None) in traffic.requests[cut_at:], traffic.requests
+    assert traffic.refuse == [], traffic.requests
     assert traffic.count("POST") == 1, traffic.requests  # the same upload all along
     assert server_file_sha256(live_app, candidate) == candidate.receipt["sha256"]
     no_horizontal_scroll(page)

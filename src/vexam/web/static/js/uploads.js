@@ -248,7 +248,11 @@ function schedulePoll() {
 async function keepAwake(on) {
   // The phone must not sleep mid-upload ("keep this page open"); best effort.
   try {
-    if (on && !wakeLock && navigator.wakeLock) wakeLock = await navigator.wakeLock.request("screen");
+    if (on && !wakeLock && navigator.wakeLock) {
+      wakeLock = await navigator.wakeLock.request("screen");
+      // The browser releases it when the page is hidden; it is asked again when visible.
+      wakeLock.addEventListener("release", () => { wakeLock = null; });
+    }
     if (!on && wakeLock) {
       await wakeLock.release();
       wakeLock = null;
@@ -332,6 +336,7 @@ async function main() {
   }
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") {
+      if (queue) keepAwake(true);
       startUploads();
       checkServer();
     }
