@@ -16,7 +16,7 @@ const fill = (template, values = {}) =>
 // Lower comes first when several exams each have a next step.
 const RANK = [
   "upload_error", "upload", "formal_open", "confirm", "pay", "device_check", "mock",
-  "formal_wait", "checking", "verified", "failed", "closed",
+  "formal_wait", "see_exams", "checking", "verified", "failed", "closed",
 ];
 const catalog = new Map(); // exam_id -> catalogue entry (names in both languages, window, zone)
 let shown = "";
@@ -108,7 +108,13 @@ function stepOf(application, sittings, now) {
     if (receipts.some((receipt) => receipt.upload_state === "received")) return { step: "checking", values, href: "/exams", action: "exams" };
     if (formal.window === "closed" || formal.next_step === "done") return { step: "closed", values, href: "/exams", action: "exams" };
   }
-  if (!entry) return { step: "closed", values, href: "/exams", action: "exams" };
+  if (!entry) {
+    // The catalogue search did not return this exam (too many with its name): say only what
+    // is known without its window, and send to the exam list, which has it.
+    if (!deviceChecked()) return { step: "device_check", values, href: "/device-check", action: "device_check" };
+    if (mockOpen && !mocks.length) return { step: "mock", values, href: take("mock"), action: "mock" };
+    return { step: "see_exams", values, href: `/exams#exam-${id}`, action: "exams" };
+  }
   const starts = Date.parse(entry.formal_starts_at);
   const ends = Date.parse(entry.formal_ends_at);
   if (now >= ends && !formal) return { step: "closed", values, href: "/exams", action: "exams" };
