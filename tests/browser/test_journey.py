@@ -189,6 +189,7 @@ def record_and_submit(page: Page, position: int, orientation: str | None = None)
     page.get_by_test_id("pick-1").check()
     page.get_by_test_id("submit-take").click()
     page.get_by_test_id("confirm-yes").click()
+    expect(page.get_by_test_id("step-receipt")).to_be_visible(timeout=15_000)
     expect(page.get_by_test_id("kept-status")).to_have_attribute(
         "data-state", "kept", timeout=15_000
     )

@@ -424,7 +424,7 @@ async function openSubject(subject) {
   state.chosen = null;
   $("#step-subjects").hidden = true;
   $("#step-checks").hidden = true;
-  $("#step-receipt").hidden = true;
+  clearReceipt();
   $("#step-record").hidden = false;
   $("#record-title").textContent = subjectName(subject);
   $("#prompt-text").textContent = subject.prompt || text("NoPrompt");
@@ -474,9 +474,22 @@ function closeSubject() {
   state.subject = null;
   unlockOrientation();
   $("#step-record").hidden = true;
-  $("#step-receipt").hidden = true;
+  clearReceipt();
   $("#step-subjects").hidden = false;
   refresh();
+}
+
+function clearReceipt() {
+  // The next submission's receipt starts empty: nothing of this one may be mistaken for it.
+  const section = $("#step-receipt");
+  section.hidden = true;
+  section.dataset.submissionId = "";
+  for (const value of section.querySelectorAll("dd")) value.textContent = "";
+  const kept = $("#kept-status");
+  kept.textContent = "";
+  kept.dataset.state = "";
+  $("#keep-again").hidden = true;
+  $("#upload-link").hidden = true;
 }
 
 // ------------------------------------------------------------------ recording
