@@ -598,6 +598,8 @@ def test_page_speaks_one_language(
         expect(page.get_by_test_id("take-app")).to_have_attribute("data-ready", "true")
         page.get_by_test_id("start-sitting").click()
         expect(page.get_by_test_id("step-checks")).to_be_visible()
+        expect(page.get_by_test_id("subject-1")).to_be_visible()
+        expect(page.locator("#face-preview")).to_have_js_property("readyState", 4)
         texts = texts_of(page)
         assert len(texts) > 80
         if locale == "en":

@@ -227,7 +227,6 @@ async function render(sitting) {
   $("#face-state").dataset.done = String(faceDone);
   $("#device-state").textContent = sitting.device_checked_on_this_device ? text("DevicePassed") : text("FaceNeeded");
   $("#device-state").dataset.done = String(sitting.device_checked_on_this_device);
-  if (needsChecks) await previewForChecks();
 
   renderSubjects(sitting);
   if (state.subject) {
@@ -237,6 +236,7 @@ async function render(sitting) {
       renderRecordView();
     }
   }
+  if (needsChecks) previewForChecks();
 }
 
 async function previewForChecks() {
@@ -256,7 +256,6 @@ function renderSubjects(sitting) {
   const ready = checksDone(sitting);
   for (const subject of sitting.subjects) {
     const item = template.content.firstElementChild.cloneNode(true);
-    item.dataset.testid = `subject-${subject.position}`;
     item.setAttribute("data-testid", `subject-${subject.position}`);
     item.dataset.state = subject.state;
     item.dataset.subjectId = String(subject.subject_id);
