@@ -185,6 +185,8 @@ def test_home_says_what_next_and_follows_the_server(
     phone = new_phone()
     world = enrolled_candidate(live_app, phone, starts_in=timedelta(days=1))
     exam_id = world["exam_id"]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.set_viewport_size(NARROW)
     sign_in(page, live_server, phone)
 
@@ -231,6 +233,7 @@ def test_home_says_what_next_and_follows_the_server(
     assert untranslated(page, "en") == []
     no_horizontal_scroll(page)
     save_screenshot(page, "home-mock-en")
+    assert errors == []
 
 
 def test_home_before_certification_points_to_identity(

@@ -78,6 +78,8 @@ def test_every_check_gives_a_verdict_with_advice(
     phone: Page, live_server: str, existing_account: tuple[str, str]
 ) -> None:
     """§7: camera, microphone, upload, storage and support each get a verdict and advice."""
+    errors: list[str] = []
+    phone.on("pageerror", lambda error: errors.append(str(error)))
     sign_in(phone, live_server, existing_account[0])
     phone.get_by_test_id("device-check-link").click()
     expect(phone).to_have_url(f"{live_server}/device-check")
@@ -105,6 +107,7 @@ def test_every_check_gives_a_verdict_with_advice(
     assert untranslated(phone, "en") == []
     no_horizontal_scroll(phone)
     save_screenshot(phone, "device-check-en")
+    assert errors == []
 
 
 def test_upload_probe_needs_sign_in_and_refuses_oversize(
