@@ -38,6 +38,8 @@ from vexam.exams import upload_api as exams_upload_api
 from vexam.exams import upload_checks as exams_upload_checks
 from vexam.exams import upload_pages as exams_upload_pages
 from vexam.exams.payments import provider_from_settings
+from vexam.exams.upload_lane import UploadPatchLane
+from vexam.exams.upload_memory import UploadMemory
 from vexam.identity import api as identity_api
 from vexam.identity import pages as identity_pages
 from vexam.identity import support_api as identity_support_api
@@ -150,6 +152,7 @@ def create_app(
     app.state.authenticator = accounts_service.resolve_token
     app.state.resources = resources if resources is not None else build_resources(settings)
     app.state.metrics = CollectorRegistry()
+    app.state.upload_memory = UploadMemory()
 
     install_problem_handlers(app)
     app.include_router(health_router)
@@ -172,7 +175,11 @@ def create_app(
     app.include_router(support_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
-    # Added innermost first: metrics must see the scope the router fills in.
+    # Added innermost first: metrics must see the scope the router fills in; the PATCH
+    # lane answers before routing, inside the version gate and the metrics.
+    app.add_middleware(
+        UploadPatchLane, settings=settings, clock=clock, memory=app.state.upload_memory
+    )
     app.add_middleware(RequestMetrics, registry=app.state.metrics)
     app.add_middleware(DeviceCookie, secure=settings.cookie_secure)
     app.add_middleware(

@@ -54,9 +54,14 @@ async def _check_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    expected = csrf_token_for(request.app.state.settings.secret_key, device) if device else None
-    if not expected or not sent or not hmac.compare_digest(sent, expected):
+    if not csrf_matches(request.app.state.settings.secret_key, device, sent):
         raise VexamError("csrf_failed")
+
+
+def csrf_matches(secret_key: str, device: str | None, sent: str | None) -> bool:
+    """Whether `sent` is the form token of the browser whose device cookie is `device`."""
+    expected = csrf_token_for(secret_key, device) if device else None
+    return bool(expected and sent and hmac.compare_digest(sent, expected))
 
 
 async def authenticate(request: Request) -> None:
@@ -75,9 +80,10 @@ async def authenticate(request: Request) -> None:
     principal: Principal | None = None
     if token:
         state = request.app.state
-        principal = await state.authenticator(
-            request.state.db, hash_token(token), state.clock.now()
-        )
+        token_hash = hash_token(token)
+        principal = await state.authenticator(request.state.db, token_hash, state.clock.now())
+        if principal is not None:
+            request.state.token_hash = token_hash
     request.state.principal = principal
     if principal is None and not is_public(request.scope.get("endpoint")):
         raise VexamError("not_authenticated")

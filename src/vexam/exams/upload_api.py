@@ -26,11 +26,13 @@ from vexam.core.auth import (
     get_ctx,
     require_roles,
 )
-from vexam.core.context import Ctx, Role
+from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.core.problems import problem_response
 from vexam.core.web import UnitOfWorkRoute
 from vexam.exams import uploads
+from vexam.exams.models import Upload
+from vexam.exams.upload_memory import KnownUpload, UploadMemory
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -76,7 +78,7 @@ def _cors(request: Request, response: Response, *, preflight: bool) -> None:
         response.headers["Access-Control-Max-Age"] = "86400"
 
 
-async def _answer(
+async def tus_answer(
     request: Request, call: Callable[[], Awaitable[Response]], *, preflight: bool
 ) -> Response:
     """Run `call` (or answer a preflight), render refusals with the tus headers, add them."""
@@ -109,7 +111,7 @@ class TusRoute(UnitOfWorkRoute):
             preflight = (
                 request.method == "OPTIONS" and "access-control-request-method" in request.headers
             )
-            return await _answer(request, lambda: original(request), preflight=preflight)
+            return await tus_answer(request, lambda: original(request), preflight=preflight)
 
         return handler
 
@@ -117,7 +119,7 @@ class TusRoute(UnitOfWorkRoute):
 router = APIRouter(prefix="/api/v1", tags=["uploads (tus 1.0)"], route_class=TusRoute)
 
 
-def _require_tus(request: Request) -> None:
+def require_tus(request: Request) -> None:
     if request.headers.get("tus-resumable") != TUS_VERSION:
         raise VexamError("tus_version_unsupported")
 
@@ -133,7 +135,7 @@ def _content_length(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _checksum(request: Request) -> bytes | None:
+def upload_checksum(request: Request) -> bytes | None:
     header = request.headers.get("upload-checksum")
     if header is None:
         return None
@@ -149,12 +151,12 @@ def _checksum(request: Request) -> bytes | None:
     return digest
 
 
-def _is_offset_stream(request: Request) -> bool:
+def is_offset_stream(request: Request) -> bool:
     content_type = request.headers.get("content-type", "")
     return content_type.split(";")[0].strip().lower() == OFFSET_STREAM
 
 
-def _http_date(when: datetime) -> str:
+def http_date(when: datetime) -> str:
     return email.utils.format_datetime(when, usegmt=True)
 
 
@@ -170,6 +172,20 @@ async def _end_transaction(ctx: Ctx) -> None:
     transaction (on SQLite it would hold the write lock for the whole transfer)."""
     await ctx.session.commit()
     ctx.session.info.pop(_ROLLBACK_HOOKS, None)
+
+
+def _remember(request: Request, ctx: Ctx, principal: Principal, upload: Upload) -> None:
+    """Let this process's PATCH fast lane take the next PATCHes of `upload` (local store)."""
+    if upload.state != "receiving" or uploads.store_of(ctx).name != "local":
+        return
+    memory: UploadMemory = request.app.state.upload_memory
+    known = KnownUpload(user_id=upload.user_id, length=upload.length, expires_at=upload.expires_at)
+    memory.remember(getattr(request.state, "token_hash", None), principal, upload.id, known)
+
+
+def _forget(request: Request, upload_id: str) -> None:
+    memory: UploadMemory = request.app.state.upload_memory
+    memory.forget(upload_id)
 
 
 @router.options("/uploads", status_code=204)
@@ -193,23 +209,24 @@ async def tus_create(request: Request, principal: Candidate, ctx: ServiceCtx) ->
     its first bytes (creation-with-upload). `upload_length_required`,
     `upload_metadata_invalid`, `upload_length_mismatch`, `upload_too_large` (413),
     `upload_expired` (410), `upload_already_complete`."""
-    _require_tus(request)
+    require_tus(request)
     if request.headers.get("upload-defer-length") is not None:
         raise VexamError("upload_length_required")
     length = _whole_number(request.headers.get("upload-length"), "upload_length_required")
     metadata = uploads.parse_metadata(request.headers.get("upload-metadata"))
-    checksum = _checksum(request)
+    checksum = upload_checksum(request)
     upload = await uploads.create(ctx, principal, length=length, metadata=metadata)
+    _remember(request, ctx, principal, upload)
     headers = {
         "Location": f"{router.prefix}/uploads/{upload.id}",
-        "Upload-Expires": _http_date(upload.expires_at),
+        "Upload-Expires": http_date(upload.expires_at),
     }
     offset = 0
     content_length = _content_length(request)
     has_body = content_length != 0 and (
         content_length is not None or "chunked" in request.headers.get("transfer-encoding", "")
     )
-    if has_body and _is_offset_stream(request):
+    if has_body and is_offset_stream(request):
         await _end_transaction(ctx)
         try:
             got = await uploads.receive(
@@ -244,20 +261,21 @@ async def tus_head(request: Request) -> Response:
             await authenticate(request)
             principal = await require_roles(Role.candidate)(request)
             ctx = await get_ctx(request)
-            _require_tus(request)
+            require_tus(request)
             upload, offset = await uploads.head(ctx, principal, request.path_params["upload_id"])
+            _remember(request, ctx, principal, upload)
         headers = {
             "Upload-Offset": str(offset),
             "Upload-Length": str(upload.length),
             "Cache-Control": "no-store",
         }
         if upload.state == "receiving":
-            headers["Upload-Expires"] = _http_date(upload.expires_at)
+            headers["Upload-Expires"] = http_date(upload.expires_at)
         if upload.metadata_:
             headers["Upload-Metadata"] = _metadata_header(upload.metadata_)
         return Response(status_code=200, headers=headers)
 
-    return await _answer(request, _call, preflight=False)
+    return await tus_answer(request, _call, preflight=False)
 
 
 router.add_route(f"{router.prefix}/uploads/{{upload_id}}", tus_head, methods=["HEAD"])
@@ -271,12 +289,13 @@ async def tus_patch(
     answer. `upload_offset_mismatch` (409), `upload_locked` (423), `upload_chunk_checksum_mismatch`
     (460, nothing kept), `upload_exceeds_length` (413), `upload_finished` (403),
     `upload_expired` (410); the last bytes may answer `upload_checksum_mismatch` (422)."""
-    _require_tus(request)
-    if not _is_offset_stream(request):
+    require_tus(request)
+    if not is_offset_stream(request):
         raise VexamError("upload_content_type")
     offset = _whole_number(request.headers.get("upload-offset"), "upload_offset_invalid")
-    checksum = _checksum(request)
+    checksum = upload_checksum(request)
     upload = await uploads.patch_target(ctx, principal, upload_id, offset)
+    _remember(request, ctx, principal, upload)
     await _end_transaction(ctx)
     got = await uploads.receive(
         ctx,
@@ -287,8 +306,10 @@ async def tus_patch(
         checksum=checksum,
     )
     headers = {"Upload-Offset": str(got.offset)}
-    if not got.complete:
-        headers["Upload-Expires"] = _http_date(upload.expires_at)
+    if got.complete:
+        _forget(request, upload_id)
+    else:
+        headers["Upload-Expires"] = http_date(upload.expires_at)
     return Response(status_code=204, headers=headers)
 
 
@@ -297,6 +318,7 @@ async def tus_delete(
     upload_id: str, request: Request, principal: Candidate, ctx: ServiceCtx
 ) -> Response:
     """Terminate your unfinished upload and delete its bytes (`upload_finished` once complete)."""
-    _require_tus(request)
+    require_tus(request)
     await uploads.terminate(ctx, principal, upload_id)
+    _forget(request, upload_id)
     return Response(status_code=204)

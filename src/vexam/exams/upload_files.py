@@ -248,6 +248,29 @@ class PatchWriter:
         finally:
             self.close()
 
+    def settle(
+        self, chunks: list[bytes], checksum: bytes | None, content_length: int | None
+    ) -> int | None:
+        """Write the last `chunks`, then keep the PATCH (→ the new size, durable) or, when it
+        is checksummed, cut it back: None when the body was cut short (not all of
+        `content_length` came), `upload_chunk_checksum_mismatch` when the hash differs."""
+        if chunks:
+            try:
+                self.write(chunks)
+            except BaseException:
+                # A failed write (disk full): the file holds what reached it, and a
+                # checksummed PATCH's marker makes the next lock holder cut it back.
+                self.close()
+                raise
+        if checksum is not None:
+            if content_length is not None and self.written != content_length:
+                self.rollback()
+                return None
+            if self.chunk_hash.digest() != checksum:
+                self.rollback()
+                raise VexamError("upload_chunk_checksum_mismatch")
+        return self.commit()
+
     def close(self) -> None:
         """Release the lock (idempotent)."""
         if self.fd >= 0:
@@ -270,6 +293,66 @@ class Stored:
 
     size: int
     digest: str | None = None
+
+
+async def append(
+    path: Path,
+    upload_id: str,
+    length: int,
+    offset: int,
+    chunks: AsyncIterator[bytes],
+    *,
+    content_length: int | None,
+    checksum: bytes | None,
+) -> Stored:
+    """Append `chunks` at `offset` to the file of `upload_id` (`length` bytes in all) under
+    the file's lock, durably; see `uploads.receive`.
+
+    `upload_locked`, `upload_not_found`, `upload_offset_mismatch`, `upload_exceeds_length`,
+    `upload_chunk_checksum_mismatch` (nothing kept). A checksummed body cut short keeps
+    nothing and answers the old offset. Blocking work runs in threads: one to lock, one per
+    `WRITE_BUFFER` bytes, and the last write shares its thread with the sync."""
+    try:
+        writer = await asyncio.to_thread(
+            PatchWriter.open, path, offset, checksummed=checksum is not None
+        )
+    except UploadBusy:
+        raise VexamError("upload_locked") from None
+    except UploadFileMissing:
+        raise VexamError("upload_not_found") from None
+    except OffsetMismatch as exc:
+        raise VexamError("upload_offset_mismatch", offset=exc.size) from None
+    writer.file_hash = take_running_hash(upload_id, offset)
+    room = length - offset
+    overflow = False
+    pending: list[bytes] = []
+    try:
+        buffered = 0
+        taken = 0
+        async for chunk in chunks:
+            taken += len(chunk)
+            if taken > room:
+                overflow = True
+                break
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
+                await asyncio.to_thread(writer.write, pending)
+                pending, buffered = [], 0
+    except BaseException:
+        # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
+        await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
+        raise
+    if overflow:
+        await asyncio.to_thread(writer.rollback)
+        raise VexamError("upload_exceeds_length", length=length)
+    file_hash = writer.file_hash
+    size = await asyncio.to_thread(writer.settle, pending, checksum, content_length)
+    if size is None:  # a checksummed body cut short: nothing kept, the old offset stands
+        return Stored(offset)
+    keep_running_hash(upload_id, size, file_hash)
+    digest = file_hash.hexdigest() if file_hash is not None and size == length else None
+    return Stored(size, digest)
 
 
 class LocalUploadStore:
@@ -311,61 +394,16 @@ class LocalUploadStore:
         content_length: int | None,
         checksum: bytes | None,
     ) -> Stored:
-        """Append `chunks` at `offset` under the file's lock, durably; see `uploads.receive`.
-
-        `upload_locked`, `upload_not_found`, `upload_offset_mismatch`, `upload_exceeds_length`,
-        `upload_chunk_checksum_mismatch` (nothing kept). A checksummed body cut short keeps
-        nothing and answers the old offset."""
-        upload_id, length = upload.id, upload.length
-        path = self.path(upload_id)
-        try:
-            writer = await asyncio.to_thread(
-                PatchWriter.open, path, offset, checksummed=checksum is not None
-            )
-        except UploadBusy:
-            raise VexamError("upload_locked") from None
-        except UploadFileMissing:
-            raise VexamError("upload_not_found") from None
-        except OffsetMismatch as exc:
-            raise VexamError("upload_offset_mismatch", offset=exc.size) from None
-        writer.file_hash = take_running_hash(upload_id, offset)
-        room = length - offset
-        overflow = False
-        try:
-            pending: list[bytes] = []
-            buffered = 0
-            taken = 0
-            async for chunk in chunks:
-                taken += len(chunk)
-                if taken > room:
-                    overflow = True
-                    break
-                pending.append(chunk)
-                buffered += len(chunk)
-                if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
-                    await asyncio.to_thread(writer.write, pending)
-                    pending, buffered = [], 0
-            if pending and not overflow:
-                await asyncio.to_thread(writer.write, pending)
-        except BaseException:
-            # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
-            await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
-            raise
-        if overflow:
-            await asyncio.to_thread(writer.rollback)
-            raise VexamError("upload_exceeds_length", length=length)
-        if checksum is not None:
-            cut_short = content_length is not None and writer.written != content_length
-            if cut_short or writer.chunk_hash.digest() != checksum:
-                await asyncio.to_thread(writer.rollback)
-                if cut_short:
-                    return Stored(offset)
-                raise VexamError("upload_chunk_checksum_mismatch")
-        file_hash = writer.file_hash
-        size = await asyncio.to_thread(writer.commit)
-        keep_running_hash(upload_id, size, file_hash)
-        digest = file_hash.hexdigest() if file_hash is not None and size == length else None
-        return Stored(size, digest)
+        """Append `chunks` at `offset` under the file's lock, durably (see `append`)."""
+        return await append(
+            self.path(upload.id),
+            upload.id,
+            upload.length,
+            offset,
+            chunks,
+            content_length=content_length,
+            checksum=checksum,
+        )
 
     async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
         """Nothing to assemble: the file is whole once its last byte is written."""

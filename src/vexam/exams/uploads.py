@@ -282,7 +282,7 @@ async def patch_target(ctx: Ctx, principal: Principal, upload_id: str, offset: i
     return upload
 
 
-async def _chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
+async def body_chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
     """The body's chunks; ends quietly when the client goes away or stays silent too long."""
     iterator = stream.__aiter__()
     while True:
@@ -325,7 +325,7 @@ async def receive(
         ctx,
         upload,
         offset,
-        _chunks(body, ctx.settings.upload_idle_seconds),
+        body_chunks(body, ctx.settings.upload_idle_seconds),
         content_length=content_length,
         checksum=checksum,
     )
@@ -339,9 +339,15 @@ async def receive(
                 .values(received=size, updated_at=now)
             )
         return Received(size, False)
-    if not await complete(ctx, upload.id, stored.digest):
-        raise CountedRefusal("upload_checksum_mismatch", offset=size)
+    await complete_or_refuse(ctx, upload.id, stored)
     return Received(size, True)
+
+
+async def complete_or_refuse(ctx: Ctx, upload_id: str, stored: files.Stored) -> None:
+    """Settle an upload whose last byte just arrived (see `complete`);
+    `upload_checksum_mismatch` (kept: the settlement is committed) when its hash is wrong."""
+    if not await complete(ctx, upload_id, stored.digest):
+        raise CountedRefusal("upload_checksum_mismatch", offset=stored.size)
 
 
 def _record_progress(ctx: Ctx, upload: Upload, size: int) -> bool:
