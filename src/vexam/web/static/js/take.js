@@ -533,9 +533,11 @@ async function startRecording() {
     const recorder = new MediaRecorder(stream, type ? { mimeType: type, videoBitsPerSecond: VIDEO_BITS } : { videoBitsPerSecond: VIDEO_BITS });
     state.recording = recording;
     state.recorder = recorder;
-    state.chunks = [];
+    const chunks = [];
+    state.chunks = chunks;
     state.stopping = null;
-    recorder.ondataavailable = (event) => { if (event.data && event.data.size) state.chunks.push(event.data); };
+    // This recorder's own pieces: a voided recorder's last piece never joins the next take.
+    recorder.ondataavailable = (event) => { if (event.data && event.data.size) chunks.push(event.data); };
     recorder.start(TIMESLICE_MS);
     state.startedAt = performance.now();
     app.dataset.recording = "true";
@@ -569,9 +571,9 @@ function tick() {
   if (left <= 0) stopRecording(true);
 }
 
-function finishRecorder(recorder, type) {
+function finishRecorder(recorder, chunks) {
   return new Promise((resolve) => {
-    const done = () => resolve(new Blob(state.chunks, { type: recorder.mimeType || type || "video/webm" }));
+    const done = () => resolve(new Blob(chunks, { type: recorder.mimeType || "video/webm" }));
     if (recorder.state === "inactive") {
       done();
       return;
@@ -599,7 +601,7 @@ function stopRecording(atLimit = false) {
     const elapsed = (performance.now() - state.startedAt) / 1000;
     const duration = Math.round(Math.min(elapsed, recording.max_seconds) * 1000) / 1000;
     $("#record-stop").disabled = true;
-    const blob = await finishRecorder(recorder);
+    const blob = await finishRecorder(recorder, state.chunks);
     resetRecording();
     renderRecordView();
     status(text("Saving"));
