@@ -38,7 +38,7 @@ from vexam.core.context import Role
 from vexam.exams import enrollment
 from vexam.exams import schemas as exam_schemas
 from vexam.exams import service as exams
-from vexam.exams.models import FaceVerification, Recording, Subject, Submission
+from vexam.exams.models import ExamEvent, FaceVerification, Recording, Subject, Submission
 from vexam.exams.upload_checks import probe_video
 from vexam.identity import schemas as identity_schemas
 from vexam.identity import service as identity
@@ -362,7 +362,11 @@ def test_mock_then_formal_exam_record_review_submit(
         )
         assert duration is not None
     save_screenshot(phone, "take-review")
-    first = check_kept(submit(phone, 1), world["user_id"], (1.0, 4.0))
+    first_record = submit(phone, 1)
+    # MP4/H.264 where this browser records it, else WebM.
+    mp4 = phone.evaluate("MediaRecorder.isTypeSupported('video/mp4;codecs=avc1.42E01E,opus')")
+    assert first_record["type"].startswith("video/mp4" if mp4 else "video/webm"), first_record
+    first = check_kept(first_record, world["user_id"], (1.0, 4.0))
     expect(phone.get_by_test_id("receipt-sha")).to_have_text(hashlib.sha256(first).hexdigest())
     phone.get_by_test_id("receipt-back").click()
     expect(phone.get_by_test_id("subject-1")).to_have_attribute("data-state", "submitted")
@@ -544,6 +548,22 @@ def test_leaving_the_page_while_recording_applies_the_exams_policy(
     else:
         expect(error).to_contain_text("录制继续")
         expect(phone.get_by_test_id("rec-badge")).to_be_visible()
+        # Closing the page (pagehide) is reported too; here the recording goes on as well.
+        expect(phone.get_by_test_id("countdown")).to_have_attribute("data-seconds", "57")
+        phone.evaluate("() => window.dispatchEvent(new PageTransitionEvent('pagehide'))")
+        app = phone.get_by_test_id("take-app")
+        expect(app).to_have_attribute("data-events-reported", "2")
+        expect(phone.get_by_test_id("rec-badge")).to_be_visible()
+        events = rows(live_app, select(ExamEvent).order_by(ExamEvent.id))
+        mine = [
+            e
+            for e in events
+            if e.recording_id in {r.id for r in rows(live_app, recordings_of(world["exam_id"]))}
+        ]
+        assert [(e.kind, e.action, e.detail["via"]) for e in mine] == [
+            ("left_page", "flag", "visibilitychange"),
+            ("left_page", "flag", "pagehide"),
+        ]
         phone.get_by_test_id("record-stop").click()
         expect(phone.get_by_test_id("take-1")).to_be_visible(timeout=15_000)
         [recording] = rows(live_app, recordings_of(world["exam_id"]))
@@ -652,3 +672,28 @@ def test_exam_on_another_device_is_explained_and_handed_over(
     finally:
         first.close()
         second.close()
+
+
+def test_formal_exam_on_a_desktop_browser_is_refused_with_the_rule(
+    camera_browser: Browser, live_server: str, live_app: LiveApp, new_phone: Any
+) -> None:
+    """§2: the device check refuses a desktop browser for the formal exam and says why."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app, number, [{"name": "练习曲", "attempts": 2, "orientation": "landscape"}]
+    )
+    context = camera_browser.new_context(viewport=NARROW, locale="zh-CN")  # type: ignore[arg-type]
+    try:
+        page = context.new_page()
+        sign_in(page, live_server, number)
+        page.goto(f"{live_server}/exams/{world['exam_id']}/take?mode=formal")
+        expect(page.get_by_test_id("take-app")).to_have_attribute("data-ready", "true")
+        page.get_by_test_id("start-sitting").click()
+        page.get_by_test_id("verify-face").click()
+        error = page.get_by_test_id("take-error")
+        expect(error).to_have_attribute("data-code", "device_not_allowed", timeout=30_000)
+        expect(error).to_contain_text("手机")
+        expect(page.get_by_test_id("face-state")).not_to_have_text("尚未完成")
+        expect(page.get_by_test_id("open-subject-1")).to_be_disabled()
+    finally:
+        context.close()

@@ -706,6 +706,7 @@ function reportLeaving(via) {
 
 async function policyApplied(result, recording) {
   app.dataset.lastEvent = result.action;
+  app.dataset.eventsReported = String(Number(app.dataset.eventsReported || 0) + 1);
   if (result.action === "flag") {
     status(text("EventFlag"));
     show($("#take-error"), text("EventFlag"));
