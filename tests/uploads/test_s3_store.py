@@ -290,3 +290,17 @@ async def test_head_completes_an_upload_whose_completion_was_lost(
     assert leftovers(s3, bucket) == ([key], [])
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
+
+
+async def test_max_size_on_s3_is_what_its_parts_can_hold(app, client, inbox, new_phone, world):
+    """S3 takes at most 10,000 parts: Tus-Max-Size says the smaller of the configured maximum
+    and 10,000 × the part size, and a creation above it gets 413 upload_too_large."""
+    settings = app.state.settings.model_copy(update={"upload_max_bytes": 100 * 1024**3})
+    app.state.settings = settings  # more than 10,000 parts of 5 MiB hold
+    limit = uploads.MAX_PARTS * settings.upload_part_bytes
+    assert limit < settings.upload_max_bytes
+    sub = await submitted_with(app, client, inbox, new_phone, world, b"v" * 10)
+    found = await client.options("/api/v1/uploads", headers=sub.who)
+    assert found.headers["tus-max-size"] == str(limit)
+    too_big = await create_upload(client, sub, **{"Upload-Length": str(limit + 1)})
+    assert too_big.status_code == 413 and too_big.json()["code"] == "upload_too_large"

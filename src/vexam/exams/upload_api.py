@@ -56,7 +56,7 @@ def _discovery(request: Request) -> dict[str, str]:
     return {
         "Tus-Version": TUS_VERSION,
         "Tus-Extension": TUS_EXTENSIONS,
-        "Tus-Max-Size": str(request.app.state.settings.upload_max_bytes),
+        "Tus-Max-Size": str(uploads.max_size(request.app.state.settings)),
         "Tus-Checksum-Algorithm": "sha256",
     }
 

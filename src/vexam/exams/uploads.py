@@ -131,6 +131,15 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     return out
 
 
+def max_size(settings: Settings) -> int:
+    """The largest upload accepted (Tus-Max-Size): the configured maximum, and on S3 no more
+    than its 10,000 parts of `upload_part_bytes` hold."""
+    limit = settings.upload_max_bytes
+    if settings.effective_upload_store == "s3":
+        limit = min(limit, MAX_PARTS * settings.upload_part_bytes)
+    return limit
+
+
 @dataclass
 class Target:
     """The submission an upload is for, and when its upload period ends."""
@@ -158,9 +167,7 @@ async def create(
     `upload_expired`, `upload_length_mismatch`, `upload_already_complete`. An unfinished
     earlier upload of the same submission is replaced (its client lost its address).
     """
-    limit = ctx.settings.upload_max_bytes
-    if ctx.settings.effective_upload_store == "s3":  # S3 takes at most 10,000 parts
-        limit = min(limit, MAX_PARTS * ctx.settings.upload_part_bytes)
+    limit = max_size(ctx.settings)
     if length > limit:
         raise VexamError("upload_too_large", max_bytes=limit)
     raw_id = metadata.get("submission_id", "")
