@@ -26,7 +26,7 @@ from tests.browser.test_exam_pages import principal
 from tests.browser.test_identity_pages import camera_browser as camera_browser  # the fixture
 from tests.browser.test_identity_pages import engines as engines  # the fixture
 from tests.browser.test_identity_pages import only_left_turns
-from tests.browser.test_take_page import no_horizontal_scroll, recordings_of
+from tests.browser.test_take_page import no_horizontal_scroll, recordings_of, seconds_left_at_most
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
 from tests.helpers import PASSWORD, app_ctx
@@ -180,10 +180,9 @@ def record_and_submit(page: Page, position: int, orientation: str | None = None)
     if orientation:
         page.get_by_test_id(f"orientation-{orientation}").check()
         page.get_by_test_id("orientation-next").click()
-    countdown = page.get_by_test_id("countdown")
     page.get_by_test_id("record-start").click()
     expect(page.get_by_test_id("rec-badge")).to_be_visible()
-    expect(countdown).to_have_attribute("data-seconds", str(60 - RECORD_S), timeout=15_000)
+    seconds_left_at_most(page, 60 - RECORD_S)
     page.get_by_test_id("record-stop").click()
     expect(page.get_by_test_id("take-1")).to_be_visible(timeout=15_000)
     page.get_by_test_id("pick-1").check()
