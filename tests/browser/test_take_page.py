@@ -71,6 +71,7 @@ export async function keepRecording(account, record) {
 }
 """
 QUEUE_MODULE = "**/static/js/upload-queue.js*"
+MARKER = (0, 255, 0)
 CJK = re.compile(r"[\u3400-\u9fff]")
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
 # Latin words that are meant to stay in Chinese pages.
@@ -81,14 +82,16 @@ KEPT_LATIN = {"REC", "SHA"}
 def camera_browser(
     playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Browser]:
-    """Chromium whose camera films a candidate facing it and moving a little."""
+    """Chromium whose camera films a candidate facing it and moving a little, with a green
+    marker on the camera's left (to tell a mirrored picture from the camera's own)."""
     faces = IdentityEngines().faces()
-    frames = [
-        camera_image(
+    frames = []
+    for i in range(int(CAMERA_S * FPS)):
+        frame = camera_image(
             faces, "obama_1", face_width=200, centre=(320 + 6 * (i % 8), 250), size=(640, 480)
         )
-        for i in range(int(CAMERA_S * FPS))
-    ]
+        frame.paste(MARKER, (20, 200, 100, 280))
+        frames.append(frame)
     video = tmp_path_factory.mktemp("camera") / "facing.y4m"
     write_y4m(video, frames)
     browser = launch_with_camera(playwright, video)
@@ -286,6 +289,30 @@ def check_kept(record: dict[str, Any], account: int, seconds: tuple[float, float
     return data
 
 
+def marker_side(image: Image.Image) -> str:
+    """Which half of a picture holds the green marker: "left" or "right"."""
+    import numpy as np
+
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    marker = (green > 170) & (red < 110) & (blue < 110)
+    half = pixels.shape[1] // 2
+    left, right = int(marker[:, :half].sum()), int(marker[:, half:].sum())
+    assert max(left, right) > 50, (left, right)
+    return "left" if left > right else "right"
+
+
+def first_frame(data: bytes) -> Image.Image:
+    """The first decoded picture of a recording."""
+    import av
+
+    with av.open(BytesIO(data)) as container:
+        for frame in container.decode(video=0):
+            image: Image.Image = frame.to_image()
+            return image
+    raise AssertionError("no video frame")
+
+
 def probe(tmp_path: Path, data: bytes, name: str) -> dict[str, Any]:
     path = tmp_path / name
     path.write_bytes(data)
@@ -350,7 +377,10 @@ def test_mock_then_formal_exam_record_review_submit(
     phone.get_by_test_id("open-subject-1").click()
     # The preview is fixed sideways for this subject; the front camera's preview is mirrored.
     expect(phone.get_by_test_id("stage")).to_have_attribute("data-orientation", "landscape")
-    expect(phone.get_by_test_id("preview")).to_have_class(re.compile(r"\bmirrored\b"))
+    preview = phone.get_by_test_id("preview")
+    expect(preview).to_have_class(re.compile(r"\bmirrored\b"))
+    expect(preview).to_have_js_property("readyState", 4)
+    assert marker_side(Image.open(BytesIO(preview.screenshot()))) == "right"
     # The question can be hidden and shown again at any time, also while recording.
     phone.get_by_test_id("prompt-toggle").click()
     expect(phone.get_by_test_id("prompt-panel")).to_be_hidden()
@@ -379,6 +409,8 @@ def test_mock_then_formal_exam_record_review_submit(
     mp4 = phone.evaluate("MediaRecorder.isTypeSupported('video/mp4;codecs=avc1.42E01E,opus')")
     assert first_record["type"].startswith("video/mp4" if mp4 else "video/webm"), first_record
     first = check_kept(first_record, world["user_id"], (1.0, 4.0))
+    # The preview was mirrored; the recorded file is the camera's own picture.
+    assert marker_side(first_frame(first)) == "left"
     expect(phone.get_by_test_id("receipt-sha")).to_have_text(hashlib.sha256(first).hexdigest())
     phone.get_by_test_id("receipt-back").click()
     expect(phone.get_by_test_id("subject-1")).to_have_attribute("data-state", "submitted")
