@@ -148,10 +148,19 @@ def sign_in(page: Page, base: str, phone: str) -> None:
     page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
 
 
-def sign_out(page: Page, base: str) -> None:
+def sign_out(page: Page, base: str, *, waiting: int = 0) -> None:
+    """Sign out from the home page; with `waiting` recordings not uploaded, the first press
+    only warns (naming how many stay on the phone) and the second signs out."""
     page.goto(f"{base}/")
-    page.locator('form[action="/logout"] button').click()
-    page.wait_for_load_state()
+    button = page.locator('form[action="/logout"] button[type=submit]')
+    button.click()
+    if waiting:
+        warning = page.get_by_test_id("sign-out-warning")
+        expect(warning).to_be_visible()
+        expect(warning).to_contain_text(str(waiting))
+        expect(page.get_by_test_id("sign-out-uploads")).to_be_visible()
+        button.click()
+    page.wait_for_url(re.compile(r"/login"))
 
 
 def open_uploads(page: Page, base: str, chunk_kib: int | None = CHUNK_KIB) -> None:
@@ -412,7 +421,7 @@ def test_other_accounts_recording_is_named_and_kept_then_english(
     expect(page.get_by_test_id(f"upload-{submission_id}")).to_have_attribute(
         "data-state", "uploading"
     )
-    sign_out(page, live_server)
+    sign_out(page, live_server, waiting=1)
 
     other_phone, _ = existing_account
     sign_in(page, live_server, other_phone)

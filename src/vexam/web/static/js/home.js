@@ -3,8 +3,9 @@
 // payment or an upload shows up without reloading. Texts come from the page (zh/en).
 // "Now" is the server's clock (the Date header), never the phone's.
 
-import { Problem } from "./api.js";
+import { Problem, show } from "./api.js";
 import { RESULT_KEY } from "./device-check.js";
+import { summary } from "./upload-queue.js";
 
 const app = document.getElementById("home-app");
 const POLL_MS = 5000;
@@ -233,6 +234,29 @@ async function poll() {
   if (document.visibilityState !== "hidden") await refresh();
   setTimeout(poll, POLL_MS);
 }
+
+// Signing out (to let another account in) never deletes this account's recordings, but the
+// candidate must know that they wait on this phone: the first press warns, the second signs out.
+const signOut = document.getElementById("sign-out");
+signOut?.addEventListener("submit", async (event) => {
+  if (signOut.dataset.warned) return;
+  event.preventDefault();
+  let waiting = 0;
+  try {
+    waiting = (await summary(signOut.dataset.account)).unfinished;
+  } catch {
+    // No IndexedDB here: nothing can be waiting on this phone.
+  }
+  signOut.dataset.warned = "1";
+  if (!waiting) {
+    signOut.submit();
+    return;
+  }
+  show(signOut.querySelector('[data-testid="sign-out-warning"]'),
+    fill(signOut.dataset.textUnfinished || "", { count: waiting }));
+  signOut.querySelector('[data-testid="sign-out-uploads"]').hidden = false;
+  signOut.querySelector('button[type="submit"]').textContent = signOut.dataset.textAnyway || "";
+});
 
 if (app) {
   refresh().then(() => setTimeout(poll, POLL_MS));
