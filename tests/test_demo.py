@@ -14,6 +14,7 @@ from vexam.core.db import Database
 from vexam.demo import (
     CERTIFIED_ALREADY,
     DEMO_EXAM,
+    DEMO_OPEN_EXAM,
     DEMO_PEOPLE,
     SAMPLE_ROSTER,
     demo_settings,
@@ -26,20 +27,21 @@ from vexam.migrate import upgrade
 from vexam.schools.models import RosterRow
 
 
-async def counts(settings: Settings) -> tuple[int, int, list[str], Exam]:
+async def counts(settings: Settings) -> tuple[int, int, list[str], dict[str, Exam]]:
     db = Database(settings.effective_database_url)
     try:
         async with db.unit_of_work() as session:
             exams = list((await session.execute(select(Exam))).scalars())
             rows = await session.scalar(select(func.count()).select_from(RosterRow))
             statuses = list((await session.execute(select(Identity.status))).scalars())
-            return len(exams), int(rows or 0), statuses, exams[0]
+            return len(exams), int(rows or 0), statuses, {exam.code: exam for exam in exams}
     finally:
         await db.dispose()
 
 
 async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
-    """Seeding again adds nothing; once the window has passed it moves to the coming week."""
+    """Seeding again adds nothing; a passed window moves forward: the piano exam's to the
+    coming week, the vocal exam's to open now."""
     settings = demo_settings(tmp_path / "data")
     settings.data_dir.mkdir(parents=True)
     db = Database(settings.effective_database_url)
@@ -48,17 +50,22 @@ async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
     clock = FrozenClock()
     await seed(settings, clock)
     await seed(settings, clock)
-    exams, rows, statuses, exam = await counts(settings)
-    assert (exams, rows, statuses) == (1, len(DEMO_PEOPLE), ["certified"])
-    assert exam.code == DEMO_EXAM and exam.published and exam.fee_cents == 18000
+    exams, rows, statuses, by_code = await counts(settings)
+    assert (exams, rows, statuses) == (2, 2 * len(DEMO_PEOPLE), ["certified"])
+    exam, open_now = by_code[DEMO_EXAM], by_code[DEMO_OPEN_EXAM]
+    assert exam.published and exam.fee_cents == 18000
     assert exam.formal_starts_at > clock.now()
+    assert open_now.published and open_now.fee_cents == 0
+    assert open_now.formal_starts_at <= clock.now() < open_now.formal_ends_at
     assert CERTIFIED_ALREADY in DEMO_PEOPLE
 
     clock.advance(timedelta(days=30))
     await seed(settings, clock)
     exams, rows, _, moved = await counts(settings)
-    assert (exams, rows) == (1, len(DEMO_PEOPLE))
-    assert moved.formal_starts_at > clock.now()
+    assert (exams, rows) == (2, 2 * len(DEMO_PEOPLE))
+    assert moved[DEMO_EXAM].formal_starts_at > clock.now()
+    assert moved[DEMO_OPEN_EXAM].formal_starts_at <= clock.now()
+    assert clock.now() < moved[DEMO_OPEN_EXAM].formal_ends_at
 
     sheet = load_workbook(tmp_path / "data" / SAMPLE_ROSTER).active
     assert sheet is not None

@@ -1,8 +1,9 @@
 """The demo's data: a school, one account per role, a published exam with its roster.
 
 Everything is made through the same services the API uses, so the audit log shows it. Safe
-to run again: what exists is kept, and the demo exam's window moves to the coming week when
-it has passed, so the demo always has an exam open for applications.
+to run again: what exists is kept, and a demo exam whose window has passed moves forward, so
+the demo always has an exam open for applications (its formal window next week) and one
+whose formal window is open now.
 
 The demo candidate `13900000005` certifies at /identity by typing the first person of
 `DEMO_PEOPLE` (no photo: the support agent approves the manual review at /support/reviews).
@@ -14,11 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw
@@ -29,9 +31,13 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
 from vexam.identity.idnumbers import check_character
 
+if TYPE_CHECKING:
+    from vexam.exams.schemas import ExamIn
+
 DEMO_PASSWORD = "vexam-demo-2026"  # noqa: S105 - printed for people trying the demo
 DEMO_SCHOOL = "demo-academy"
 DEMO_EXAM = "piano-demo"
+DEMO_OPEN_EXAM = "vocal-open-demo"
 DEMO_ACCOUNTS = [
     ("13900000001", Role.operator, "平台管理员 Operator"),
     ("13900000002", Role.school_admin, "院校管理员 School admin"),
@@ -131,6 +137,15 @@ def demo_window(now: datetime, timezone: str) -> tuple[datetime, datetime]:
     return starts, ends
 
 
+def open_window(now: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """A formal window open now: from 00:00 today to 23:59 in 7 days (the school's zone)."""
+    local = now.astimezone(ZoneInfo(timezone)).date()
+    zone = ZoneInfo(timezone)
+    starts = datetime.combine(local, time(0, 0), zone)
+    ends = datetime.combine(local + timedelta(days=7), time(23, 59), zone)
+    return starts, ends
+
+
 @asynccontextmanager
 async def _ctx(
     db: Database, settings: Settings, clock: Clock, actor: Principal | None = None
@@ -151,13 +166,14 @@ async def _ctx(
 
 
 async def seed(settings: Settings, clock: Clock | None = None) -> None:
-    """Create what the demo needs (once) and keep the demo exam open."""
+    """Create what the demo needs (once) and keep the demo exams open."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     clock = clock or SystemClock()
     try:
         users = await _accounts(db, settings, clock)
-        await _exam(db, settings, clock)
+        for code in DEMO_EXAMS:
+            await _exam(db, settings, clock, code)
         await _certify(db, settings, clock, users)
     finally:
         await db.dispose()
@@ -200,42 +216,92 @@ async def _accounts(db: Database, settings: Settings, clock: Clock) -> dict[str,
     return out
 
 
-async def _exam(db: Database, settings: Settings, clock: Clock) -> int:
+def _piano(starts: datetime, ends: datetime) -> ExamIn:
     from vexam.exams import schemas
+
+    return schemas.ExamIn(
+        code=DEMO_EXAM,
+        name="钢琴演奏（示范）",
+        name_en="Piano performance (demo)",
+        season=str(ends.year + (1 if ends.month >= 9 else 0)),
+        formal_starts_at=starts,
+        formal_ends_at=ends,
+        fee_cents=18000,
+        mock_limit=None,
+        published=True,
+        subjects=[
+            schemas.SubjectIn(name="练习曲", name_en="Étude", attempts=2, max_seconds=300),
+            schemas.SubjectIn(
+                name="自选乐曲",
+                name_en="Piece of your choice",
+                attempts=3,
+                max_seconds=600,
+                prompt="请完整演奏一首自选乐曲，演奏前报出曲名。",
+                face_check_seconds=30,
+            ),
+        ],
+    )
+
+
+def _vocal(starts: datetime, ends: datetime) -> ExamIn:
+    from vexam.exams import schemas
+
+    return schemas.ExamIn(
+        code=DEMO_OPEN_EXAM,
+        name="声乐（示范，正在考试）",
+        name_en="Vocal performance (demo, open now)",
+        season=str(ends.year + (1 if ends.month >= 9 else 0)),
+        formal_starts_at=starts,
+        formal_ends_at=ends,
+        fee_cents=0,
+        mock_limit=None,
+        published=True,
+        subjects=[
+            schemas.SubjectIn(
+                name="视唱",
+                name_en="Sight-singing",
+                attempts=3,
+                max_seconds=60,
+                prompt="请先报出考生编号的后四位，再演唱一段音阶。",
+                face_check_seconds=20,
+            ),
+            schemas.SubjectIn(
+                name="自选歌曲",
+                name_en="Song of your choice",
+                attempts=3,
+                max_seconds=90,
+                prompt="请演唱一首自选歌曲的第一段。",
+                face_check_seconds=20,
+            ),
+        ],
+    )
+
+
+# The demo's exams: code → (window, body). The first opens for applications and the mock
+# exam with its formal window next week; the second's formal window is open now, so the
+# whole candidate journey (record, submit, upload, verified) can be tried at once.
+Window = Callable[[datetime, str], tuple[datetime, datetime]]
+DEMO_EXAMS: dict[str, tuple[Window, Callable[[datetime, datetime], ExamIn]]] = {
+    DEMO_EXAM: (demo_window, _piano),
+    DEMO_OPEN_EXAM: (open_window, _vocal),
+}
+
+
+async def _exam(db: Database, settings: Settings, clock: Clock, code: str) -> int:
     from vexam.exams import service as exams
     from vexam.schools import roster
     from vexam.schools import service as schools
 
+    window, make_body = DEMO_EXAMS[code]
     async with _ctx(db, settings, clock, CONSOLE) as ctx:
         school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
         assert school is not None
-        found = [e for e in await exams.list_exams(ctx, CONSOLE, school.id) if e.code == DEMO_EXAM]
-        starts, ends = demo_window(ctx.now(), school.timezone)
+        found = [e for e in await exams.list_exams(ctx, CONSOLE, school.id) if e.code == code]
+        starts, ends = window(ctx.now(), school.timezone)
         if found and found[0].formal_ends_at > ctx.now():
             return found[0].id
-        body = schemas.ExamIn(
-            code=DEMO_EXAM,
-            name="钢琴演奏（示范）",
-            name_en="Piano performance (demo)",
-            season=str(ends.year + (1 if ends.month >= 9 else 0)),
-            formal_starts_at=starts,
-            formal_ends_at=ends,
-            fee_cents=18000,
-            mock_limit=None,
-            published=True,
-            subjects=[
-                schemas.SubjectIn(name="练习曲", name_en="Étude", attempts=2, max_seconds=300),
-                schemas.SubjectIn(
-                    name="自选乐曲",
-                    name_en="Piece of your choice",
-                    attempts=3,
-                    max_seconds=600,
-                    prompt="请完整演奏一首自选乐曲，演奏前报出曲名。",
-                    face_check_seconds=30,
-                ),
-            ],
-        )
-        if found:  # the window has passed: the demo exam moves to the coming week
+        body = make_body(starts, ends)
+        if found:  # the window has passed: the demo exam moves forward
             exam_id = found[0].id
             await exams.update_exam(ctx, CONSOLE, exam_id, body)
             return exam_id
