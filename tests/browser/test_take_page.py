@@ -58,8 +58,10 @@ PIXEL_UA = (
 )
 NARROW = {"width": 360, "height": 740}
 CAMERA_S = 4.0
-# Stands in for /static/js/upload-queue.js: keeps what the page hands over, bytes included.
+# Stands in for /static/js/upload-queue.js: keeps what the page hands over, bytes included;
+# everything else (what other pages import) is the real module's.
 QUEUE_STUB = """
+export * from "/static/js/upload-queue.js?real=1";
 export async function keepRecording(account, record) {
   const bytes = new Uint8Array(await record.blob.arrayBuffer());
   let binary = "";
@@ -117,17 +119,25 @@ def android_context(browser: Browser, locale: str = "zh-CN") -> BrowserContext:
 
 @pytest.fixture
 def phone(camera_browser: Browser) -> Iterator[Page]:
+    """The candidate's phone; the page's script must raise nothing it does not catch (an
+    orientation lock the browser refuses included)."""
     context = android_context(camera_browser)
+    errors: list[str] = []
     try:
         page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.route(QUEUE_MODULE, stub_queue)
         yield page
     finally:
         context.close()
+    assert not errors, errors
 
 
 def stub_queue(route: Route) -> None:
-    route.fulfill(status=200, content_type="text/javascript", body=QUEUE_STUB)
+    if "real=1" in route.request.url:
+        route.continue_()
+    else:
+        route.fulfill(status=200, content_type="text/javascript", body=QUEUE_STUB)
 
 
 # ------------------------------------------------------------------ the world

@@ -115,18 +115,31 @@ function stopCamera() {
 /** The camera and microphone, facing `facing`; reopened only when the wish changes. */
 async function camera(facing, orientation = "") {
   const key = `${facing}:${orientation}`;
+  // One opening at a time: two at once would leave one stream running and record the other.
+  if (state.opening && state.openingKey === key) return state.opening;
+  if (state.opening) await state.opening.catch(() => {});
   const live = state.stream && state.stream.getTracks().every((track) => track.readyState === "live");
   if (live && state.streamKey === key) return state.stream;
   stopCamera();
   const [width, height] = orientation === "portrait" ? [720, 1280] : [1280, 720];
-  state.stream = await navigator.mediaDevices.getUserMedia({
-    // A plain preference: `exact` fails on phones (and test cameras) that cannot say.
-    video: { facingMode: facing, width: { ideal: width }, height: { ideal: height } },
-    // Music and speech are judged: the phone must not "clean" the sound.
-    audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  });
-  state.streamKey = key;
-  return state.stream;
+  state.openingKey = key;
+  state.opening = navigator.mediaDevices
+    .getUserMedia({
+      // A plain preference: `exact` fails on phones (and test cameras) that cannot say.
+      video: { facingMode: facing, width: { ideal: width }, height: { ideal: height } },
+      // Music and speech are judged: the phone must not "clean" the sound.
+      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    })
+    .then((stream) => {
+      state.stream = stream;
+      state.streamKey = key;
+      return stream;
+    })
+    .finally(() => {
+      state.opening = null;
+      state.openingKey = "";
+    });
+  return state.opening;
 }
 
 async function attach(video, stream, facing) {
@@ -459,12 +472,16 @@ async function readyCamera(orientation) {
   applyOrientation(orientation);
   renderRecordView();
   const facing = facingOf(state.subject);
+  const start = $("#record-start");
+  start.disabled = true;
   try {
     const stream = await camera(facing, orientation);
     await attach($("#preview"), stream, facing);
     if (!state.recorder) status(text("ReadyToRecord"));
   } catch {
     fail(text("CameraDenied"));
+  } finally {
+    start.disabled = false;
   }
 }
 
