@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     upload_part_bytes: int = Field(5 * 1024**2, ge=5 * 1024**2)  # S3 part size (S3 minimum 5 MiB)
     upload_lease_seconds: float = Field(120.0, gt=0)  # a PATCH's hold on an upload (S3 store)
 
+    # Media checks after verification (SPEC §6) and playback links (SPEC §8).
+    media_sample_seconds: float = Field(1.0, ge=0.2, le=10)  # face audit: one frame per this
+    media_embed_seconds: float = Field(3.0, ge=0)  # a face staying in place is re-compared after
+    media_transcode: bool = True  # an H.264/AAC MP4 copy of recordings not playable everywhere
+    media_max_attempts: int = Field(3, ge=1, le=10)  # media job runs before it is marked failed
+    media_link_seconds: int = Field(600, ge=30, le=24 * 3600)  # lifetime of a playback link
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

@@ -32,6 +32,7 @@ from vexam.core.web import Templates
 from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
 from vexam.exams import pages as exams_pages
+from vexam.exams import playback_api as exams_playback_api
 from vexam.exams import sitting_api as exams_sitting_api
 from vexam.exams import sitting_pages as exams_sitting_pages
 from vexam.exams import upload_api as exams_upload_api
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(schools_pages.router)
     app.include_router(exams_sitting_pages.router)
     app.include_router(exams_upload_pages.router)
+    app.include_router(exams_playback_api.router)
     app.include_router(support_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 

@@ -348,6 +348,20 @@ CATALOGUE: dict[str, ErrorSpec] = {
             "it was not accepted."
         ),
     ),
+    # §6/§8 media playback
+    "media_link_invalid": ErrorSpec(
+        403,
+        N_("This video link is not valid for your account. Open the video again from its page."),
+    ),
+    "media_link_expired": ErrorSpec(
+        410, N_("This video link has expired. Open the video again from its page for a new link.")
+    ),
+    "media_not_ready": ErrorSpec(
+        409, N_("This video is still being processed. Try again in a few minutes.")
+    ),
+    "media_range_invalid": ErrorSpec(
+        416, N_("The requested byte range is outside the video, which is {size} bytes long.")
+    ),
 }
 
 

@@ -322,6 +322,14 @@ class SubmissionReceipt(BaseModel):
     upload_media: dict[str, Any] | None = Field(
         default=None, description="what the media check found (container, codecs, duration)"
     )
+    media_state: Literal["pending", "running", "done", "failed"] | None = Field(
+        default=None,
+        description="the media jobs after verification (poster, face audit, playback copy)",
+    )
+    media_flags: int | None = Field(
+        default=None, description="face audit flags for the reviewers (never a failure)"
+    )
+    poster_available: bool = Field(default=False, description="a poster frame was extracted")
 
 
 class SubjectStatus(BaseModel):

@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from vexam.core.context import Ctx, Principal
-from vexam.exams import schemas, service, sittings, uploads
+from vexam.exams import media_jobs, schemas, service, sittings, uploads
 from vexam.exams.models import ExamEvent, Recording, Sitting, SubjectProgress, Submission
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
@@ -55,11 +55,16 @@ def receipt(
     submission: Submission, progress: uploads.Progress | None = None
 ) -> schemas.SubmissionReceipt:
     """The receipt of a submission, with its upload's progress and checks when known."""
+    media = progress.media if progress else {}
+    media_state, media_flags, poster = media_jobs.summary(media)
     return schemas.SubmissionReceipt(
         upload_id=progress.upload_id if progress else None,
         upload_offset=progress.offset if progress else 0,
         upload_error=_UPLOAD_ERRORS.get(submission.upload_state),
-        upload_media=progress.media if progress and progress.media else None,
+        upload_media=media_jobs.probe_part(media) or None,
+        media_state=media_state,
+        media_flags=media_flags,
+        poster_available=poster,
         submission_id=submission.id,
         sitting_id=submission.sitting_id,
         subject_id=submission.subject_id,
