@@ -569,13 +569,13 @@ HIDE_PAGE = """() => {
 }"""
 
 
-@pytest.mark.parametrize("policy", ["void_attempt", "flag"])
+@pytest.mark.parametrize("policy", ["void_attempt", "fail_exam", "flag"])
 def test_leaving_the_page_while_recording_applies_the_exams_policy(
     phone: Page, live_server: str, live_app: LiveApp, new_phone: Any, policy: str
 ) -> None:
     """§5: leaving the page during a recording is reported; by default the recording is
-    void and its attempt used; where the school chose "flag, do not burn" it goes on, flagged.
-    The page says which, in words."""
+    void and its attempt used; a school may fail the exam instead, or "flag, do not burn":
+    the recording goes on, flagged. The page says which, in words."""
     number = new_phone()
     world = enrolled_candidate(
         live_app,
@@ -599,6 +599,16 @@ def test_leaving_the_page_while_recording_applies_the_exams_policy(
         save_screenshot(phone, "take-interrupted")
         [recording] = rows(live_app, recordings_of(world["exam_id"]))
         assert recording.state == "voided" and recording.void_reason == "event:left_page"
+    elif policy == "fail_exam":
+        expect(error).to_contain_text("你的考试已结束")
+        expect(phone.get_by_test_id("take-app")).to_have_attribute("data-failed", "true")
+        expect(phone.get_by_test_id("rec-badge")).to_be_hidden()
+        expect(phone.get_by_test_id("record-start")).to_be_hidden()
+        phone.get_by_test_id("back-to-list").click()
+        expect(phone.get_by_test_id("take-status")).to_contain_text("你的考试已结束")
+        expect(phone.get_by_test_id("open-subject-1")).to_be_hidden()
+        [recording] = rows(live_app, recordings_of(world["exam_id"]))
+        assert recording.state == "voided"
     else:
         expect(error).to_contain_text("录制继续")
         expect(phone.get_by_test_id("rec-badge")).to_be_visible()
