@@ -542,12 +542,13 @@ async function startRecording() {
     const orientation = orientationOf(subject);
     const stream = await camera(facingOf(subject), orientation);
     await attach($("#preview"), stream, facingOf(subject));
+    // Made before the attempt is used: a recorder this phone cannot make costs no attempt.
+    const recorder = new MediaRecorder(stream, type ? { mimeType: type, videoBitsPerSecond: VIDEO_BITS } : { videoBitsPerSecond: VIDEO_BITS });
     const recording = await api(
       "POST",
       `/api/v1/sittings/${state.sitting.id}/subjects/${subject.subject_id}/recordings`,
       subject.orientation === "choice" ? { orientation } : {},
     );
-    const recorder = new MediaRecorder(stream, type ? { mimeType: type, videoBitsPerSecond: VIDEO_BITS } : { videoBitsPerSecond: VIDEO_BITS });
     state.recording = recording;
     state.recorder = recorder;
     const chunks = [];
