@@ -46,6 +46,8 @@ from vexam.identity import pages as identity_pages
 from vexam.identity import support_api as identity_support_api
 from vexam.identity.engines import IdentityEngines
 from vexam.identity.registers import register_from_settings
+from vexam.review import api as review_api
+from vexam.review import pages as review_pages
 from vexam.schools import api as schools_api
 from vexam.schools import pages as schools_pages
 from vexam.schools import school_api
@@ -59,6 +61,7 @@ TEMPLATE_DIRS = [
     PACKAGE_DIR / "exams" / "templates",
     PACKAGE_DIR / "schools" / "templates",
     PACKAGE_DIR / "support" / "templates",
+    PACKAGE_DIR / "review" / "templates",
 ]
 
 
@@ -175,6 +178,8 @@ def create_app(
     app.include_router(exams_upload_pages.router)
     app.include_router(exams_playback_api.router)
     app.include_router(support_pages.router)
+    app.include_router(review_api.router)
+    app.include_router(review_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
     # Added innermost first: metrics must see the scope the router fills in; the PATCH

@@ -1,0 +1,1 @@
+"""Blind review (SPEC §6): assignments, scoring by rubric, aggregation, escalation, exports."""
