@@ -761,3 +761,38 @@ def test_formal_exam_on_a_desktop_browser_is_refused_with_the_rule(
         expect(page.get_by_test_id("open-subject-1")).to_be_disabled()
     finally:
         context.close()
+
+
+def test_lost_answer_to_stop_keeps_the_take(
+    phone: Page, live_server: str, live_app: LiveApp, new_phone: Any
+) -> None:
+    """§5: the stop reaches the server but its answer is lost on the way back; the page asks
+    again, learns the recording is complete, and keeps the take."""
+    number = new_phone()
+    world = enrolled_candidate(
+        live_app,
+        number,
+        [{"name": "练习曲", "attempts": 2, "max_seconds": 60, "orientation": "landscape"}],
+    )
+    lost: list[str] = []
+
+    def lose_first_answer(route: Route) -> None:
+        if lost:
+            route.continue_()
+            return
+        route.fetch()  # the server completes the recording …
+        lost.append(route.request.url)
+        route.abort("connectionreset")  # … and the phone never hears of it
+
+    sign_in(phone, live_server, number)
+    open_exam(phone, live_server, world["exam_id"], "formal")
+    phone.route("**/api/v1/recordings/*/complete", lose_first_answer)
+    phone.get_by_test_id("open-subject-1").click()
+    record(phone, 1, attempt=1)
+    assert len(lost) == 1
+    expect(phone.get_by_test_id("take-1").locator("video")).to_have_attribute(
+        "src", re.compile(r"^blob:")
+    )
+    expect(phone.get_by_test_id("take-error")).to_be_hidden()
+    [recording] = rows(live_app, recordings_of(world["exam_id"]))
+    assert recording.state == "completed"

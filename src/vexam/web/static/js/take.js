@@ -30,6 +30,8 @@ const VIDEO_BITS = 2_500_000;
 const TIMESLICE_MS = 1000;
 const TICK_MS = 200;
 const FIRST_FACE_CHECK_MS = 1500;
+const COMPLETE_TRIES = 6;
+const COMPLETE_RETRY_MS = 3000;
 const FRAME_MAX_SIDE = 640;
 // Spoken countdown marks (seconds left): the visible countdown is not a live region.
 const ANNOUNCE_AT = new Set([60, 30, 10]);
@@ -92,7 +94,9 @@ function status(message) {
 }
 
 function fail(error) {
-  const message = error instanceof Problem || error instanceof Error ? error.message : String(error);
+  let message = error instanceof Problem || error instanceof Error ? error.message : String(error);
+  // fetch() rejects with a TypeError when no answer came: say so in the reader's language.
+  if (error instanceof TypeError) message = text("Network");
   const box = $("#take-error");
   show(box, message);
   box.dataset.code = error instanceof Problem ? error.code : "";
@@ -445,7 +449,7 @@ async function openSubject(subject) {
   renderRecordView();
   $("#record-title").focus();
   const orientation = orientationOf(subject);
-  if (orientation) await readyCamera(orientation);
+  if (orientation && subject.attempts_left > 0) await readyCamera(orientation);
 }
 
 function renderRecordView() {
@@ -459,7 +463,7 @@ function renderRecordView() {
   $("#orientation-form").hidden = Boolean(orientation) || subject.attempts_left === 0;
   $("#orientation-fixed").hidden = !orientation;
   if (orientation) $("#orientation-fixed").textContent = text(`Orientation${pascal(orientation)}`);
-  $("#recorder").hidden = !orientation;
+  $("#recorder").hidden = !orientation || (subject.attempts_left === 0 && !recording);
   $("#record-start").hidden = recording || subject.attempts_left === 0 || state.sitting.state === "failed";
   $("#record-stop").hidden = !recording;
   $("#switch-camera").hidden = recording || subject.camera !== "either";
@@ -639,7 +643,7 @@ function stopRecording(atLimit = false) {
       // Kept on the phone before the server hears of it: a crash now loses nothing.
       await keepTake(take).catch(() => {});
       state.takes.set(recording.id, take);
-      await api("POST", `/api/v1/recordings/${recording.id}/complete`, { duration_seconds: duration });
+      await completeSoon(recording.id, duration);
       state.chosen = recording.id;
       const kept = text("TakeKept", { n: recording.attempt });
       await refresh();
@@ -655,6 +659,25 @@ function stopRecording(atLimit = false) {
     }
   })();
   return state.stopping;
+}
+
+/** Tell the server the recording stopped; a lost answer is asked again for a while (the
+ * server accepts the stop up to 30 s after the limit). */
+async function completeSoon(recordingId, duration) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await api("POST", `/api/v1/recordings/${recordingId}/complete`, { duration_seconds: duration });
+    } catch (error) {
+      if (attempt > 1 && error instanceof Problem && error.code === "recording_not_open") {
+        // The earlier call reached the server after all: its answer was what got lost.
+        const sitting = await api("GET", `/api/v1/sittings/${state.sitting.id}`);
+        const done = sitting.subjects.flatMap((s) => s.recordings).find((r) => r.id === recordingId);
+        if (done && done.state === "completed") return done;
+      }
+      if (!(error instanceof TypeError) || attempt >= COMPLETE_TRIES) throw error;
+      await sleep(COMPLETE_RETRY_MS);
+    }
+  }
 }
 
 /** End a recording the server voided: nothing of it is kept. */
