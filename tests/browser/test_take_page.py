@@ -391,6 +391,13 @@ def test_mock_then_formal_exam_record_review_submit(
     expect(preview).to_have_class(re.compile(r"\bmirrored\b"))
     expect(preview).to_have_js_property("readyState", 4)
     assert marker_side(Image.open(BytesIO(preview.screenshot()))) == "right"
+    # Turned sideways, the page still fits the screen and the stage fills its height.
+    phone.set_viewport_size({"width": NARROW["height"], "height": NARROW["width"]})
+    no_horizontal_scroll(phone)
+    box = preview.bounding_box()
+    assert box is not None and box["height"] <= NARROW["width"], box
+    save_screenshot(phone, "take-landscape")
+    phone.set_viewport_size(NARROW)  # type: ignore[arg-type]
     # The question can be hidden and shown again at any time, also while recording.
     phone.get_by_test_id("prompt-toggle").click()
     expect(phone.get_by_test_id("prompt-panel")).to_be_hidden()

@@ -442,6 +442,7 @@ async function openSubject(subject) {
   $("#step-checks").hidden = true;
   clearReceipt();
   $("#step-record").hidden = false;
+  app.dataset.view = "record";
   $("#record-title").textContent = subjectName(subject);
   $("#prompt-text").textContent = subject.prompt || text("NoPrompt");
   setPrompt(true);
@@ -482,6 +483,8 @@ async function readyCamera(orientation) {
     const stream = await camera(facing, orientation);
     await attach($("#preview"), stream, facing);
     if (!state.recorder) status(text("ReadyToRecord"));
+    // The camera and its buttons in view, whichever way the phone is held.
+    $("#recorder").scrollIntoView({ block: "nearest" });
   } catch {
     fail(text("CameraDenied"));
   } finally {
@@ -494,6 +497,7 @@ function closeSubject() {
   state.subject = null;
   unlockOrientation();
   $("#step-record").hidden = true;
+  app.dataset.view = "list";
   clearReceipt();
   $("#step-subjects").hidden = false;
   refresh();
@@ -913,6 +917,7 @@ async function showReceipt(subject, receipt, take) {
   $("#step-record").hidden = true;
   $("#step-subjects").hidden = true;
   $("#step-receipt").hidden = false;
+  app.dataset.view = "receipt";
   $("#receipt-subject").textContent = subjectName(subject);
   $("#receipt-number").textContent = `#${receipt.submission_id}`;
   $("#receipt-time").textContent = when(receipt.submitted_at);
