@@ -6,6 +6,7 @@
 // Texts come from the page (zh/en); refusals show the server's own localised `detail`.
 
 import { api, csrf, Problem, show } from "./api.js";
+import { attach, bestType, deviceInfo, frameOf, freeBytes, openCamera, sha256Hex } from "./take-media.js";
 import { dropTakes, keepTake, takesOf } from "./take-store.js";
 
 const app = document.getElementById("take-app");
@@ -15,32 +16,18 @@ const mode = app.dataset.mode;
 const account = app.dataset.account;
 const english = app.dataset.locale === "en";
 
-// Best first: MP4/H.264 plays everywhere reviewers watch; WebM where MP4 cannot be recorded.
-const TYPES = [
-  "video/mp4;codecs=avc1.42E01E,opus",
-  "video/mp4;codecs=avc1,opus",
-  "video/mp4;codecs=avc1.42E01E,mp4a.40.2",
-  "video/mp4;codecs=avc1",
-  "video/mp4",
-  "video/webm;codecs=vp9,opus",
-  "video/webm;codecs=vp8,opus",
-  "video/webm",
-];
 const VIDEO_BITS = 2_500_000;
 const TIMESLICE_MS = 1000;
 const TICK_MS = 200;
 const FIRST_FACE_CHECK_MS = 1500;
 const COMPLETE_TRIES = 6;
 const COMPLETE_RETRY_MS = 3000;
-const FRAME_MAX_SIDE = 640;
 // Spoken countdown marks (seconds left): the visible countdown is not a live region.
 const ANNOUNCE_AT = new Set([60, 30, 10]);
 
 const state = {
   sitting: null,
   subject: null, // the subject open in the recording view (from the sitting status)
-  stream: null,
-  streamKey: "",
   orientation: {}, // subject id → the orientation chosen and fixed on this page
   facing: {}, // subject id → the camera chosen where the subject allows either
   recorder: null,
@@ -109,61 +96,6 @@ function clearError() {
 }
 
 // ------------------------------------------------------------------ camera
-
-function stopCamera() {
-  if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
-  state.stream = null;
-  state.streamKey = "";
-}
-
-/** The camera and microphone, facing `facing`; reopened only when the wish changes. */
-async function camera(facing, orientation = "") {
-  const key = `${facing}:${orientation}`;
-  // One opening at a time: two at once would leave one stream running and record the other.
-  if (state.opening && state.openingKey === key) return state.opening;
-  if (state.opening) await state.opening.catch(() => {});
-  const live = state.stream && state.stream.getTracks().every((track) => track.readyState === "live");
-  if (live && state.streamKey === key) return state.stream;
-  stopCamera();
-  const [width, height] = orientation === "portrait" ? [720, 1280] : [1280, 720];
-  state.openingKey = key;
-  state.opening = navigator.mediaDevices
-    .getUserMedia({
-      // A plain preference: `exact` fails on phones (and test cameras) that cannot say.
-      video: { facingMode: facing, width: { ideal: width }, height: { ideal: height } },
-      // Music and speech are judged: the phone must not "clean" the sound.
-      audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-    })
-    .then((stream) => {
-      state.stream = stream;
-      state.streamKey = key;
-      return stream;
-    })
-    .finally(() => {
-      state.opening = null;
-      state.openingKey = "";
-    });
-  return state.opening;
-}
-
-async function attach(video, stream, facing) {
-  const settings = stream.getVideoTracks()[0]?.getSettings?.() || {};
-  // The preview of the front camera is mirrored for comfort (CSS only): the recorded stream
-  // and the check frames are the camera's own image, never mirrored.
-  video.classList.toggle("mirrored", (settings.facingMode || facing) === "user");
-  if (video.srcObject !== stream) video.srcObject = stream;
-  await video.play().catch(() => {});
-  for (let i = 0; i < 100 && !video.videoWidth; i += 1) await sleep(50);
-}
-
-function frameOf(video) {
-  const scale = Math.min(1, FRAME_MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.round(video.videoWidth * scale);
-  canvas.height = Math.round(video.videoHeight * scale);
-  canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
-}
 
 function frameForm(frame) {
   const body = new FormData();
@@ -259,7 +191,7 @@ async function render(sitting) {
 async function previewForChecks() {
   // The candidate sees themselves before pressing the button; a refusal is said then.
   try {
-    await attach($("#face-preview"), await camera("user"), "user");
+    await attach($("#face-preview"), await openCamera("user"), "user");
   } catch {
     // said by runChecks when the candidate asks for the checks
   }
@@ -310,36 +242,6 @@ function renderSubjects(sitting) {
 
 // ------------------------------------------------------------------ checks before recording
 
-function deviceInfo() {
-  const ua = navigator.userAgent;
-  let osName = "other";
-  let osVersion = "0";
-  let found;
-  if ((found = ua.match(/HarmonyOS[ /]?(\d+(?:\.\d+)*)/i))) [osName, osVersion] = ["harmonyos", found[1]];
-  else if ((found = ua.match(/Android (\d+(?:\.\d+)*)/))) [osName, osVersion] = ["android", found[1]];
-  else if ((found = ua.match(/(?:iPhone|CPU) OS (\d+(?:_\d+)*)/))) [osName, osVersion] = ["ios", found[1].replaceAll("_", ".")];
-  else if (/Windows/.test(ua)) osName = "windows";
-  else if (/Mac OS X/.test(ua)) osName = navigator.maxTouchPoints > 1 ? "ios" : "macos";
-  else if (/Linux|CrOS/.test(ua)) osName = "linux";
-  const mobileOs = ["android", "harmonyos", "ios"].includes(osName);
-  let deviceClass = "desktop";
-  if (/iPad|Tablet/.test(ua) || (osName === "android" && !/Mobile/.test(ua)) || (osName === "ios" && !/iPhone/.test(ua))) {
-    deviceClass = mobileOs ? "tablet" : "desktop";
-  } else if (mobileOs && /Mobile|iPhone/.test(ua)) {
-    deviceClass = "phone";
-  }
-  return { device_class: deviceClass, os_name: osName, os_version: osVersion };
-}
-
-async function freeBytes() {
-  try {
-    const estimate = await navigator.storage.estimate();
-    return Math.max(0, Math.floor((estimate.quota || 0) - (estimate.usage || 0)));
-  } catch {
-    return 0;
-  }
-}
-
 function uploadKbps() {
   // The browser's own estimate where it has one, else what the face frame's upload took.
   const link = navigator.connection && navigator.connection.downlink;
@@ -365,7 +267,7 @@ async function runChecks(button) {
   try {
     let stream;
     try {
-      stream = await camera("user");
+      stream = await openCamera("user");
     } catch {
       fail(text("CameraDenied"));
       return;
@@ -480,7 +382,7 @@ async function readyCamera(orientation) {
   const start = $("#record-start");
   start.disabled = true;
   try {
-    const stream = await camera(facing, orientation);
+    const stream = await openCamera(facing, orientation);
     await attach($("#preview"), stream, facing);
     if (!state.recorder) status(text("ReadyToRecord"));
     // The camera and its buttons in view, whichever way the phone is held.
@@ -518,11 +420,6 @@ function clearReceipt() {
 
 // ------------------------------------------------------------------ recording
 
-function bestType() {
-  if (typeof MediaRecorder === "undefined") return null;
-  return TYPES.find((type) => MediaRecorder.isTypeSupported(type)) || "";
-}
-
 function later(ms, work) {
   state.timers.push(setTimeout(work, ms));
 }
@@ -548,7 +445,7 @@ async function startRecording() {
   button.disabled = true;
   try {
     const orientation = orientationOf(subject);
-    const stream = await camera(facingOf(subject), orientation);
+    const stream = await openCamera(facingOf(subject), orientation);
     await attach($("#preview"), stream, facingOf(subject));
     // Made before the attempt is used: a recorder this phone cannot make costs no attempt.
     const recorder = new MediaRecorder(stream, type ? { mimeType: type, videoBitsPerSecond: VIDEO_BITS } : { videoBitsPerSecond: VIDEO_BITS });
@@ -842,11 +739,6 @@ function askSubmit() {
   $("#confirm-text").textContent = text("ConfirmSubmit", { n: recording.attempt });
   $("#confirm-submit").hidden = false;
   $("#confirm-yes").focus();
-}
-
-async function sha256Hex(blob) {
-  const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
-  return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 async function submitChosen() {
