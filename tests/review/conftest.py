@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.exams.test_enrollment import add_roster_row, certified_candidate
-from tests.exams.test_sittings import complete, new_exam, ready, record, submit
+from tests.exams.test_sittings import complete, event, new_exam, ready, record, submit
 from tests.exams.test_sittings import world as world
 from tests.helpers import app_ctx, bearer, staff
 from vexam.accounts.phones import mask_phone
@@ -75,6 +75,7 @@ class Review:
 def review_exam_body() -> dict[str, Any]:
     """Two subjects: one with a two-criterion rubric, one with none (the default applies)."""
     return {
+        "anti_cheat": {"phone_call": "flag"},
         "subjects": [
             {
                 "name": "练习曲",
@@ -84,7 +85,7 @@ def review_exam_body() -> dict[str, Any]:
                 "rubric": RUBRIC,
             },
             {"name": "乐曲", "attempts": 2, "max_seconds": 300, "orientation": "landscape"},
-        ]
+        ],
     }
 
 
@@ -109,7 +110,14 @@ async def review(app, client, new_phone, world) -> Review:
 
 
 async def verified_candidate(
-    app, client, inbox, new_phone, review: Review, position: int = 0, flags: Any = None
+    app,
+    client,
+    inbox,
+    new_phone,
+    review: Review,
+    position: int = 0,
+    flags: Any = None,
+    events: tuple[str, ...] = (),
 ) -> Candidate:
     """A candidate who submitted subject `position` and whose upload was verified (the upload
     itself is tested in tests/uploads: here its verified row is written directly)."""
@@ -141,6 +149,11 @@ async def verified_candidate(
     sitting = await ready(app, client, who, review.exam["id"])
     recording = await record(client, who, sitting, position)
     assert recording.status_code == 201, recording.text
+    for kind in events:
+        reported = await event(
+            client, who, sitting["id"], kind, recording_id=recording.json()["id"]
+        )
+        assert reported.status_code == 201, reported.text
     done = await complete(client, who, recording.json()["id"], duration_seconds=30)
     assert done.status_code == 200, done.text
     submitted = await submit(client, who, sitting, recording.json()["id"], position)

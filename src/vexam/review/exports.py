@@ -23,6 +23,7 @@ from vexam.exams import service as exams
 from vexam.exams.models import Sitting, Submission
 from vexam.review import rules, service
 from vexam.review.models import ReviewItem, ReviewScore
+from vexam.review.text import STATE_LABELS
 from vexam.schools import service as schools
 from vexam.schools.models import RosterRow
 
@@ -43,13 +44,6 @@ COLUMNS = (
 )
 TAIL = (N_("Aggregate"), N_("Spread"), N_("Published"))
 SCORE_COLUMN = N_("Score {number}")
-STATE_LABELS = {
-    "open": N_("Waiting for scores"),
-    "escalated": N_("Escalated: a further score is due"),
-    "complete": N_("Complete"),
-    "disputed": N_("Disputed: reviewers disagree"),
-    "not_ready": N_("Not reviewable yet"),
-}
 UPLOAD_LABELS = {
     "pending": N_("Not started"),
     "receiving": N_("Uploading"),
