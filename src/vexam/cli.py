@@ -279,7 +279,12 @@ def demo(
     console.print("  SMS codes are printed here, in this console, as \\[vexam SMS → ...] lines.")
     by_hand, ready = CERTIFY_BY_HAND, CERTIFIED_ALREADY
     console.print(
-        "  demo exam     示范艺术学院 · 钢琴演奏（示范）, fee ¥180.00 paid in the sandbox"
+        "  demo exams    示范艺术学院 · 钢琴演奏（示范）, fee ¥180.00 paid in the sandbox,"
+        " formal window next week"
+    )
+    console.print(
+        "                示范艺术学院 · 声乐（示范，正在考试）, free, formal window open now:"
+        " the whole exam on a phone, up to the verified upload"
     )
     console.print(
         f"    13900000005 certifies at /identity by typing {by_hand.name} {by_hand.id_number}"
