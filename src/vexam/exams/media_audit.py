@@ -5,7 +5,8 @@ each sample the HOG detector counts faces; a single face is compared with the ce
 identity's embedding at the identity domain's threshold (`faces.MATCH_THRESHOLD`). The
 ResNet embedding is the costly step (≈0.15-0.25 s per face on one core), so a face that stays
 where the last compared face was is taken to be the same person for up to `embed_every_s`;
-a face that moves, appears or changes count is compared at once. Samples with the same
+a face that moves, appears or changes count is compared at once, and so is every face
+while the last comparison found another person. Samples with the same
 finding are merged into runs: `{"kind": "no_face"|"several_faces"|"other_person",
 "from_s", "to_s"}`. Flags inform reviewers; they never fail a submission.
 
@@ -33,8 +34,8 @@ FLAG_KINDS = ("no_face", "several_faces", "other_person")
 POSTER_MAX_SIDE = 640
 POSTER_JPEG_QUALITY = 82
 # Frames are scaled to this longer side before detection: HOG finds faces from ≈80 px wide at
-# upsample 0, i.e. a face a sixth of a 640 px frame's height or more, which is how a
-# candidate filming themselves appears. Larger frames cost time and find nothing more.
+# upsample 0 (a candidate filming themselves), and from ≈40 px with one upsample, tried only
+# when none was found (a candidate filmed whole).
 DETECT_MAX_SIDE = 640
 # A face whose box overlaps the last compared face's box this much is taken to be the same
 # person (until `embed_every_s` runs out): a swap of people moves or resizes the box.
@@ -193,14 +194,21 @@ class _Auditor:
 
     def judge(self, at: float, image: ImageArray) -> Sample:
         faces = self.engine.detect(image)
+        if not faces:
+            # A candidate filmed whole (dance, sport) shows a small face: look again for faces
+            # down to ≈40 px (≈4x the time, only on frames where none was found).
+            faces = self.engine.detect(image, upsample=1)
         if len(faces) != 1:
             self.last_box = None
             return Sample(at, len(faces), kind="no_face" if not faces else "several_faces")
         face = faces[0]
         if self.reference is None:
             return Sample(at, 1)
+        # Carried over only after a match: while another person is seen, every sample is
+        # compared, so the flag ends where the candidate comes back.
         if (
             self.last_box is not None
+            and self.last_kind is None
             and at - self.last_at < self.embed_every_s
             and _iou(self.last_box, face.box) >= SAME_PLACE_IOU
         ):

@@ -1,0 +1,1 @@
+"""Media benchmark: face audit time of a recording against its duration (SPEC §6)."""
