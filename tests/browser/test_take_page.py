@@ -287,6 +287,21 @@ def submit(page: Page, attempt: int) -> dict[str, Any]:
     return kept[-1]
 
 
+def kept_takes(page: Page) -> int:
+    """How many takes the recording page keeps in this browser's IndexedDB."""
+    count: int = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+          const open = indexedDB.open("vexam-takes");
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const all = open.result.transaction("takes").objectStore("takes").count();
+            all.onsuccess = () => { open.result.close(); resolve(all.result); };
+          };
+        })"""
+    )
+    return count
+
+
 def check_kept(record: dict[str, Any], account: int, seconds: tuple[float, float]) -> bytes:
     """The handed-over file is the submitted one and a decodable video of about that length."""
     data = base64.b64decode(record["base64"])
@@ -429,6 +444,8 @@ def test_mock_then_formal_exam_record_review_submit(
     # The preview was mirrored; the recorded file is the camera's own picture.
     assert marker_side(first_frame(first)) == "left"
     expect(phone.get_by_test_id("receipt-sha")).to_have_text(hashlib.sha256(first).hexdigest())
+    # Handed over, the subject's takes leave the phone's own store (the queue keeps the file).
+    assert kept_takes(phone) == 0
     phone.get_by_test_id("receipt-back").click()
     expect(phone.get_by_test_id("subject-1")).to_have_attribute("data-state", "submitted")
 

@@ -666,10 +666,24 @@ function onVisibility() {
 // ------------------------------------------------------------------ takes and submission
 
 async function loadTakes(sitting) {
+  const known = new Map();
+  for (const subject of sitting.subjects) {
+    for (const recording of subject.recordings) known.set(recording.id, { recording, subject });
+  }
   try {
+    const useless = [];
     for (const take of await takesOf(account, sitting.id)) {
+      const found = known.get(take.recordingId);
+      // A voided recording, or a subject that got another take, can never use this one.
+      const submission = found && found.subject.submission;
+      if (found && (found.recording.state === "voided" || (submission && submission.recording_id !== take.recordingId))) {
+        useless.push(take.recordingId);
+        state.takes.delete(take.recordingId);
+        continue;
+      }
       if (!state.takes.has(take.recordingId)) state.takes.set(take.recordingId, take);
     }
+    if (useless.length) await dropTakes(useless);
   } catch {
     // No IndexedDB (private mode): the takes of this page still live in memory.
   }
