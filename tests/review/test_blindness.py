@@ -77,7 +77,7 @@ async def test_reviewers_never_learn_who_they_score(app, client, inbox, new_phon
             inbox,
             new_phone,
             review,
-            flags=[{"kind": "face_mismatch", "from_s": 5, "to_s": 9}],
+            flags=[{"kind": "other_person", "from_s": 5, "to_s": 9}],
             events=("phone_call",),
         ),
         await verified_candidate(app, client, inbox, new_phone, review, position=1),
@@ -110,7 +110,7 @@ async def test_reviewers_never_learn_who_they_score(app, client, inbox, new_phon
         assert saved.status_code == 303
     flagged = next(e for e in entries if e["flagged"])
     detail = (await walker.call("GET", f"/api/v1/review/items/{flagged['code']}")).json()
-    assert detail["face_flags"] == [{"kind": "face_mismatch", "from_s": 5.0, "to_s": 9.0}]
+    assert detail["face_flags"] == [{"kind": "other_person", "from_s": 5.0, "to_s": 9.0}]
     assert [(e["kind"], e["action"]) for e in detail["events"]] == [("phone_call", "flag")]
     page = await walker.call("GET", f"/review/items/{flagged['code']}")
     assert 'data-testid="face-flag"' in page.text and 'data-testid="event-mark"' in page.text

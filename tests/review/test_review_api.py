@@ -211,16 +211,19 @@ async def test_who_may_see_and_score(app, client, inbox, new_phone, review) -> N
     assert (await client.get("/api/v1/review/queue")).status_code == 401
 
 
-async def test_playback_link_or_a_clear_refusal(app, client, inbox, new_phone, review) -> None:
-    """The player asks for a short-lived relative link; until playback is available the
-    answer is `playback_unavailable`, never a server error."""
-    await verified_candidate(app, client, inbox, new_phone, review)
+async def test_playback_link_for_assigned_reviewers_only(
+    app, client, inbox, new_phone, review
+) -> None:
+    """The player gets a short-lived relative link (`/media/<token>`, no identity in it);
+    a reviewer not assigned to the subject gets 404 and no link."""
+    candidate = await verified_candidate(app, client, inbox, new_phone, review)
     await assign(client, review, 0)
     (entry,) = await queue(client, review.reviewers[0])
-    link = await client.get(
-        f"/api/v1/review/items/{entry['code']}/playback", headers=review.reviewers[0]
-    )
-    if link.status_code == 200:
-        assert link.json()["url"].startswith("/media/")
-    else:
-        assert link.status_code == 503 and code(link) == "playback_unavailable"
+    url = f"/api/v1/review/items/{entry['code']}/playback"
+    link = await client.get(url, headers=review.reviewers[0])
+    assert link.status_code == 200, link.text
+    assert link.json()["url"].startswith("/media/")
+    for secret in candidate.secrets():
+        assert secret not in link.text
+    other = await client.get(url, headers=review.reviewers[1])
+    assert other.status_code == 404 and code(other) == "review_item_not_found"

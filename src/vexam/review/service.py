@@ -14,7 +14,6 @@ are published or is refused with `scores_locked`.
 
 from __future__ import annotations
 
-import importlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from vexam.accounts import staff as staff_service
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
+from vexam.exams import playback as exam_playback
 from vexam.exams import service as exams
 from vexam.exams.models import Exam, ExamEvent, Recording, Sitting, Subject, Submission, Upload
 from vexam.review import errors as _errors  # noqa: F401 - registers the review codes
@@ -599,10 +599,11 @@ async def playback(ctx: Ctx, principal: Principal, code: str) -> str:
     if upload is None:
         raise VexamError("playback_unavailable")
     try:
-        module = importlib.import_module("vexam.exams.playback")
-    except ImportError:
-        raise VexamError("playback_unavailable") from None
-    url: str = await module.playback_link(ctx, principal, upload.id)
+        url = await exam_playback.playback_link(ctx, principal, upload.id)
+    except VexamError as exc:
+        # The media domain's refusals speak to the candidate who uploaded; a reviewer is
+        # told the video cannot be played yet.
+        raise VexamError("playback_unavailable") from exc
     return url
 
 

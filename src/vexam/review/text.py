@@ -27,11 +27,8 @@ ACTION_LABELS = {
 }
 FLAG_LABELS = {
     "no_face": N_("No face"),
-    "face_missing": N_("No face"),
-    "multiple_faces": N_("More than one face"),
     "several_faces": N_("More than one face"),
-    "face_mismatch": N_("Face does not match the certified identity"),
-    "mismatch": N_("Face does not match the certified identity"),
+    "other_person": N_("Face does not match the certified identity"),
 }
 SETTING_LABELS = {
     "aggregate": N_("Combine scores by"),
