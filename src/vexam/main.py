@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from vexam import __version__
 from vexam.accounts import api as accounts_api
+from vexam.accounts import operator_pages as accounts_operator_pages
 from vexam.accounts import pages as accounts_pages
 from vexam.accounts import service as accounts_service
 from vexam.accounts import staff_api
@@ -49,6 +50,7 @@ from vexam.identity.registers import register_from_settings
 from vexam.review import api as review_api
 from vexam.review import pages as review_pages
 from vexam.schools import api as schools_api
+from vexam.schools import dashboard_pages as schools_dashboard_pages
 from vexam.schools import pages as schools_pages
 from vexam.schools import school_api
 from vexam.support import pages as support_pages
@@ -172,8 +174,10 @@ def create_app(
     app.include_router(schools_api.router)
     app.include_router(school_api.router)
     app.include_router(staff_api.router)
+    app.include_router(accounts_operator_pages.router)
     app.include_router(exams_pages.router)
     app.include_router(schools_pages.router)
+    app.include_router(schools_dashboard_pages.router)
     app.include_router(exams_sitting_pages.router)
     app.include_router(exams_upload_pages.router)
     app.include_router(exams_playback_api.router)
