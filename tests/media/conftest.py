@@ -31,14 +31,18 @@ def need_faces() -> None:
 
 
 def canvas(photo: str | None, size: tuple[int, int]) -> np.ndarray:
-    """An RGB frame of `size` showing the photo (fitted, centred) or an empty grey room."""
+    """An RGB frame of `size` showing the photo (fitted, centred), two photos side by side
+    ("a.jpg+b.jpg"), or an empty grey room (None)."""
     width, height = size
     frame = Image.new("RGB", size, (70, 74, 80))
-    if photo is not None:
-        with Image.open(SHARED_FACES / photo) as image:
+    names = photo.split("+") if photo else []
+    slot = width // max(1, len(names))
+    for index, name in enumerate(names):
+        with Image.open(SHARED_FACES / name) as image:
             picture = image.convert("RGB")
-        picture.thumbnail((width, height))
-        frame.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2))
+        picture.thumbnail((slot, height))
+        left = index * slot + (slot - picture.width) // 2
+        frame.paste(picture, (left, (height - picture.height) // 2))
     return np.array(frame, dtype=np.uint8)
 
 
@@ -51,8 +55,8 @@ def face_video(
     fmt: str = "mp4",
     codec: str = "libx264",
 ) -> bytes:
-    """A video of `scenes` — (photo or None, seconds) in order — with a slight sway so the
-    encoder sees motion, as a phone held by hand would give. Returns its bytes."""
+    """A video of `scenes` — (photos as `canvas` takes them, seconds) in order — with a
+    slight sway so the encoder sees motion, as a hand-held phone gives. Returns its bytes."""
     import av
 
     with av.open(str(path), "w", format=fmt) as container:

@@ -77,7 +77,7 @@ async def test_another_person_is_flagged_at_the_right_time(
     receipt = await receipt_of(client, done)
     assert receipt["upload_state"] == "verified" and receipt["media_state"] == "done"
     assert receipt["media_flags"] == 1
-    flags = (await upload_row(app, done.upload_id)).media["audit"]["flags"]
+    flags = media_jobs.audit_flags((await upload_row(app, done.upload_id)).media)
     assert [flag["kind"] for flag in flags] == ["other_person"]
     assert 3.0 <= flags[0]["from_s"] <= 5.0
     assert 7.0 <= flags[0]["to_s"] <= 8.5
@@ -86,17 +86,19 @@ async def test_another_person_is_flagged_at_the_right_time(
 async def test_no_face_and_several_faces_are_flagged(
     app, client, inbox, new_phone, world, identity_engines, tmp_path
 ) -> None:
-    """§6: an empty room for 3 s between two stretches of the candidate is one `no_face` run
-    at that time."""
+    """§6: an empty room from 3 to 6 s, then two people from 6 to 8 s, between stretches of
+    the candidate: one `no_face` and one `several_faces` run at those times."""
     need_faces()
-    scenes = [("obama_1.jpg", 3.0), (None, 3.0), ("obama_1.jpg", 2.0)]
+    scenes = [("obama_1.jpg", 3.0), (None, 3.0), ("obama_4.jpg+biden_2.jpg", 2.0)]
+    scenes += [("obama_1.jpg", 2.0)]
     data = face_video(tmp_path / "away.mp4", scenes)
     reference = embedding_of(identity_engines, "obama_2.jpg")
     done = await upload_video(app, client, inbox, new_phone, world, data, reference=reference)
     flags = (await upload_row(app, done.upload_id)).media["audit"]["flags"]
-    assert [flag["kind"] for flag in flags] == ["no_face"]
+    assert [flag["kind"] for flag in flags] == ["no_face", "several_faces"]
     assert 2.0 <= flags[0]["from_s"] <= 4.0 and 5.0 <= flags[0]["to_s"] <= 7.0
-    assert (await receipt_of(client, done))["media_flags"] == 1
+    assert 5.0 <= flags[1]["from_s"] <= 7.0 and 7.0 <= flags[1]["to_s"] <= 9.0
+    assert (await receipt_of(client, done))["media_flags"] == 2
 
 
 async def test_without_a_reference_only_presence_is_checked(

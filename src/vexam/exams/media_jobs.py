@@ -72,6 +72,14 @@ def summary(media: dict[str, Any]) -> tuple[str | None, int | None, bool]:
     return jobs.get("state"), flags, isinstance(media.get("poster"), dict)
 
 
+def audit_flags(media: dict[str, Any]) -> list[dict[str, Any]]:
+    """The face audit's flags of an upload's `media` (empty until the audit ran), for the
+    reviewers' timeline: `{"kind", "from_s", "to_s", "samples"}` in time order."""
+    audited = media.get("audit")
+    flags = audited.get("flags") if isinstance(audited, dict) else None
+    return [dict(flag) for flag in flags] if isinstance(flags, list) else []
+
+
 def probe_part(media: dict[str, Any]) -> dict[str, Any]:
     """The probe's findings alone (container, codecs, duration), without the jobs' results."""
     return {k: v for k, v in media.items() if k not in MEDIA_KEYS}
