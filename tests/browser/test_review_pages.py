@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import select
 
@@ -37,6 +38,8 @@ class Scene:
 
     reviewer_phone: str
     candidate_phone: str
+    admin_phone: str
+    exam_id: int
 
 
 @pytest.fixture
@@ -61,7 +64,8 @@ def reviewable_submission(
         phones.append(new_phone())
         return phones[-1]
 
-    reviewer_phone = new_phone()
+    reviewer_phone, admin_phone = new_phone(), new_phone()
+    exam: list[int] = []
 
     async def _setup() -> None:
         app = live_app.app
@@ -69,7 +73,7 @@ def reviewable_submission(
         transport = httpx.ASGITransport(app=app, client=(ip, 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             school_id = await new_school(app)
-            admin = bearer(await staff(app, client, new_phone(), "school_admin", school_id))
+            admin = bearer(await staff(app, client, admin_phone, "school_admin", school_id))
             world = {
                 "school_id": school_id,
                 "admin": admin,
@@ -96,6 +100,7 @@ def reviewable_submission(
                 f"/api/v1/sittings/{submitted.sitting_id}", headers=submitted.who
             )
             exam_id = sitting.json()["exam_id"]
+            exam.append(exam_id)
             subject_id = sitting.json()["subjects"][0]["subject_id"]
             rules = await client.put(
                 f"/api/v1/exams/{exam_id}/review/settings",
@@ -124,7 +129,7 @@ def reviewable_submission(
                 await _pause()
 
     live_app.run(_setup, timeout=90)
-    return Scene(reviewer_phone, phones[0])
+    return Scene(reviewer_phone, phones[0], admin_phone, exam[0])
 
 
 async def _pause() -> None:
@@ -133,6 +138,7 @@ async def _pause() -> None:
 
 def test_reviewer_plays_and_scores_blind(
     live_app: LiveApp,
+    browser: Browser,
     laptop: Page,
     sms: MemorySmsSender,
     new_phone: Callable[[], str],
@@ -200,3 +206,29 @@ def test_reviewer_plays_and_scores_blind(
         "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
     )
     assert sizes["scroll"] <= sizes["inner"], sizes
+
+    # The school's admin sees the score in the console, publishes, and exports to Excel.
+    context = browser.new_context(viewport=LAPTOP, locale="zh-CN", accept_downloads=True)
+    context.set_default_timeout(10_000)
+    try:
+        admin = context.new_page()
+        sign_in(admin, base, scene.admin_phone)
+        admin.goto(f"{base}/school")
+        admin.get_by_test_id("review-link").click()
+        admin.wait_for_url(f"**/school/exams/{scene.exam_id}/review")
+        expect(admin.get_by_test_id("item")).to_have_count(1)
+        expect(admin.get_by_test_id("item-aggregate")).to_have_text("88")
+        admin.get_by_test_id("publish-confirm").check()
+        admin.get_by_test_id("publish-button").click()
+        expect(admin.get_by_test_id("published")).to_be_visible()
+        save_screenshot(admin, "review-console")
+        with admin.expect_download() as waiting:
+            admin.get_by_test_id("export-xlsx").click()
+        saved = tmp_path / "results.xlsx"
+        waiting.value.save_as(saved)
+        sheet = load_workbook(saved).active
+        assert sheet is not None
+        rows = list(sheet.iter_rows(values_only=True))
+        assert len(rows) == 2 and 88 in rows[1] and code in rows[1]
+    finally:
+        context.close()
