@@ -172,7 +172,7 @@ async def verified_candidate(
                 state="verified",
                 expires_at=now + timedelta(days=1),
                 metadata_={"filename": f"{name}.mp4"},
-                media={"duration": 30.0, "flags": flags or []},
+                media={"duration_seconds": 30.0, "audit": {"flags": flags or []}},
                 created_at=now,
                 completed_at=now,
                 verified_at=now,

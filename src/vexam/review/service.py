@@ -27,6 +27,7 @@ from vexam.accounts import staff as staff_service
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
+from vexam.exams import media_jobs
 from vexam.exams import playback as exam_playback
 from vexam.exams import service as exams
 from vexam.exams.models import Exam, ExamEvent, Recording, Sitting, Subject, Submission, Upload
@@ -530,10 +531,9 @@ async def newest_verified_upload(ctx: Ctx, submission_id: int) -> Upload | None:
 
 
 def _face_flags(media: dict[str, Any]) -> list[schemas.FlagOut]:
+    """The face audit's flags for the timeline (none until the audit ran)."""
     out = []
-    for flag in media.get("flags") or []:
-        if not isinstance(flag, dict):
-            continue
+    for flag in media_jobs.audit_flags(media):
         try:
             start, end = float(flag.get("from_s", 0)), float(flag.get("to_s", 0))
         except (TypeError, ValueError):
