@@ -291,7 +291,7 @@ async def needs(ctx: Ctx, exam: Exam, need: str, subject_id: int | None = None) 
         return [Need(row_id, subject) for row_id, subject in await ctx.session.execute(query)]
     if need in ("not_verified", "refused"):
         states = Submission.upload_state.in_(REFUSED)
-        query = (
+        uploads = (
             select(Application.roster_row_id, Submission.subject_id, Submission.upload_state)
             .select_from(Submission)
             .join(Sitting, Sitting.id == Submission.sitting_id)
@@ -307,6 +307,6 @@ async def needs(ctx: Ctx, exam: Exam, need: str, subject_id: int | None = None) 
             .order_by(Application.roster_row_id, Submission.subject_id)
         )
         if subject_id is not None:
-            query = query.where(Submission.subject_id == subject_id)
-        return [Need(r, s, state) for r, s, state in await ctx.session.execute(query)]
+            uploads = uploads.where(Submission.subject_id == subject_id)
+        return [Need(r, s, state) for r, s, state in await ctx.session.execute(uploads)]
     raise ValueError(need)

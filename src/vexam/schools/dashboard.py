@@ -10,6 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from math import ceil
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -18,6 +19,9 @@ from vexam.core.context import Ctx
 from vexam.core.i18n import N_
 from vexam.exams import dashboard as counts
 from vexam.schools.models import RosterRow
+
+if TYPE_CHECKING:
+    from vexam.exams.models import Exam
 
 NEED_LABELS = {
     "unpaid": N_("Enrolled, not paid"),
@@ -69,7 +73,7 @@ async def roster_people(ctx: Ctx, exam_id: int, row_ids: Collection[int]) -> dic
 
 
 async def needs_page(
-    ctx: Ctx, exam: counts.Exam, need: str, subject_id: int | None, page: int, size: int
+    ctx: Ctx, exam: Exam, need: str, subject_id: int | None, page: int, size: int
 ) -> tuple[list[Listed], int]:
     """One page of the candidates who still need `need`, named from the roster, and how
     many lines the whole list has."""
@@ -84,8 +88,8 @@ async def needs_page(
 
 # ------------------------------------------------------------------ charts
 
-WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 40, 8, 12, 40
+WIDTH, HEIGHT = 720, 240
+LEFT, RIGHT, TOP, BOTTOM = 44, 24, 16, 40
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,8 @@ class Chart:
     height: int = HEIGHT
     left: int = LEFT
     base: int = HEIGHT - BOTTOM
+    end: int = WIDTH - RIGHT
+    roof: int = TOP
 
 
 def _label(start: datetime, step: timedelta, zone: ZoneInfo) -> str:
@@ -123,19 +129,29 @@ def _label(start: datetime, step: timedelta, zone: ZoneInfo) -> str:
     return f"{local:%m-%d}" if step >= timedelta(days=1) else f"{local:%m-%d %H:00}"
 
 
-def _tick(start: datetime, step: timedelta, zone: ZoneInfo) -> str:
-    local = start.astimezone(zone)
-    return f"{local:%m-%d}" if step >= timedelta(days=1) or local.hour == 0 else f"{local:%H}:00"
+def _ticks(starts: Sequence[datetime], step: timedelta, zone: ZoneInfo) -> list[tuple[int, str]]:
+    """At most about eight axis labels on round local times: midnights show the date,
+    other hours the time (every 1, 2, 3, 6 or 12 hours); days every n-th day."""
+    local = [start.astimezone(zone) for start in starts]
+    if step >= timedelta(days=1):
+        every = max(1, ceil(len(local) / 8))
+        return [(i, f"{m:%m-%d}") for i, m in enumerate(local) if i % every == 0]
+    hours = next((h for h in (1, 2, 3, 6, 12) if len(local) / h <= 8), 24)
+    return [
+        (i, f"{m:%m-%d}" if m.hour == 0 else f"{m:%H}:00")
+        for i, m in enumerate(local)
+        if m.hour % hours == 0
+    ]
 
 
 def chart(
     starts: Sequence[datetime], step: timedelta, values: Sequence[int], timezone: str
 ) -> Chart:
-    """Bars for `values` over the buckets; about eight labels along the axis."""
+    """Bars for `values` over the buckets, scaled to a round top value; the axis labels."""
     zone = ZoneInfo(timezone)
     top = max([*values, 1])
     # A round top of the scale (1, 2, 5 × 10^n) so the axis reads easily.
-    scale, factors = 1, (2, 5 / 2, 2)
+    scale, factors = 1, (2.0, 2.5, 2.0)
     while scale < top:
         scale = round(scale * factors[0])
         factors = (*factors[1:], factors[0])
@@ -154,10 +170,7 @@ def chart(
         )
         for i, (start, value) in enumerate(zip(starts, values, strict=True))
     ]
-    every = max(1, ceil(len(starts) / 8))
     ticks = [
-        Tick(round(LEFT + i * slot + slot / 2, 2), _tick(start, step, zone))
-        for i, start in enumerate(starts)
-        if i % every == 0
+        Tick(round(LEFT + i * slot + slot / 2, 2), text) for i, text in _ticks(starts, step, zone)
     ]
     return Chart(bars=bars, ticks=ticks, top=scale, total=sum(values))
