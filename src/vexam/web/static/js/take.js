@@ -588,12 +588,15 @@ async function completeSoon(recordingId, duration) {
 
 /** End a recording the server voided: nothing of it is kept. */
 async function discardRecording(message) {
-  if (!state.recorder) return;
-  clearTimers();
   const recorder = state.recorder;
-  resetRecording();
-  if (recorder.state !== "inactive") recorder.stop();
-  renderRecordView();
+  if (recorder) {
+    clearTimers();
+    resetRecording();
+    if (recorder.state !== "inactive") recorder.stop();
+    if (state.subject) renderRecordView();
+  }
+  // Said even when another answer ended the recording first: the latest reason is the one
+  // the candidate needs (the exam's policy over a refused face check, say).
   await refresh();
   status(message);
   show($("#take-error"), message);
@@ -614,7 +617,9 @@ async function faceCheck() {
     status(verdict.passed ? text("Recording") : text("FaceCheckMissed"));
   } catch (error) {
     // A lost frame is not the candidate's fault: recording goes on, the next check follows.
-    if (error instanceof Problem && error.code === "recording_not_open") await discardRecording(error.message);
+    if (error instanceof Problem && error.code === "recording_not_open" && state.recording === recording) {
+      await discardRecording(error.message);
+    }
   }
 }
 
