@@ -281,8 +281,19 @@ async def test_counts_lists_and_series(app) -> None:
         assert 1 <= len(chart.ticks) <= 9
 
         free = await dashboard_exam(ctx, school_id, fee_cents=0)
-        await seed(ctx, free, [Candidate("辛")])
-        assert (await counts.overview(ctx, free)).fee_required is False
+        audited = {"ok": True, "audit": {"flags": [{"kind": "another_person"}]}}
+        await seed(
+            ctx,
+            free,
+            [
+                Candidate("辛"),
+                Candidate("壬", mock=True, formal={0: ("verified", audited, at(1))}),
+                Candidate("癸", mock=True, formal={0: ("verified", {"flags": []}, at(1))}),
+            ],
+        )
+        seen = await counts.overview(ctx, free)
+        assert seen.fee_required is False and seen.enrolled == 3 and seen.paid == 0
+        assert (seen.subjects[0].verified, seen.subjects[0].flagged) == (2, 1)
         assert await counts.needs(ctx, free, "unpaid") == []
 
 
