@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from tests.exams.test_exam_setup import new_school
 from tests.helpers import app_ctx, bearer, staff
@@ -348,3 +349,32 @@ async def test_page_for_its_school_only(app, client, new_phone) -> None:
     candidate = bearer(await staff(app, client, new_phone(), "candidate"))
     assert (await client.get(url, headers={**candidate, **HTML})).status_code == 403
     assert (await client.get(url, headers=HTML)).status_code in (303, 401)
+
+
+async def test_queries_do_not_grow_with_the_candidates(app) -> None:
+    """The dashboard asks the database the same number of times for 3 or 30 candidates."""
+    engine = app.state.db.engine.sync_engine
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    async def asked(people: list[Candidate]) -> int:
+        async with app_ctx(app) as ctx:
+            exam = await dashboard_exam(ctx, await new_school(app))
+            await seed(ctx, exam, people)
+            statements.clear()
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                await counts.overview(ctx, exam)
+                await counts.series(ctx, exam, "Asia/Shanghai")
+                for need in counts.NEEDS:
+                    await dashboard.needs_page(ctx, exam, need, None, 1, 50)
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+            return len(statements)
+
+    done = {0: ("verified", {"flags": [{"kind": "no_face"}]}, at(1))}
+    few = await asked([Candidate(f"甲{i}", formal=done) for i in range(3)])
+    many = await asked([Candidate(f"乙{i}", formal=done) for i in range(30)])
+    assert few == many <= 14
