@@ -221,7 +221,7 @@ async def test_policy_page_shows_settings_and_where_they_come_from(
     assert settings.min_client_version in page.text
     assert settings.client_download_url in page.text
     assert f"{settings.support_hours_start}–{settings.support_hours_end}" in page.text
-    assert "android 7" in page.text and "Phone" in page.text
+    assert "Android 7" in page.text and "Phones" in page.text
 
 
 async def test_refund_from_the_console(app, client, inbox, new_phone, world, browsers) -> None:  # noqa: F811

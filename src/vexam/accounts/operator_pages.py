@@ -47,7 +47,9 @@ NOTICES = {
     "refunded": N_("Order {order} was refunded: {amount} yuan."),
 }
 M = TypeVar("M", bound=BaseModel)
-DEVICE_LABELS = {"phone": N_("Phone"), "tablet": N_("Tablet"), "desktop": N_("Desktop")}
+# The exam form's words for devices and systems.
+DEVICE_LABELS = {"phone": N_("Phones"), "tablet": N_("Tablets"), "desktop": N_("Computers")}
+OS_NAMES = {"android": "Android", "harmonyos": "HarmonyOS", "ios": "iOS"}
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -313,7 +315,9 @@ def policy_rows(settings: Settings) -> list[dict[str, Any]]:
         {
             "key": "min_os",
             "label": N_("Oldest system versions in a new exam"),
-            "value": " · ".join(f"{name} {version}" for name, version in devices.min_os.items()),
+            "value": " · ".join(
+                f"{OS_NAMES.get(name, name)} {version}" for name, version in devices.min_os.items()
+            ),
             "source": None,
         },
         {
