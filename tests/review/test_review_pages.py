@@ -23,6 +23,9 @@ async def test_console_settings_assignments_publish(app, client, inbox, new_phon
     for testid in ("progress", "settings-form", "assign-form", "publish-form", "export-xlsx"):
         assert f'data-testid="{testid}"' in page.text
     assert "Scoring rules" in page.text
+    # Nobody assigned while two reviewers are needed: both subjects are short; one waits.
+    assert page.text.count('data-testid="coverage-warning"') == 2
+    assert 'data-testid="waiting-warning"' in page.text
 
     bad = await client.post(
         f"{base}/settings",
@@ -72,6 +75,9 @@ async def test_console_settings_assignments_publish(app, client, inbox, new_phon
     shown = await client.get(scored.headers["location"], headers=review.reviewers[0])
     assert 'data-testid="my-total"' in shown.text and "80" in shown.text
 
+    ready = await client.get(base, headers=admin)
+    assert 'data-testid="waiting-warning"' not in ready.text
+    assert ready.text.count('data-testid="coverage-warning"') == 1  # the other subject
     unconfirmed = await client.post(f"{base}/publish", data={}, headers=admin)
     assert unconfirmed.status_code == 422
     published = await client.post(f"{base}/publish", data={"confirm": "yes"}, headers=admin)

@@ -212,6 +212,13 @@ async def _console(
     assignments = await service.list_assignments(ctx, principal, exam_id)
     reviewers = await service.reviewers_of(ctx, principal, exam_id)
     subject_names = {subject.subject_id: subject.subject_name for subject in progress.subjects}
+    shares = {subject_id: 0 for subject_id in subject_names}
+    for row in assignments:
+        shares[row.subject_id] = shares.get(row.subject_id, 0) + row.share_percent
+    wanted = progress.settings.reviewers_per_submission * 100
+    # Shares are drawn per reviewer: below the reviewers needed, some submissions would wait.
+    short = [(subject_names[key], total) for key, total in shares.items() if total < wanted]
+    waiting = sum(1 for item in progress.items if item.state in ("open", "escalated"))
     return _render(
         request,
         "console.html",
@@ -221,6 +228,8 @@ async def _console(
         assignments=assignments,
         reviewers=reviewers,
         subject_names=subject_names,
+        short=short,
+        waiting=waiting,
         typed=extra.pop("typed", {}),
         **extra,
     )

@@ -72,10 +72,20 @@ def check_settings(body: schemas.SettingsIn) -> None:
 
 
 async def settings_row(ctx: Ctx, exam: Exam, *, lock: str | None = None) -> ReviewSettings:
-    """The exam's review settings row, created with the defaults on first use.
+    """The exam's review settings row, created with the defaults on first use (concurrent
+    first uses insert it once).
 
     `lock`: "share" (scoring: publishing waits) or "update" (publishing, changing settings).
     """
+    query = select(ReviewSettings).where(ReviewSettings.exam_id == exam.id)
+    if lock == "share":
+        query = query.with_for_update(read=True)
+    elif lock == "update":
+        query = query.with_for_update()
+    query = query.execution_options(populate_existing=True)
+    row = (await ctx.session.execute(query)).scalar_one_or_none()
+    if row is not None:
+        return row
     await ctx.session.execute(
         _insert(ctx, ReviewSettings)
         .values(
@@ -89,13 +99,7 @@ async def settings_row(ctx: Ctx, exam: Exam, *, lock: str | None = None) -> Revi
         )
         .on_conflict_do_nothing()
     )
-    query = select(ReviewSettings).where(ReviewSettings.exam_id == exam.id)
-    if lock == "share":
-        query = query.with_for_update(read=True)
-    elif lock == "update":
-        query = query.with_for_update()
-    found = await ctx.session.execute(query.execution_options(populate_existing=True))
-    return found.scalar_one()
+    return (await ctx.session.execute(query)).scalar_one()
 
 
 def settings_out(row: ReviewSettings) -> schemas.SettingsOut:
