@@ -1,7 +1,7 @@
 """SPEC §4–§6 in a real Chromium: a school admin opens an exam's dashboard from the console,
 sees a candidate's submission counted and drawn in the server's SVG chart, watches a new
 submission appear, filters the "not yet submitted" list by subject, in Chinese and English,
-on a laptop and at tablet width without sideways scrolling.
+on a laptop and at tablet (and phone) width without sideways scrolling.
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ def test_school_admin_follows_the_exam_on_its_dashboard(
     expect(page.get_by_text("Formal submissions").first).to_be_visible()
     page.set_viewport_size(TABLET)
     save_screenshot(page, "dashboard-tablet-en")
+    no_sideways_scroll(page)
+    page.set_viewport_size({"width": 360, "height": 740})
     no_sideways_scroll(page)
 
 

@@ -31,7 +31,7 @@ async def dashboard_page(
     ctx: ServiceCtx,
     need: str = "not_submitted",
     subject: str = "",
-    page: int = 1,
+    page: str = "1",
 ) -> Response:
     """The exam's dashboard; `need` and `subject` filter the list, `page` pages it.
 
@@ -44,8 +44,9 @@ async def dashboard_page(
     chosen = int(subject) if subject.isdigit() and int(subject) in subject_ids else None
     if need not in counts.NEEDS or (need == "unpaid" and not overview.fee_required):
         need = "not_submitted"
-    page = max(page, 1)
-    listed, total = await dashboard.needs_page(ctx, exam, need, chosen, page, PAGE_SIZE)
+    # A hand-edited page number shows the first page rather than a validation error.
+    number = int(page) if page.isdigit() and int(page) > 0 else 1
+    listed, total = await dashboard.needs_page(ctx, exam, need, chosen, number, PAGE_SIZE)
     series = await counts.series(ctx, exam, zone)
     templates: Templates = request.app.state.templates
     return templates.render(
@@ -60,7 +61,7 @@ async def dashboard_page(
             "subject_id": chosen,
             "listed": listed,
             "total": total,
-            "page": page,
+            "page": number,
             "pages": max(1, ceil(total / PAGE_SIZE)),
             "need_labels": {
                 key: label
