@@ -280,6 +280,9 @@ async def test_counts_lists_and_series(app) -> None:
         assert chart.total == 4 and chart.top == 2 and len(chart.bars) == 81
         assert all(bar.x + bar.width <= chart.width for bar in chart.bars)
         assert 1 <= len(chart.ticks) <= 9
+        assert chart.now_x is None
+        now = dashboard.chart(series.starts, series.step, series.uploads, "UTC", at(10.5))
+        assert now.now_x is not None and now.bars[10].x < now.now_x < now.bars[11].x
 
         free = await dashboard_exam(ctx, school_id, fee_cents=0)
         audited = {"ok": True, "audit": {"flags": [{"kind": "another_person"}]}}

@@ -122,6 +122,7 @@ class Chart:
     base: int = HEIGHT - BOTTOM
     end: int = WIDTH - RIGHT
     roof: int = TOP
+    now_x: float | None = None  # where "now" falls, while it is inside the chart's span
 
 
 def _label(start: datetime, step: timedelta, zone: ZoneInfo) -> str:
@@ -145,7 +146,11 @@ def _ticks(starts: Sequence[datetime], step: timedelta, zone: ZoneInfo) -> list[
 
 
 def chart(
-    starts: Sequence[datetime], step: timedelta, values: Sequence[int], timezone: str
+    starts: Sequence[datetime],
+    step: timedelta,
+    values: Sequence[int],
+    timezone: str,
+    now: datetime | None = None,
 ) -> Chart:
     """Bars for `values` over the buckets, scaled to a round top value; the axis labels."""
     zone = ZoneInfo(timezone)
@@ -173,4 +178,7 @@ def chart(
     ticks = [
         Tick(round(LEFT + i * slot + slot / 2, 2), text) for i, text in _ticks(starts, step, zone)
     ]
-    return Chart(bars=bars, ticks=ticks, top=scale, total=sum(values))
+    now_x = None
+    if now is not None and starts and starts[0] <= now < starts[-1] + step:
+        now_x = round(LEFT + slot * (now - starts[0]) / step, 2)
+    return Chart(bars=bars, ticks=ticks, top=scale, total=sum(values), now_x=now_x)

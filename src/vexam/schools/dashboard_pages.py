@@ -71,9 +71,11 @@ async def dashboard_page(
             "upload_labels": dashboard.UPLOAD_LABELS,
             "step_hours": series.step.total_seconds() < 86400,
             "submission_chart": dashboard.chart(
-                series.starts, series.step, series.submissions, zone
+                series.starts, series.step, series.submissions, zone, ctx.now()
             ),
-            "upload_chart": dashboard.chart(series.starts, series.step, series.uploads, zone),
+            "upload_chart": dashboard.chart(
+                series.starts, series.step, series.uploads, zone, ctx.now()
+            ),
             "school_time": lambda value: format_datetime(value, zone, ctx.locale),
         },
     )
