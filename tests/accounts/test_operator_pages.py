@@ -169,6 +169,9 @@ async def test_staff_list_filters_create_and_deactivate(app, client, operator, n
     )
     assert [role for _, role in found] == ["reviewer"]
     reviewer_id = int(found[0][0])
+    # The new-account form starts with the school being looked at.
+    new_form = only_school.text.split('data-testid="new-staff-form"')[1]
+    assert re.search(rf'<option translate="no" value="{school_id}" selected>', new_form)
 
     no_school = await operator.post("/operator/staff", role="reviewer", phone=new_phone())
     assert no_school.status_code == 422 and marked(no_school.text, "staff-school")

@@ -180,6 +180,9 @@ async def _staff_page(
         accounts += await staff.list_staff(ctx, principal, scope)
     if role:
         accounts = [account for account in accounts if account.role.value == role]
+    if "typed" not in extra:
+        # A new account is most often for the school and role being looked at.
+        extra["typed"] = {"role": role, "school_id": school if school.isdigit() else ""}
     return _render(
         request,
         "operator_staff.html",
