@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from tests.helpers import app_ctx
 from tests.review.conftest import assign, queue, score, settings, verified_candidate
 from vexam.core.context import Principal, Role
-from vexam.review import schemas, service
+from vexam.review import reviewing, schemas
 from vexam.review.models import ReviewItem, ReviewScore
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -71,11 +71,11 @@ async def test_a_score_waiting_for_the_lock_sees_the_first(
 
     async def second() -> None:
         async with app_ctx(app) as ctx:
-            await service.score(ctx, reviewer(1), code, schemas.ScoreIn(points=[20, 10]))
+            await reviewing.score(ctx, reviewer(1), code, schemas.ScoreIn(points=[20, 10]))
 
     waiting: asyncio.Task[None] | None = None
     async with app_ctx(app) as ctx:
-        await service.score(ctx, reviewer(0), code, schemas.ScoreIn(points=[50, 30]))
+        await reviewing.score(ctx, reviewer(0), code, schemas.ScoreIn(points=[50, 30]))
         waiting = asyncio.create_task(second())
         # Let the second transaction run up to the lock it must wait for.
         for _ in range(20):
@@ -114,7 +114,7 @@ async def test_publish_waits_for_a_score_in_flight(app, client, inbox, new_phone
         return response.status_code
 
     async with app_ctx(app) as ctx:
-        await service.score(ctx, principal, entry["code"], schemas.ScoreIn(points=[50, 30]))
+        await reviewing.score(ctx, principal, entry["code"], schemas.ScoreIn(points=[50, 30]))
         publishing = asyncio.create_task(publish())
         for _ in range(20):
             await asyncio.sleep(0.01)

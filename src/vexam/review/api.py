@@ -10,7 +10,7 @@ from fastapi import Depends, Response, status
 from vexam.core.auth import ServiceCtx, require_roles
 from vexam.core.context import Principal, Role
 from vexam.core.web import make_router
-from vexam.review import exports, schemas, service
+from vexam.review import exports, reviewing, schemas, service
 
 router = make_router(prefix="/api/v1", tags=["review"])
 SchoolStaff = Annotated[Principal, Depends(require_roles(Role.school_admin, Role.operator))]
@@ -111,20 +111,20 @@ def _download(body: bytes, media_type: str, filename: str) -> Response:
 @router.get("/review/queue")
 async def review_queue(principal: Reviewer, ctx: ServiceCtx) -> list[schemas.QueueEntry]:
     """The caller's submissions to score, then those they scored; by opaque code only."""
-    return await service.queue(ctx, principal)
+    return await reviewing.queue(ctx, principal)
 
 
 @router.get("/review/items/{code}")
 async def review_item(code: str, principal: Reviewer, ctx: ServiceCtx) -> schemas.ItemOut:
     """One submission to score: task, rubric, anti-cheat events and face flags on the
     timeline, and the caller's own score (`review_item_not_found`)."""
-    return await service.item_detail(ctx, principal, code)
+    return await reviewing.item_detail(ctx, principal, code)
 
 
 @router.get("/review/items/{code}/playback")
 async def review_playback(code: str, principal: Reviewer, ctx: ServiceCtx) -> schemas.PlaybackOut:
     """A short-lived link to the video (`playback_unavailable` while there is none)."""
-    return schemas.PlaybackOut(url=await service.playback(ctx, principal, code))
+    return schemas.PlaybackOut(url=await reviewing.playback(ctx, principal, code))
 
 
 @router.put("/review/items/{code}/score")
@@ -132,4 +132,4 @@ async def review_score(
     code: str, body: schemas.ScoreIn, principal: Reviewer, ctx: ServiceCtx
 ) -> schemas.ItemOut:
     """Give or revise the caller's score (`score_invalid`, `scores_locked`)."""
-    return await service.score(ctx, principal, code, body)
+    return await reviewing.score(ctx, principal, code, body)

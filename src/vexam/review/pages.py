@@ -20,7 +20,7 @@ from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import N_, Msg, gettext, render_message
 from vexam.core.web import Templates, make_router, request_locale
-from vexam.review import rules, schemas, service, text
+from vexam.review import reviewing, rules, schemas, service, text
 
 router = make_router(include_in_schema=False)
 Reviewer = Annotated[Principal, Depends(require_roles(Role.reviewer))]
@@ -95,7 +95,7 @@ async def _refusal(ctx: Ctx, exc: VexamError) -> dict[str, Any]:
 @router.get("/review")
 async def queue_page(request: Request, principal: Reviewer, ctx: ServiceCtx) -> Response:
     """The reviewer's queue: submissions to score, then those they scored, by code."""
-    entries = await service.queue(ctx, principal)
+    entries = await reviewing.queue(ctx, principal)
     return _render(
         request,
         "queue.html",
@@ -112,11 +112,11 @@ async def _item_page(
     status_code: int = 200,
     **extra: Any,
 ) -> Response:
-    item = await service.item_detail(ctx, principal, code)
+    item = await reviewing.item_detail(ctx, principal, code)
     playback_url: str | None = None
     playback_error: str | None = None
     try:
-        playback_url = await service.playback(ctx, principal, code)
+        playback_url = await reviewing.playback(ctx, principal, code)
     except VexamError as exc:
         playback_error = render_message(
             ctx.locale, CATALOGUE[exc.code].message, exc.params, ctx.settings.default_timezone
@@ -159,7 +159,7 @@ async def item_submit(
     code: str, request: Request, principal: Reviewer, ctx: ServiceCtx
 ) -> Response:
     """Save the reviewer's score, or show the page again with the refusal."""
-    item = await service.item_detail(ctx, principal, code)
+    item = await reviewing.item_detail(ctx, principal, code)
     form = await request.form()
     typed, points = _typed_points(form, len(item.rubric.criteria))
     comment = str(form.get("comment") or "")[:2000]
@@ -173,7 +173,7 @@ async def item_submit(
                 max_points=f"{criterion.max_points:g}",
                 step=f"{item.rubric.step:g}",
             )
-        await service.score(ctx, principal, code, schemas.ScoreIn(points=points, comment=comment))
+        await reviewing.score(ctx, principal, code, schemas.ScoreIn(points=points, comment=comment))
     except VexamError as exc:
         refusal = await _refusal(ctx, exc)
         return await _item_page(
