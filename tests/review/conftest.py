@@ -118,6 +118,8 @@ async def verified_candidate(
     position: int = 0,
     flags: Any = None,
     events: tuple[str, ...] = (),
+    clock: Any = None,
+    event_after_s: float = 0,
 ) -> Candidate:
     """A candidate who submitted subject `position` and whose upload was verified (the upload
     itself is tested in tests/uploads: here its verified row is written directly)."""
@@ -149,6 +151,8 @@ async def verified_candidate(
     sitting = await ready(app, client, who, review.exam["id"])
     recording = await record(client, who, sitting, position)
     assert recording.status_code == 201, recording.text
+    if clock is not None and event_after_s:
+        clock.advance(seconds=event_after_s)
     for kind in events:
         reported = await event(
             client, who, sitting["id"], kind, recording_id=recording.json()["id"]

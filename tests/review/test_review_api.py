@@ -227,3 +227,28 @@ async def test_playback_link_for_assigned_reviewers_only(
         assert secret not in link.text
     other = await client.get(url, headers=review.reviewers[1])
     assert other.status_code == 404 and code(other) == "review_item_not_found"
+
+
+async def test_timeline_places_events_and_flags(app, client, inbox, new_phone, review, clock):
+    """§6: an event reported 12 s into the recording sits at 12 s on the reviewer's timeline
+    (server time), next to the face audit's flags."""
+    await verified_candidate(
+        app,
+        client,
+        inbox,
+        new_phone,
+        review,
+        flags=[{"kind": "no_face", "from_s": 3, "to_s": 6, "samples": 4}],
+        events=("phone_call",),
+        clock=clock,
+        event_after_s=12,
+    )
+    await assign(client, review, 0)
+    (entry,) = await queue(client, review.reviewers[0])
+    assert entry["flagged"] == 1
+    item = await client.get(f"/api/v1/review/items/{entry['code']}", headers=review.reviewers[0])
+    assert item.json()["events"] == [{"kind": "phone_call", "action": "flag", "at_s": 12.0}]
+    assert item.json()["face_flags"] == [{"kind": "no_face", "from_s": 3.0, "to_s": 6.0}]
+    page = await client.get(f"/review/items/{entry['code']}", headers=review.reviewers[0])
+    assert 'data-seek="12.0"' in page.text and 'data-seek="3.0"' in page.text
+    assert "left: 40.00%" in page.text  # 12 s of 30 s

@@ -228,8 +228,8 @@ async def _events(ctx: Ctx, submission: Submission) -> list[schemas.EventOut]:
     for event in found.scalars():
         at_s = None
         if recording is not None and event.recording_id == recording.id:
-            when = event.client_at or event.server_at
-            at_s = max(0.0, round((when - recording.started_at).total_seconds(), 1))
+            # Both instants are the server's: the client's clock is never trusted (SPEC §1).
+            at_s = max(0.0, round((event.server_at - recording.started_at).total_seconds(), 1))
         out.append(schemas.EventOut(kind=event.kind, action=event.action, at_s=at_s))
     return out
 
