@@ -54,9 +54,11 @@ def face_video(
     fps: int = FPS,
     fmt: str = "mp4",
     codec: str = "libx264",
+    keyframe_every: int | None = None,
 ) -> bytes:
     """A video of `scenes` — (photos as `canvas` takes them, seconds) in order — with a
-    slight sway so the encoder sees motion, as a hand-held phone gives. Returns its bytes."""
+    slight sway so the encoder sees motion, as a hand-held phone gives; `keyframe_every`
+    frames a key frame (libx264), as phone cameras encode. Returns its bytes."""
     import av
 
     with av.open(str(path), "w", format=fmt) as container:
@@ -64,7 +66,9 @@ def face_video(
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast"}
+            # x264 puts a key frame every 250 frames unless told (phones: every second).
+            gop = {"g": str(keyframe_every)} if keyframe_every else {}
+            stream.options = {"preset": "ultrafast", **gop}
         index = 0
         for photo, seconds in scenes:
             base = canvas(photo, size)

@@ -51,6 +51,7 @@ async def test_right_person_has_no_flags_and_a_poster(
     row = await upload_row(app, done.upload_id)
     audit = row.media["audit"]
     assert audit["reference"] == "live" and audit["flags"] == []
+    assert audit["decoded"] == "all"  # x264's default: one key frame in 250
     assert 5 <= audit["samples"] <= 7 and audit["compared"] >= 2
     assert audit["max_distance"] is not None and audit["max_distance"] <= 0.6
     poster = await app.state.store.get(row.media["poster"]["key"])
@@ -81,6 +82,33 @@ async def test_another_person_is_flagged_at_the_right_time(
     assert [flag["kind"] for flag in flags] == ["other_person"]
     assert 3.0 <= flags[0]["from_s"] <= 5.0
     assert 7.0 <= flags[0]["to_s"] <= 8.5
+
+
+async def test_phone_key_frames_alone_are_decoded_and_flag_in_time(
+    app, client, inbox, new_phone, world, identity_engines, tmp_path
+) -> None:
+    """A video with a key frame every second, as phone cameras write it: only key frames are
+    decoded, and the switch to another person at 4 s is still flagged from about 4 s."""
+    need_faces()
+    scenes = [("obama_1.jpg", 4.0), ("biden_2.jpg", 4.0)]
+    data = face_video(tmp_path / "phone.mp4", scenes, keyframe_every=10)
+    reference = embedding_of(identity_engines, "obama_2.jpg")
+    done = await upload_video(app, client, inbox, new_phone, world, data, reference=reference)
+    audit = (await upload_row(app, done.upload_id)).media["audit"]
+    assert audit["decoded"] == "keyframes" and 6 <= audit["samples"] <= 9
+    assert [flag["kind"] for flag in audit["flags"]] == ["other_person"]
+    assert 3.0 <= audit["flags"][0]["from_s"] <= 5.0 and audit["flags"][0]["to_s"] >= 7.0
+
+
+def test_key_frames_suffice_when_no_gap_is_longer_than_two_samples() -> None:
+    """Key frames every second or two are enough at one sample a second; a long gap, a late
+    first key frame or none at all mean decoding every frame."""
+    assert media_audit.keyframes_suffice([0.0, 1.0, 2.0, 3.0], 3.9, 1.0)
+    assert media_audit.keyframes_suffice([0.0, 2.0, 4.0], 5.5, 1.0)
+    assert not media_audit.keyframes_suffice([0.0, 8.3], 20.0, 1.0)  # x264's default GOP
+    assert not media_audit.keyframes_suffice([0.0], 10.0, 1.0)  # browser WebM: one at the start
+    assert not media_audit.keyframes_suffice([], 10.0, 1.0)
+    assert not media_audit.keyframes_suffice([3.0, 4.0], 5.0, 1.0)
 
 
 async def test_no_face_and_several_faces_are_flagged(

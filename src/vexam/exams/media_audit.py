@@ -1,6 +1,8 @@
 """What the machine sees in a verified recording (SPEC §6): poster frame and face audit.
 
-One decoding pass samples a frame every `every_s` seconds of the video's own timeline. On
+One decoding pass samples a frame every `every_s` seconds of the video's own timeline; when
+the file has a key frame at least every two seconds (phone cameras), only key frames are
+decoded, which is most of the saving on long recordings. On
 each sample the HOG detector counts faces; a single face is compared with the certified
 identity's embedding at the identity domain's threshold (`faces.MATCH_THRESHOLD`). The
 ResNet embedding is the costly step (≈0.15-0.25 s per face on one core), so a face that stays
@@ -16,6 +18,7 @@ Pure functions on a local file, run in a worker thread: no database, no event lo
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +70,7 @@ class AuditResult:
     poster_at_s: float | None
     poster_size: tuple[int, int] | None
     distances: list[float] = field(default_factory=list)
+    decoded: str = "all"  # "all" frames, or only "keyframes" (see `keyframes_suffice`)
 
     def summary(self, *, every_s: float, reference: str, threshold: float) -> dict[str, Any]:
         """The JSON kept in `upload.media["audit"]`."""
@@ -79,6 +83,7 @@ class AuditResult:
             "threshold": threshold,
             "max_distance": round(max(self.distances), 4) if self.distances else None,
             "duration_s": round(self.duration_s, 3),
+            "decoded": self.decoded,
             "seconds": round(self.seconds, 3),
         }
 
@@ -90,11 +95,46 @@ def _rotated(image: ImageArray, rotation: int) -> ImageArray:
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
-def sample_frames(path: Path, every_s: float, max_side: int) -> Iterator[tuple[float, ImageArray]]:
+def keyframe_times(path: Path) -> tuple[list[float], float]:
+    """(times of the key frames, time of the last frame) in seconds from the first packet,
+    read from the container's packets without decoding anything."""
+    import av
+
+    keys: list[float] = []
+    first: float | None = None
+    last = 0.0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.time_base is None:
+                continue
+            when = float(packet.pts * packet.time_base)
+            first = when if first is None else min(first, when)
+            last = max(last, when)
+            if packet.is_keyframe:
+                keys.append(when)
+    start = first or 0.0
+    return sorted(k - start for k in keys), last - start
+
+
+def keyframes_suffice(keys: list[float], end: float, every_s: float) -> bool:
+    """Whether sampling key frames alone still sees every `max(2 s, 2 × every_s)` stretch of
+    the video: phone cameras put one every second or two; browser WebM has few."""
+    bound = max(2.0, 2 * every_s)
+    if not keys or keys[0] > bound:
+        return False
+    points = [*keys, end]
+    return all(later - earlier <= bound for earlier, later in itertools.pairwise(points))
+
+
+def sample_frames(
+    path: Path, every_s: float, max_side: int, *, keyframes_only: bool = False
+) -> Iterator[tuple[float, ImageArray]]:
     """(time in seconds, RGB frame with longer side <= max_side) every `every_s` seconds.
 
-    Decodes every frame (browser WebM has no index to seek with) on one thread, and converts
-    only the sampled ones.
+    With `keyframes_only` the decoder skips every other frame (the samples are the key
+    frames at least `every_s` apart); else every frame is decoded (browser WebM has no index
+    to seek with and few key frames) on one thread, and only the sampled ones are converted.
     """
     import av
 
@@ -102,6 +142,8 @@ def sample_frames(path: Path, every_s: float, max_side: int) -> Iterator[tuple[f
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         stream.codec_context.thread_count = 1
+        if keyframes_only:
+            stream.codec_context.skip_frame = "NONKEY"
         start: float | None = None
         next_at = 0.0
         for frame in container.decode(stream):
@@ -236,20 +278,25 @@ def audit_video(
     embed_every_s: float = 3.0,
     max_side: int = DETECT_MAX_SIDE,
     duration_s: float | None = None,
+    keyframes_only: bool | None = None,
 ) -> AuditResult:
     """Sample the whole video, flag frames without exactly one face or with another person's
     face (when a reference embedding is given), and pick a poster frame.
 
     The poster is the first sample showing exactly one face, else the first sample at or
-    after one second, else the first frame. Raises PyAV's errors for files it cannot decode.
+    after one second, else the first frame. `keyframes_only` None decides by the file
+    (`keyframes_suffice`). Raises PyAV's errors for files it cannot decode.
     """
     began = time.perf_counter()
+    if keyframes_only is None:
+        keys, end = keyframe_times(path)
+        keyframes_only = keyframes_suffice(keys, end, every_s)
     auditor = _Auditor(engine, reference, threshold, embed_every_s)
     samples: list[Sample] = []
     poster: ImageArray | None = None
     poster_at: float | None = None
     poster_has_face = False
-    for at, image in sample_frames(path, every_s, max_side):
+    for at, image in sample_frames(path, every_s, max_side, keyframes_only=keyframes_only):
         sample = auditor.judge(at, image)
         samples.append(sample)
         if not poster_has_face and (
@@ -268,4 +315,5 @@ def audit_video(
         poster_at_s=poster_at,
         poster_size=size,
         distances=auditor.distances,
+        decoded="keyframes" if keyframes_only else "all",
     )
