@@ -24,6 +24,7 @@ from vexam.exams.models import Exam
 from vexam.identity.idnumbers import IdNumberError, parse_id_number
 from vexam.identity.models import Identity
 from vexam.migrate import upgrade
+from vexam.review.models import ReviewAssignment
 from vexam.schools.models import RosterRow
 
 
@@ -35,6 +36,16 @@ async def counts(settings: Settings) -> tuple[int, int, list[str], dict[str, Exa
             rows = await session.scalar(select(func.count()).select_from(RosterRow))
             statuses = list((await session.execute(select(Identity.status))).scalars())
             return len(exams), int(rows or 0), statuses, {exam.code: exam for exam in exams}
+    finally:
+        await db.dispose()
+
+
+async def assignments(settings: Settings) -> int:
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            found = await session.scalar(select(func.count()).select_from(ReviewAssignment))
+            return int(found or 0)
     finally:
         await db.dispose()
 
@@ -58,6 +69,8 @@ async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
     assert open_now.published and open_now.fee_cents == 0
     assert open_now.formal_starts_at <= clock.now() < open_now.formal_ends_at
     assert CERTIFIED_ALREADY in DEMO_PEOPLE
+
+    assert await assignments(settings) == 4  # the demo reviewer: both subjects of both exams
 
     clock.advance(timedelta(days=30))
     await seed(settings, clock)

@@ -172,8 +172,8 @@ async def seed(settings: Settings, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     try:
         users = await _accounts(db, settings, clock)
-        for code in DEMO_EXAMS:
-            await _exam(db, settings, clock, code)
+        exam_ids = [await _exam(db, settings, clock, code) for code in DEMO_EXAMS]
+        await _review(db, settings, clock, users["13900000003"], exam_ids)
         await _certify(db, settings, clock, users)
     finally:
         await db.dispose()
@@ -314,6 +314,33 @@ async def _exam(db: Database, settings: Settings, clock: Clock, code: str) -> in
         preview = await roster.preview(ctx, CONSOLE, exam.id, data, "demo-roster.csv")
         await roster.commit(ctx, CONSOLE, exam.id, preview.id)
         return exam.id
+
+
+async def _review(
+    db: Database, settings: Settings, clock: Clock, reviewer: Principal, exam_ids: list[int]
+) -> None:
+    """Assign the demo reviewer to every subject of the demo exams, one score per submission
+    (once: an exam that has assignments is left as the school set it)."""
+    from vexam.exams import service as exams
+    from vexam.review import schemas as review_schemas
+    from vexam.review import service as review
+
+    async with _ctx(db, settings, clock, CONSOLE) as ctx:
+        for exam_id in exam_ids:
+            if await review.list_assignments(ctx, CONSOLE, exam_id):
+                continue
+            await review.update_settings(
+                ctx, CONSOLE, exam_id, review_schemas.SettingsIn(reviewers_per_submission=1)
+            )
+            for subject in await exams.subjects_of(ctx, exam_id):
+                await review.assign(
+                    ctx,
+                    CONSOLE,
+                    exam_id,
+                    review_schemas.AssignmentIn(
+                        reviewer_id=reviewer.user_id, subject_id=subject.id
+                    ),
+                )
 
 
 async def _certify(
