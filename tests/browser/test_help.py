@@ -72,6 +72,19 @@ NOT_FOR_CANDIDATES = {
     "upload_chunk_checksum_mismatch",
     "upload_finished",
     "upload_already_complete",
+    # §6 review and §8 playback: met by school staff and viewers of videos, not in §2–§5
+    "review_item_not_found",
+    "scores_locked",
+    "score_invalid",
+    "rubric_invalid",
+    "reviewer_not_found",
+    "assignment_not_found",
+    "review_setting_invalid",
+    "playback_unavailable",
+    "media_link_invalid",
+    "media_link_expired",
+    "media_not_ready",
+    "media_range_invalid",
 }
 
 

@@ -69,7 +69,8 @@ async def test_every_private_route_refuses_anonymous_callers(app, client) -> Non
         for method in route.methods:
             response = await client.request(method, path, json={})
             assert response.status_code == 401, (method, path, response.text)
-            assert response.json()["code"] == "not_authenticated"
+            if method != "HEAD":  # an answer to HEAD has no body to name the code
+                assert response.json()["code"] == "not_authenticated"
             checked += 1
     assert checked >= 5
 

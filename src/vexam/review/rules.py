@@ -14,7 +14,6 @@ from typing import Any
 
 from vexam.core.errors import VexamError
 from vexam.core.i18n import N_
-from vexam.review import errors as _errors  # noqa: F401 - registers the review codes
 
 AGGREGATES = ("mean", "trimmed_mean", "median")
 AGGREGATE_LABELS = {

@@ -25,7 +25,6 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.exams import service as exams
 from vexam.exams.models import Exam, Sitting, Submission
-from vexam.review import errors as _errors  # noqa: F401 - registers the review codes
 from vexam.review import rules, schemas
 from vexam.review.models import ReviewAssignment, ReviewItem, ReviewScore, ReviewSettings
 
