@@ -14,7 +14,6 @@ from alembic import op
 
 import vexam.core.models
 
-
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
