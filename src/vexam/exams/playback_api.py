@@ -47,7 +47,10 @@ async def playback_links(
     return PlaybackOut(url=url, poster_url=poster, expires_at=ctx.now() + timedelta(seconds=ttl))
 
 
-@router.api_route("/media/{token}", methods=["GET", "HEAD"], response_model=None)
+@router.api_route("/media/{token}", methods=["GET"], response_model=None, operation_id="media_get")
+@router.api_route(
+    "/media/{token}", methods=["HEAD"], response_model=None, operation_id="media_head"
+)
 async def media(
     token: str, request: Request, principal: CurrentPrincipal, ctx: ServiceCtx
 ) -> Response:
