@@ -50,4 +50,5 @@ async def take_page(
         mode=mode,
         sitting_id=sitting,
         account=str(principal.user_id),
+        masked_phone=principal.masked_phone,
     )

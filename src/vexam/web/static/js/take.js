@@ -866,7 +866,10 @@ async function handOver(subject, receipt, take) {
   $("#keep-again").onclick = () => handOver(subject, receipt, take);
   try {
     // The upload page owns the queue: it uploads what is kept there, resumably.
-    const { keepRecording } = await uploadQueue();
+    const { keepRecording, rememberAccount } = await uploadQueue();
+    // Named by its masked phone, so another account signing in on this phone is told whose
+    // recordings wait here.
+    await rememberAccount?.(account, app.dataset.maskedPhone || "");
     await keepRecording(account, {
       submissionId: receipt.submission_id,
       examId,
