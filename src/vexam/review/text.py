@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from vexam.core.i18n import N_
+from vexam.exams.labels import ACTION_LABELS as ACTION_LABELS
+from vexam.exams.labels import EVENT_LABELS as EVENT_LABELS
 
 STATE_LABELS = {
     "open": N_("Waiting for scores"),
@@ -10,20 +12,6 @@ STATE_LABELS = {
     "complete": N_("Complete"),
     "disputed": N_("Disputed: reviewers disagree"),
     "not_ready": N_("Not reviewable yet"),
-}
-EVENT_LABELS = {
-    "phone_call": N_("Phone call"),
-    "left_page": N_("Left the exam page"),
-    "screen_locked": N_("Screen locked"),
-    "screen_recording": N_("Screen recording"),
-    "screenshot": N_("Screenshot"),
-    "app_crash": N_("App crashed"),
-}
-ACTION_LABELS = {
-    "void_attempt": N_("Void the attempt"),
-    "fail_exam": N_("Fail the exam"),
-    "flag": N_("Flag for reviewers"),
-    "ignored": N_("Ignored (another device)"),
 }
 FLAG_LABELS = {
     "no_face": N_("No face"),

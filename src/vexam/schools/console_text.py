@@ -9,6 +9,8 @@ from vexam.core.context import Ctx
 from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import N_, Msg, gettext, render_message
+from vexam.exams.labels import ACTION_LABELS as ACTION_LABELS
+from vexam.exams.labels import EVENT_LABELS as EVENT_LABELS
 from vexam.identity.idnumbers import IdNumberReason
 
 # Labels of the settings a refusal can name (`field` of exam_setting_invalid).
@@ -104,19 +106,6 @@ ROW_REASONS = {
     IdNumberReason.province.value: N_("the first two digits are no province"),
     IdNumberReason.birth_date.value: N_("the birth date in it is not a real date"),
     IdNumberReason.birth_date_mismatch.value: N_("the birth date does not match"),
-}
-EVENT_LABELS = {
-    "phone_call": N_("Phone call"),
-    "left_page": N_("Left the exam page"),
-    "screen_locked": N_("Screen locked"),
-    "screen_recording": N_("Screen recording"),
-    "screenshot": N_("Screenshot"),
-    "app_crash": N_("App crashed"),
-}
-ACTION_LABELS = {
-    "void_attempt": N_("Void the attempt"),
-    "fail_exam": N_("Fail the exam"),
-    "flag": N_("Flag for reviewers"),
 }
 NOTICES = {
     "corrected": N_("The row was corrected."),
