@@ -259,3 +259,38 @@ async def decide_appeal(
         revoked_holder=bool(body.decision == "uphold" and body.revoke_holder),
     )
     return await _appeal_row(ctx, appeal)
+
+
+async def audit_subjects(
+    ctx: Ctx, *, user_ids: set[int], id_index: str | None = None
+) -> tuple[set[int], set[tuple[str, str]]]:
+    """What the audit log may name for a candidate: for the audit search of support.
+
+    Takes the accounts already found and, optionally, the blind index of an ID number (whose
+    identities' owners join the accounts). Returns the accounts and every (subject_type,
+    subject_id) that belongs to them: the account, its identities, their manual reviews and
+    its appeals.
+    """
+    users = set(user_ids)
+    if id_index is not None:
+        owners = await ctx.session.execute(
+            select(Identity.user_id).where(Identity.id_number_index == id_index)
+        )
+        users.update(owners.scalars())
+    subjects: set[tuple[str, str]] = {("user", str(user_id)) for user_id in users}
+    if not users:
+        return users, subjects
+    identities = list(
+        (
+            await ctx.session.execute(select(Identity.id).where(Identity.user_id.in_(users)))
+        ).scalars()
+    )
+    subjects.update(("identity", str(identity_id)) for identity_id in identities)
+    if identities:
+        reviews = await ctx.session.execute(
+            select(ManualReview.id).where(ManualReview.identity_id.in_(identities))
+        )
+        subjects.update(("manual_review", str(review_id)) for review_id in reviews.scalars())
+    appeals = await ctx.session.execute(select(Appeal.id).where(Appeal.user_id.in_(users)))
+    subjects.update(("appeal", str(appeal_id)) for appeal_id in appeals.scalars())
+    return users, subjects

@@ -31,6 +31,17 @@ async def _error_text(ctx: Any, exc: VexamError) -> str:
     )
 
 
+def _lateness(ctx: Any) -> Any:
+    """`late(due_at)`: (hours, minutes) past the due time now, for "overdue by …"."""
+    now = ctx.now()
+
+    def late(due_at: Any) -> tuple[int, int]:
+        minutes = max(int((now - due_at).total_seconds() // 60), 0)
+        return divmod(minutes, 60)
+
+    return late
+
+
 @router.get("/identity")
 async def identity_page(request: Request, principal: CurrentPrincipal, ctx: ServiceCtx) -> Response:
     """Certify: photograph or type the card, the live face check, the review, appeals."""
@@ -45,7 +56,7 @@ async def reviews_page(
     """The manual-review queue, the earliest due first; overdue ones highlighted."""
     chosen = state if state in ("open", "approved", "rejected") else "open"
     rows = await decisions.list_reviews(ctx, chosen)
-    return _render(request, "reviews.html", rows=rows, state=chosen)
+    return _render(request, "reviews.html", rows=rows, state=chosen, late=_lateness(ctx))
 
 
 @router.get("/support/reviews/{review_id}")
@@ -54,7 +65,7 @@ async def review_page(
 ) -> Response:
     """One review: the card photo, the selfie, the stated details and the machine's facts."""
     review = await decisions.review_detail(ctx, review_id)
-    return _render(request, "review.html", review=review)
+    return _render(request, "review.html", review=review, late=_lateness(ctx))
 
 
 @router.post("/support/reviews/{review_id}/decision")
@@ -71,16 +82,55 @@ async def review_decision(
         body = schemas.DecisionIn.model_validate({"decision": decision, "reason": reason})
     except ValueError:
         review = await decisions.review_detail(ctx, review_id)
-        return _render(request, "review.html", 422, review=review, reason_missing=True)
+        return _render(
+            request, "review.html", 422, review=review, reason_missing=True, late=_lateness(ctx)
+        )
     try:
         await decisions.decide_review(ctx, agent, review_id, body)
     except VexamError as exc:
         message = await _error_text(ctx, exc)
         review = await decisions.review_detail(ctx, review_id)
         return _render(
-            request, "review.html", exc.status, review=review, error=message, error_code=exc.code
+            request,
+            "review.html",
+            exc.status,
+            review=review,
+            error=message,
+            error_code=exc.code,
+            late=_lateness(ctx),
         )
     return RedirectResponse("/support/reviews", status_code=303)
+
+
+@router.post("/support/reviews/{review_id}/revoke")
+async def review_revoke(
+    request: Request,
+    review_id: int,
+    agent: SupportAgent,
+    ctx: ServiceCtx,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Revoke the certification this review made (a wrong approval), with a reason."""
+    review = await decisions.review_detail(ctx, review_id)
+    if len(reason.strip()) < 2:
+        return _render(
+            request, "review.html", 422, review=review, reason_missing=True, late=_lateness(ctx)
+        )
+    try:
+        await decisions.revoke(ctx, agent, review.identity.identity_id, reason)
+    except VexamError as exc:
+        message = await _error_text(ctx, exc)
+        review = await decisions.review_detail(ctx, review_id)
+        return _render(
+            request,
+            "review.html",
+            exc.status,
+            review=review,
+            error=message,
+            error_code=exc.code,
+            late=_lateness(ctx),
+        )
+    return RedirectResponse(f"/support/reviews/{review_id}", status_code=303)
 
 
 @router.get("/support/appeals")

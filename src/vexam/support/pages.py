@@ -6,20 +6,25 @@
   measured in the browser (`device-check.js`) with a verdict and advice.
 - `POST /device-check/upload`: the upload-speed probe: reads the body and discards it,
   refusing more than `PROBE_MAX_BYTES` (`upload_too_large`).
+- `GET /support/audit` (support and operators): the audit log of one candidate, found by
+  phone, ID number (its blind index) or account id; masked values only.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from vexam.config import Settings
-from vexam.core.auth import CurrentPrincipal, ServiceCtx
-from vexam.core.errors import VexamError
+from vexam.core.auth import CurrentPrincipal, ServiceCtx, require_roles
+from vexam.core.context import Principal, Role
+from vexam.core.errors import CATALOGUE, VexamError
+from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router, public, request_locale
-from vexam.support import help_topics
+from vexam.support import audit_search, help_topics
 
 router = make_router(include_in_schema=False)
 
@@ -29,9 +34,12 @@ PROBE_MAX_BYTES = 8 * 1024 * 1024
 QUERY_MAX_CHARS = 100
 
 
-def _render(request: Request, name: str, **context: Any) -> Response:
+AuditReader = Annotated[Principal, Depends(require_roles(Role.support, Role.operator))]
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     templates: Templates = request.app.state.templates
-    return templates.render(request, f"support/{name}", context)
+    return templates.render(request, f"support/{name}", context, status_code=status_code)
 
 
 def help_params(settings: Settings) -> dict[str, Any]:
@@ -97,3 +105,54 @@ async def device_check_upload(
         if received > PROBE_MAX_BYTES:
             raise VexamError("upload_too_large", max_bytes=PROBE_MAX_BYTES)
     return JSONResponse({"received": received})
+
+
+@router.get("/support/audit")
+async def audit_page(
+    request: Request,
+    reader: AuditReader,
+    ctx: ServiceCtx,
+    phone: str = "",
+    id_number: str = "",
+    id_index: str = "",
+    user_id: str = "",
+    page: int = 1,
+) -> Response:
+    """Search the audit log for one candidate, newest first, 50 a page.
+
+    An ID number typed is at once replaced by its blind index (a redirect), so the number
+    stays in no address, link or page.
+    """
+    if id_number.strip():
+        query = {"phone": phone.strip(), "id_index": audit_search.id_index(ctx, id_number)}
+        if user_id.strip():
+            query["user_id"] = user_id.strip()
+        kept = {key: value for key, value in query.items() if value}
+        return RedirectResponse(f"/support/audit?{urlencode(kept)}", status_code=303)
+    account = int(user_id) if user_id.strip().isdigit() else None
+    asked = bool(phone.strip() or id_index or account is not None)
+    error = error_code = None
+    result = audit_search.AuditPage()
+    if asked:
+        try:
+            result = await audit_search.search(
+                ctx, phone=phone, id_number_index=id_index, user_id=account, page=page
+            )
+        except VexamError as exc:
+            error = render_message(
+                ctx.locale, CATALOGUE[exc.code].message, exc.params, ctx.settings.default_timezone
+            )
+            error_code = exc.code
+    paging = {"phone": phone.strip(), "id_index": id_index, "user_id": account or ""}
+    return _render(
+        request,
+        "audit.html",
+        422 if error else 200,
+        asked=asked,
+        error=error,
+        error_code=error_code,
+        result=result,
+        by_id_number=bool(id_index),
+        user_id=account,
+        paging=urlencode({key: value for key, value in paging.items() if value}),
+    )

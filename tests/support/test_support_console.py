@@ -1,0 +1,162 @@
+"""SPEC §3/§7/§8 support console: the review queue by due time, decisions, revocation and the
+audit-log search (by phone, ID number or account; masked values only), and who is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.helpers import bearer, register, staff
+from tests.identity.conftest import new_id_number, to_review
+
+pytestmark = pytest.mark.usefixtures("app")
+HTML = {"Accept": "text/html"}
+EN = {**HTML, "Accept-Language": "en"}
+
+
+async def new_candidate(client: Any, inbox: Any, phone: str) -> tuple[dict[str, str], int]:
+    """A registered candidate: its auth header and account id."""
+    body = await register(client, inbox, phone)
+    who = bearer(body["token"])
+    me = (await client.get("/api/v1/me", headers=who)).json()
+    return who, int(me["id"])
+
+
+async def test_queue_by_due_time_with_overdue_marked(client, inbox, new_phone, clock, app) -> None:
+    """§3: the earliest due first; a late one says so and by how long."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    first, _ = await new_candidate(client, inbox, new_phone())
+    early = await to_review(client, first, new_id_number())
+    clock.advance(minutes=30)
+    second, _ = await new_candidate(client, inbox, new_phone())
+    late = await to_review(client, second, new_id_number())
+    clock.advance(hours=2, minutes=10)  # the first is due 2 h of service time after it came
+    page = await client.get("/support/reviews", headers={**agent, **EN})
+    assert page.status_code == 200
+    mine = [f'data-review="{early["id"]}"', f'data-review="{late["id"]}"']
+    at = [page.text.index(marker) for marker in mine]
+    assert at[0] < at[1]  # earliest due first
+    row = page.text[page.text.rindex("<li", 0, at[0]) : page.text.index("</li>", at[0])]
+    assert 'data-overdue="1"' in row and "Overdue by" in row
+    detail = await client.get(f"/support/reviews/{early['id']}", headers={**agent, **EN})
+    assert 'data-overdue="1"' in detail.text and "Face distance" in detail.text
+    assert detail.text.count("/api/v1/identity/photos/") == 2  # the owner/support-only route
+    assert 'name="csrf_token"' in detail.text
+
+
+async def test_decide_revoke_and_find_in_audit_log(client, inbox, new_phone, app) -> None:
+    """§7/§8: approve, revoke, then find both by phone, ID number and account, masked."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    phone = new_phone()
+    who, user_id = await new_candidate(client, inbox, phone)
+    number = new_id_number()
+    review = await to_review(client, who, number)
+    done = await client.post(
+        f"/support/reviews/{review['id']}/decision",
+        data={"decision": "approve", "reason": "照片与自拍一致"},
+        headers={**agent, **HTML},
+    )
+    assert done.status_code == 303
+    page = await client.get(f"/support/reviews/{review['id']}", headers={**agent, **EN})
+    assert 'data-testid="revoke-form"' in page.text
+    no_reason = await client.post(
+        f"/support/reviews/{review['id']}/revoke", data={"reason": ""}, headers={**agent, **HTML}
+    )
+    assert no_reason.status_code == 422
+    revoked = await client.post(
+        f"/support/reviews/{review['id']}/revoke",
+        data={"reason": "号码输错"},
+        headers={**agent, **HTML},
+    )
+    assert revoked.status_code == 303
+    assert (await client.get("/api/v1/identity", headers=who)).json()["status"] == "revoked"
+
+    masked = f"{phone[:3]}****{phone[-4:]}"
+    by_phone = await client.get(
+        "/support/audit", params={"phone": f"+86 {phone}"}, headers={**agent, **EN}
+    )
+    assert by_phone.status_code == 200
+    actions = by_phone.text
+    for action in ("identity.review_approved", "identity.revoked", "account.created"):
+        assert f'data-action="{action}"' in actions
+    assert masked in actions and number not in actions
+    assert actions.count(phone) <= 2  # only in the address of the page links, never shown
+    # newest first: the revocation comes before the approval
+    assert actions.index('data-action="identity.revoked"') < actions.index(
+        'data-action="identity.review_approved"'
+    )
+
+    by_id = await client.get(
+        "/support/audit", params={"id_number": number.lower()}, headers={**agent, **EN}
+    )
+    assert by_id.status_code == 303
+    where = by_id.headers["location"]
+    assert number not in where and number.lower() not in where
+    assert len(parse_qs(urlsplit(where).query)["id_index"][0]) == 64
+    found = await client.get(where, headers={**agent, **EN})
+    assert 'data-action="identity.review_approved"' in found.text and number not in found.text
+
+    by_user = await client.get(
+        "/support/audit", params={"user_id": str(user_id)}, headers={**agent, **EN}
+    )
+    assert 'data-action="identity.revoked"' in by_user.text and phone not in by_user.text
+
+    nobody = await client.get(
+        "/support/audit", params={"phone": new_phone()}, headers={**agent, **EN}
+    )
+    assert 'data-testid="audit-nobody"' in nobody.text
+    bad = await client.get("/support/audit", params={"phone": "12"}, headers={**agent, **EN})
+    assert bad.status_code == 422 and 'data-code="phone_invalid"' in bad.text
+
+
+async def test_audit_log_pages_fifty_newest_first(client, inbox, new_phone, clock, app) -> None:
+    """§8: 50 entries a page, the newest first, the older ones one link away."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    _, user_id = await new_candidate(client, inbox, new_phone())
+    from tests.helpers import app_ctx
+    from vexam.core import audit
+
+    async with app_ctx(app) as ctx:
+        for n in range(55):
+            clock.advance(seconds=1)
+            await audit.record(
+                ctx, "test.step", "user", user_id, actor_user_id=user_id, n=n, phone="13812345678"
+            )
+    first = await client.get("/support/audit", params={"user_id": user_id}, headers={**agent, **EN})
+    assert 'data-count="50"' in first.text and 'data-testid="audit-older"' in first.text
+    assert "13812345678" not in first.text and "138****5678" in first.text
+    assert first.text.index('"n": 54') < first.text.index('"n": 53')
+    second = await client.get(
+        "/support/audit", params={"user_id": user_id, "page": 2}, headers={**agent, **EN}
+    )
+    assert 'data-testid="audit-older"' not in second.text and '"n": 0' in second.text
+
+
+@pytest.mark.parametrize("role", ["candidate", "school_admin", "reviewer"])
+async def test_others_are_refused(client, inbox, new_phone, app, role) -> None:
+    """§0: only support (and operators for the audit log) use the support console."""
+    if role == "candidate":
+        who, _ = await new_candidate(client, inbox, new_phone())
+    else:
+        school = None
+        if role == "school_admin":
+            from tests.helpers import app_ctx
+            from vexam.schools import service as schools
+
+            async with app_ctx(app) as ctx:
+                school = (await schools.create_school(ctx, f"s{new_phone()}", "测试中学")).id
+        who = bearer(await staff(app, client, new_phone(), role, school_id=school))
+    for path in ("/support/reviews", "/support/appeals", "/support/audit"):
+        assert (await client.get(path, headers={**who, **HTML})).status_code == 403, path
+
+
+async def test_operator_reads_the_audit_log(client, new_phone, app) -> None:
+    """§8: operators search the audit log too (not the review queue)."""
+    operator = bearer(await staff(app, client, new_phone(), "operator"))
+    page = await client.get("/support/audit", headers={**operator, **EN})
+    assert page.status_code == 200 and "Search by phone" in page.text
+    assert (await client.get("/support/reviews", headers={**operator, **HTML})).status_code == 403
+    home = await client.get("/", headers={**operator, **HTML})
+    assert 'href="/support/audit"' in home.text
