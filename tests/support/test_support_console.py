@@ -160,3 +160,49 @@ async def test_operator_reads_the_audit_log(client, new_phone, app) -> None:
     assert (await client.get("/support/reviews", headers={**operator, **HTML})).status_code == 403
     home = await client.get("/", headers={**operator, **HTML})
     assert 'href="/support/audit"' in home.text
+
+
+async def test_appeal_shows_both_sides_and_is_decided(client, inbox, new_phone, app) -> None:
+    """§3: the appellant's statement beside the holder's masked facts; upheld with revocation."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    holder, _ = await new_candidate(client, inbox, new_phone())
+    number = new_id_number()
+    review = await to_review(client, holder, number)
+    await client.post(
+        f"/support/reviews/{review['id']}/decision",
+        data={"decision": "approve", "reason": "一致"},
+        headers={**agent, **HTML},
+    )
+    appellant, _ = await new_candidate(client, inbox, new_phone())
+    appeal = await client.post(
+        "/api/v1/identity/appeals",
+        json={
+            "kind": "identity_conflict",
+            "id_number": number,
+            "name": "张三",
+            "message": "这是我的身份证",
+        },
+        headers=appellant,
+    )
+    assert appeal.status_code == 201, appeal.text
+    appeal_id = appeal.json()["id"]
+    page = await client.get("/support/appeals", headers={**agent, **EN})
+    card = page.text[page.text.index(f'data-testid="appeal-{appeal_id}"') :]
+    card = card[: card.index("</section>")]
+    holder_side = card[card.index('data-testid="holder"') :]
+    assert "这是我的身份证" in card and "Someone else is certified" in card
+    assert number not in holder_side and number[-4:] in holder_side
+    assert 'name="revoke_holder"' in card and 'name="csrf_token"' in card
+    done = await client.post(
+        f"/support/appeals/{appeal_id}/decision",
+        data={"decision": "uphold", "reason": "持证人号码输错", "revoke_holder": "on"},
+        headers={**agent, **HTML},
+    )
+    assert done.status_code == 303
+    assert (await client.get("/api/v1/identity", headers=holder)).json()["status"] == "revoked"
+    again = await client.post(
+        f"/support/appeals/{appeal_id}/decision",
+        data={"decision": "dismiss", "reason": "重复"},
+        headers={**agent, **EN},
+    )
+    assert again.status_code == 409 and 'data-code="appeal_not_open"' in again.text

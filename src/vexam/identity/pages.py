@@ -13,6 +13,7 @@ from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router
 from vexam.identity import decisions, schemas, service
+from vexam.identity.idnumbers import mask_id_number
 
 router = make_router(include_in_schema=False)
 FormStr = Annotated[str, Form()]
@@ -140,7 +141,14 @@ async def appeals_page(
     """Appeals with both sides' facts, the earliest due first."""
     chosen = state if state in ("open", "upheld", "dismissed", "cancelled") else "open"
     rows = await decisions.list_appeals(ctx, chosen)
-    return _render(request, "appeals.html", rows=rows, state=chosen)
+    return _render(
+        request,
+        "appeals.html",
+        rows=rows,
+        state=chosen,
+        late=_lateness(ctx),
+        mask_id=mask_id_number,
+    )
 
 
 @router.post("/support/appeals/{appeal_id}/decision")
@@ -169,6 +177,9 @@ async def appeal_decision(
             rows=rows,
             state="open",
             error=error,
+            error_code=exc.code if isinstance(exc, VexamError) else None,
             reason_missing=error is None,
+            late=_lateness(ctx),
+            mask_id=mask_id_number,
         )
     return RedirectResponse("/support/appeals", status_code=303)
