@@ -245,6 +245,23 @@ def sms_code(sms: MemorySmsSender) -> Callable[..., str]:
     return _code
 
 
+def sign_in(page: Page, base: str, phone: str, password: str = PASSWORD) -> None:
+    """Sign in on the password form; returns once the browser has left /login."""
+    page.goto(f"{base}/login")
+    page.locator("input[name=phone]").fill(phone)
+    page.locator("input[name=password]").fill(password)
+    page.locator("button[name=action][value=login]").click()
+    page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    """The page fits its viewport's width: nothing scrolls sideways."""
+    sizes = page.evaluate(
+        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
+    )
+    assert sizes["scroll"] <= sizes["inner"], sizes
+
+
 def save_screenshot(page: Page, name: str) -> Path:
     """Keep a full-page screenshot of `page` as a test artifact `<name>.png`; return its path."""
     folder = Path(os.environ.get("VEXAM_ARTIFACTS_DIR", "var/artifacts")) / "screenshots"

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import update
 
-from tests.browser.conftest import LiveApp, save_screenshot
+from tests.browser.conftest import LiveApp, no_horizontal_scroll, save_screenshot, sign_in
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
 from tests.exams.test_sittings import PHONE, SHA, device, force_face
@@ -82,21 +82,6 @@ def untranslated(page: Page, locale: str) -> list[str]:
     for kept in KEPT_CHINESE:
         shown = shown.replace(kept, "")
     return CJK.findall(shown)
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    sizes = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert sizes["scroll"] <= NARROW["width"] and sizes["inner"] == NARROW["width"], sizes
-
-
-def sign_in(page: Page, base: str, phone: str) -> None:
-    page.goto(f"{base}/login")
-    page.locator("input[name=phone]").fill(phone)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("button[name=action][value=login]").click()
-    expect(page).to_have_url(f"{base}/")
 
 
 def enrolled_candidate(

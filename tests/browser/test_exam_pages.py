@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PHONE_VIEWPORT, LiveApp
+from tests.browser.conftest import LiveApp, no_horizontal_scroll
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
 from tests.helpers import PASSWORD, app_ctx
@@ -80,14 +80,6 @@ def certified_candidate_on_roster(live_app: LiveApp, phone: str) -> dict[str, An
         )
     )
     return world
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    sizes = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    width = PHONE_VIEWPORT["width"]
-    assert sizes == {"scroll": width, "inner": width}, sizes
 
 
 def test_apply_wrong_province_then_confirm_and_pay(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import save_screenshot
+from tests.browser.conftest import no_horizontal_scroll, save_screenshot
 from vexam.core.errors import CATALOGUE
 from vexam.support import help_topics
 
@@ -98,13 +98,6 @@ def untranslated(page: Page, locale: str) -> list[str]:
     if locale == "zh_CN":
         return [word for word in LATIN_WORD.findall(shown) if word not in ALLOWED_LATIN]
     return CJK.findall(shown.replace("北京时间", "").replace("考生号", "").replace("确认考试", ""))
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    sizes = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert sizes["scroll"] <= NARROW["width"] and sizes["inner"] == NARROW["width"], sizes
 
 
 def test_every_candidate_code_has_an_answer() -> None:

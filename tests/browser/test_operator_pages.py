@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
-from tests.browser.conftest import LiveApp, save_screenshot
+from tests.browser.conftest import LiveApp, save_screenshot, sign_in
 from tests.browser.test_candidate_home import untranslated
 from tests.helpers import PASSWORD, app_ctx
 from vexam.accounts import service as accounts
@@ -49,14 +49,6 @@ def laptop(browser: Browser) -> Iterator[BrowserContext]:
         yield context
     finally:
         context.close()
-
-
-def sign_in(page: Page, base: str, phone: str) -> None:
-    page.goto(f"{base}/login")
-    page.locator("input[name=phone]").fill(phone)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("button[name=action][value=login]").click()
-    expect(page).to_have_url(f"{base}/")
 
 
 def fits(page: Page) -> None:

@@ -25,7 +25,13 @@ from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect
 from sqlalchemy import select, update
 
-from tests.browser.conftest import LiveApp, launch_with_camera, save_screenshot
+from tests.browser.conftest import (
+    LiveApp,
+    launch_with_camera,
+    no_horizontal_scroll,
+    save_screenshot,
+    sign_in,
+)
 from tests.browser.test_exam_pages import principal
 from tests.browser.test_identity_pages import FPS, write_y4m
 from tests.exams.test_enrollment import add_roster_row
@@ -220,21 +226,6 @@ def recordings_of(exam_id: int) -> Any:
 
 
 # ------------------------------------------------------------------ page steps
-
-
-def sign_in(page: Page, base: str, phone: str) -> None:
-    page.goto(f"{base}/login")
-    page.locator("input[name=phone]").fill(phone)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("button[name=action][value=login]").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    sizes = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert sizes["scroll"] <= sizes["inner"], sizes
 
 
 def open_exam(page: Page, base: str, exam_id: int, mode: str) -> None:

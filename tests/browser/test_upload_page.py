@@ -24,9 +24,15 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.browser.conftest import LiveApp, phone_context, save_screenshot
+from tests.browser.conftest import (
+    LiveApp,
+    no_horizontal_scroll,
+    phone_context,
+    save_screenshot,
+    sign_in,
+)
 from tests.exams.test_exam_setup import new_school
-from tests.helpers import PASSWORD, bearer, staff
+from tests.helpers import bearer, staff
 from tests.uploads.conftest import Submitted, submitted_with
 from vexam.accounts.sms import MemorySmsSender
 from vexam.exams import uploads
@@ -138,14 +144,6 @@ def candidate_with_submission(
     submitted, receipt = live_app.run(_setup, timeout=60)
     assert len(phones) == 1, phones  # the candidate's own number
     return Candidate(phones[0], submitted, receipt)
-
-
-def sign_in(page: Page, base: str, phone: str) -> None:
-    page.goto(f"{base}/login")
-    page.locator("input[name=phone]").fill(phone)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.locator("button[name=action][value=login]").click()
-    page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
 
 
 def sign_out(page: Page, base: str, *, waiting: int = 0) -> None:
@@ -267,13 +265,6 @@ def server_file_sha256(live_app: LiveApp, candidate: Candidate) -> str:
 def expect_verified(page: Page, submission_id: int) -> None:
     item = page.get_by_test_id(f"upload-{submission_id}")
     expect(item).to_have_attribute("data-state", "verified", timeout=30_000)
-
-
-def no_horizontal_scroll(page: Page) -> None:
-    sizes = page.evaluate(
-        "() => ({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})"
-    )
-    assert sizes["scroll"] <= sizes["inner"], sizes
 
 
 def blob_kept(page: Page, account: str, submission_id: int) -> bool:
