@@ -206,3 +206,17 @@ async def test_appeal_shows_both_sides_and_is_decided(client, inbox, new_phone, 
         headers={**agent, **EN},
     )
     assert again.status_code == 409 and 'data-code="appeal_not_open"' in again.text
+
+
+async def test_a_search_is_itself_audited(client, inbox, new_phone, app) -> None:
+    """§8: who searched whose trail is kept, with the criteria masked."""
+    agent_phone = new_phone()
+    agent = bearer(await staff(app, client, agent_phone, "support"))
+    phone = new_phone()
+    _, user_id = await new_candidate(client, inbox, phone)
+    await client.get("/support/audit", params={"phone": phone}, headers={**agent, **EN})
+    me = (await client.get("/api/v1/me", headers=agent)).json()["id"]
+    trail = await client.get("/support/audit", params={"user_id": me}, headers={**agent, **EN})
+    row = trail.text[trail.text.rindex('data-action="audit.searched"') :]  # the older search
+    row = row[: row.index("</tr>")]
+    assert f"{phone[:3]}****{phone[-4:]}" in row and phone not in row and str(user_id) in row

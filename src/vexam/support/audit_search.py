@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from vexam.accounts import service as accounts
+from vexam.core import audit
 from vexam.core.audit import AuditEntry
 from vexam.core.context import Ctx
 from vexam.identity import decisions
@@ -107,6 +108,18 @@ async def search(
         users.add(user_id)
     index = id_number_index if _INDEX_RE.match(id_number_index) else None
     users, subjects = await decisions.audit_subjects(ctx, user_ids=users, id_index=index)
+    if page == 1:
+        # Reading someone's trail is itself kept: who looked, for whom, by which criteria.
+        await audit.record(
+            ctx,
+            "audit.searched",
+            "audit_log",
+            "search",
+            phone=result.phone_masked,
+            by_id_number=index is not None,
+            user_id=user_id,
+            found=sorted(users),
+        )
     if not users:
         return result
     result.found = True
