@@ -4,6 +4,7 @@ the candidate's phone, shown masked; zh and en."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -98,5 +99,11 @@ def test_agent_approves_then_finds_it_in_the_audit_log(
         assert candidate not in text and number not in text
         fits(page)
         save_screenshot(page, f"support-audit-{tag}")
+        # By ID number: the address carries its blind index, never the number.
+        page.get_by_test_id("audit-id-number").fill(number)
+        page.get_by_test_id("audit-submit").click()
+        expect(page).to_have_url(re.compile(r"id_index=[0-9a-f]{64}"))
+        expect(approved).to_have_count(1)
+        assert number not in page.url and number not in page.content()
     finally:
         context.close()

@@ -98,6 +98,11 @@ async def test_decide_revoke_and_find_in_audit_log(client, inbox, new_phone, app
     found = await client.get(where, headers={**agent, **EN})
     assert 'data-action="identity.review_approved"' in found.text and number not in found.text
 
+    posted = await client.post(
+        "/support/audit", data={"id_number": number, "phone": ""}, headers={**agent, **HTML}
+    )
+    assert posted.status_code == 303 and posted.headers["location"] == where
+
     by_user = await client.get(
         "/support/audit", params={"user_id": str(user_id)}, headers={**agent, **EN}
     )

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Form, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from vexam.config import Settings
 from vexam.core.auth import CurrentPrincipal, ServiceCtx, require_roles
-from vexam.core.context import Principal, Role
+from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router, public, request_locale
@@ -107,6 +107,29 @@ async def device_check_upload(
     return JSONResponse({"received": received})
 
 
+def _to_results(ctx: Ctx, phone: str, id_number: str, user_id: str) -> Response:
+    """303 to the result page, the ID number replaced by its blind index."""
+    query = {
+        "phone": phone.strip(),
+        "id_index": audit_search.id_index(ctx, id_number) if id_number.strip() else "",
+        "user_id": user_id.strip(),
+    }
+    kept = {key: value for key, value in query.items() if value}
+    return RedirectResponse(f"/support/audit?{urlencode(kept)}", status_code=303)
+
+
+@router.post("/support/audit")
+async def audit_search_post(
+    reader: AuditReader,
+    ctx: ServiceCtx,
+    phone: Annotated[str, Form()] = "",
+    id_number: Annotated[str, Form()] = "",
+    user_id: Annotated[str, Form()] = "",
+) -> Response:
+    """The search form: keeps a typed ID number out of addresses, history and access logs."""
+    return _to_results(ctx, phone, id_number, user_id)
+
+
 @router.get("/support/audit")
 async def audit_page(
     request: Request,
@@ -120,15 +143,12 @@ async def audit_page(
 ) -> Response:
     """Search the audit log for one candidate, newest first, 50 a page.
 
-    An ID number typed is at once replaced by its blind index (a redirect), so the number
-    stays in no address, link or page.
+    An ID number given here is at once replaced by its blind index (a redirect), so the
+    number stays in no link or page; the search form posts it (`audit_search_post`), so it
+    is not in any address either.
     """
     if id_number.strip():
-        query = {"phone": phone.strip(), "id_index": audit_search.id_index(ctx, id_number)}
-        if user_id.strip():
-            query["user_id"] = user_id.strip()
-        kept = {key: value for key, value in query.items() if value}
-        return RedirectResponse(f"/support/audit?{urlencode(kept)}", status_code=303)
+        return _to_results(ctx, phone, id_number, user_id)
     account = int(user_id) if user_id.strip().isdigit() else None
     asked = bool(phone.strip() or id_index or account is not None)
     error = error_code = None
