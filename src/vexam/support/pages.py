@@ -175,4 +175,13 @@ async def audit_page(
         by_id_number=bool(id_index),
         user_id=account,
         paging=urlencode({key: value for key, value in paging.items() if value}),
+        role_label=_role_label,
     )
+
+
+def _role_label(role: str) -> str:
+    """The name of an actor's role as a msgid to translate (the raw value if unknown)."""
+    try:
+        return Role(role).label
+    except ValueError:
+        return role
