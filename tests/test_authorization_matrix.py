@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.exams.test_exam_setup import new_school
-from tests.exams.test_sittings import candidate_for, new_exam
+from tests.exams.test_sittings import candidate_for, new_exam, roster_row_id
 from tests.helpers import bearer, staff
 from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE, csrf_token_for, iter_api_routes
 
@@ -80,6 +80,7 @@ async def world(app, client, inbox, new_phone) -> World:
         w.tokens[f"candidate_{side}"] = token_of(who)
         w.ids[f"school_{side}"] = school_id
         w.ids[f"exam_{side}"] = exam["id"]
+        w.ids[f"row_{side}"] = await roster_row_id(app, exam["id"])
     return w
 
 
@@ -156,7 +157,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", "/operator/refunds"): Rule(OPERATOR),
     # School console: school A's exam.
     ("GET", "/school"): Rule(ADMINS | OPERATOR),
-    ("GET", "/school/exams/new"): Rule(ADMINS),
+    ("GET", "/school/exams/new"): Rule(ADMINS),  # an operator names the school: ?school_id=
     ("POST", "/school/exams/new"): Rule(ADMINS),
     ("GET", "/school/exams/{exam_id}/edit"): Rule(SCHOOL_A),
     ("POST", "/school/exams/{exam_id}/edit"): Rule(SCHOOL_A),
@@ -188,7 +189,12 @@ INFRASTRUCTURE = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 def fill(path: str, w: World) -> str:
     """The route's address with school A's objects (made-up numbers for the rest)."""
-    values = {"exam_id": w.ids["exam_a"], "school_id": w.ids["school_a"], "locale": "en"}
+    values = {
+        "exam_id": w.ids["exam_a"],
+        "school_id": w.ids["school_a"],
+        "row_id": w.ids["row_a"],
+        "locale": "en",
+    }
     for name in re.findall(r"\{(\w+)\}", path):
         path = path.replace("{" + name + "}", str(values.get(name, 999999)))
     return path
