@@ -11,8 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import LiveApp, save_screenshot
-from tests.browser.test_operator_pages import LAPTOP, fits, sign_in
+from tests.browser.conftest import LiveApp, no_horizontal_scroll, save_screenshot, sign_in
+from tests.browser.test_operator_pages import LAPTOP
 from tests.helpers import PASSWORD, app_ctx, bearer
 from tests.identity.conftest import jpeg, manual_entry, new_id_number
 from vexam.accounts import service as accounts
@@ -73,12 +73,12 @@ def test_agent_approves_then_finds_it_in_the_audit_log(
         row = page.locator(f'[data-review="{review_id}"]')
         expect(row).to_be_visible()
         assert row.get_attribute("data-overdue") is None  # before its due time
-        fits(page)
+        no_horizontal_scroll(page)
         save_screenshot(page, f"support-queue-{tag}")
         row.locator("a").click()
         expect(page.get_by_test_id("full-id-number")).to_have_text(number)
         expect(page.get_by_test_id("face-distance")).to_be_visible()
-        fits(page)
+        no_horizontal_scroll(page)
         save_screenshot(page, f"support-review-{tag}")
         page.get_by_test_id("review-reason").fill(
             "照片与自拍一致" if tag == "zh" else "photos match"
@@ -97,7 +97,7 @@ def test_agent_approves_then_finds_it_in_the_audit_log(
         expect(results).to_contain_text(f"{candidate[:3]}****{candidate[-4:]}")
         text = results.inner_text()
         assert candidate not in text and number not in text
-        fits(page)
+        no_horizontal_scroll(page)
         save_screenshot(page, f"support-audit-{tag}")
         # By ID number: the address carries its blind index, never the number.
         page.get_by_test_id("audit-id-number").fill(number)
