@@ -44,6 +44,9 @@ async def test_queue_by_due_time_with_overdue_marked(client, inbox, new_phone, c
     assert 'data-overdue="1"' in detail.text and "Face distance" in detail.text
     assert detail.text.count("/api/v1/identity/photos/") == 2  # the owner/support-only route
     assert 'name="csrf_token"' in detail.text
+    clock.advance(days=2)  # days, once a whole day late
+    later = await client.get(f"/support/reviews/{early['id']}", headers={**agent, **EN})
+    assert "Overdue by 2 d 0 h" in later.text
 
 
 async def test_decide_revoke_and_find_in_audit_log(client, inbox, new_phone, app) -> None:

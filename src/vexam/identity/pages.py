@@ -33,12 +33,13 @@ async def _error_text(ctx: Any, exc: VexamError) -> str:
 
 
 def _lateness(ctx: Any) -> Any:
-    """`late(due_at)`: (hours, minutes) past the due time now, for "overdue by …"."""
+    """`late(due_at)`: (days, hours, minutes) past the due time now, for "overdue by …"."""
     now = ctx.now()
 
-    def late(due_at: Any) -> tuple[int, int]:
+    def late(due_at: Any) -> tuple[int, int, int]:
         minutes = max(int((now - due_at).total_seconds() // 60), 0)
-        return divmod(minutes, 60)
+        hours, minute = divmod(minutes, 60)
+        return (*divmod(hours, 24), minute)
 
     return late
 
