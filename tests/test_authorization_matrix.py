@@ -10,11 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from tests.exams.test_exam_setup import new_school
 from tests.exams.test_sittings import candidate_for, new_exam, roster_row_id
-from tests.helpers import bearer, staff
+from tests.helpers import app_ctx, bearer, staff
+from tests.review.conftest import Review, assign, queue, review_exam_body, verified_candidate
 from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE, csrf_token_for, iter_api_routes
+from vexam.identity.models import ManualReview
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -39,6 +42,7 @@ class World:
     transport: httpx.ASGITransport
     tokens: dict[str, str] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
 
     def client(self, role: str) -> httpx.AsyncClient:
         """A browser of `role`: its session and device cookies (anonymous: no session)."""
@@ -73,14 +77,26 @@ async def world(app, client, inbox, new_phone) -> World:
         school_id = await new_school(app)
         admin = bearer(await staff(app, client, new_phone(), "school_admin", school_id))
         w.tokens[f"admin_{side}"] = token_of(admin)
-        w.tokens[f"reviewer_{side}"] = await staff(app, client, new_phone(), "reviewer", school_id)
+        reviewer = await staff(app, client, new_phone(), "reviewer", school_id)
+        w.tokens[f"reviewer_{side}"] = reviewer
         one = {"school_id": school_id, "admin": admin, "agent": agent}
-        exam = await new_exam(client, one)
+        exam = await new_exam(client, one, **review_exam_body())
+        if side == "a":  # a verified submission, assigned to school A's reviewer
+            me = (await client.get("/api/v1/me", headers=bearer(reviewer))).json()
+            review = Review(one, exam, [bearer(reviewer)], [int(me["id"])])
+            await verified_candidate(app, client, inbox, new_phone, review)
+            assigned = await assign(client, review, 0)
+            assert assigned.status_code in (200, 201), assigned.text
+            codes = [item["code"] for item in await queue(client, bearer(reviewer))]
+            assert codes, "the reviewer's queue is empty"
+            w.names["code"] = codes[0]
         who = await candidate_for(app, client, inbox, new_phone, one, exam)
         w.tokens[f"candidate_{side}"] = token_of(who)
         w.ids[f"school_{side}"] = school_id
         w.ids[f"exam_{side}"] = exam["id"]
         w.ids[f"row_{side}"] = await roster_row_id(app, exam["id"])
+    async with app_ctx(app) as ctx:  # the candidates' identity reviews (approved)
+        w.ids["review"] = int(await ctx.session.scalar(select(func.min(ManualReview.id))) or 0)
     return w
 
 
@@ -138,7 +154,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("HEAD", "/media/{token}"): Rule(frozenset(), fake=True),
     # Support console.
     ("GET", "/support/reviews"): Rule(SUPPORT),
-    ("GET", "/support/reviews/{review_id}"): Rule(SUPPORT, fake=True),
+    ("GET", "/support/reviews/{review_id}"): Rule(SUPPORT),
     ("POST", "/support/reviews/{review_id}/decision"): Rule(SUPPORT, fake=True),
     ("POST", "/support/reviews/{review_id}/revoke"): Rule(SUPPORT, fake=True),
     ("GET", "/support/appeals"): Rule(SUPPORT),
@@ -179,8 +195,9 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", "/school/exams/{exam_id}/review/publish"): Rule(SCHOOL_A),
     # Reviewers.
     ("GET", "/review"): Rule(REVIEWERS),
-    ("GET", "/review/items/{code}"): Rule(REVIEWERS, fake=True),
-    ("POST", "/review/items/{code}"): Rule(REVIEWERS, fake=True),
+    # School A's submission, assigned to school A's reviewer: school B's reviewer is refused.
+    ("GET", "/review/items/{code}"): Rule(frozenset({"reviewer_a"})),
+    ("POST", "/review/items/{code}"): Rule(frozenset({"reviewer_a"})),
 }
 
 # Infrastructure probes, not pages: public on purpose (tests/core/test_http_foundation.py).
@@ -193,6 +210,8 @@ def fill(path: str, w: World) -> str:
         "exam_id": w.ids["exam_a"],
         "school_id": w.ids["school_a"],
         "row_id": w.ids["row_a"],
+        "review_id": w.ids["review"],
+        "code": w.names["code"],
         "locale": "en",
     }
     for name in re.findall(r"\{(\w+)\}", path):
