@@ -157,12 +157,6 @@ async def test_the_right_token_is_accepted(app, client, world, new_phone) -> Non
     assert out.status_code == 303 and "/login" in out.headers["location"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: POST /device-check/upload sent as a form with a valid csrf_token answers 500 "
-    "(the CSRF check reads the form, then the handler reads the consumed body stream: "
-    "RuntimeError 'Stream consumed'); it should be a refusal or an answer, never a 500",
-)
 async def test_device_check_upload_posted_as_a_form_is_not_a_server_error(world) -> None:
     """SPEC §1: bad input gets a clear answer, never a 500 (the page itself posts raw bytes
     with the token in a header, which works)."""
@@ -170,4 +164,5 @@ async def test_device_check_upload_posted_as_a_form_is_not_a_server_error(world)
         response = await browser.post(
             "/device-check/upload", data={"csrf_token": world.csrf(browser), "blob": "x"}
         )
-    assert response.status_code < 500
+    assert response.status_code == 422, (response.status_code, response.text[:300])
+    assert "<code>invalid_request</code>" in response.text  # the refusal page of a browser

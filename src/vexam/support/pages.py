@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from vexam.config import Settings
 from vexam.core.auth import CurrentPrincipal, ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
-from vexam.core.errors import CATALOGUE, VexamError
+from vexam.core.errors import CATALOGUE, VexamError, field_invalid
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router, public, request_locale
 from vexam.support import audit_search, help_topics
@@ -94,6 +94,10 @@ async def device_check_upload(
     request: Request, principal: CurrentPrincipal, ctx: ServiceCtx
 ) -> Response:
     """Read and discard the body (the client times it); `upload_too_large` past the cap."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        # The probe times raw bytes; a form is refused (its body was read by the CSRF check).
+        raise field_invalid("body", "raw_bytes_expected")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > PROBE_MAX_BYTES:
         raise VexamError("upload_too_large", max_bytes=PROBE_MAX_BYTES)
