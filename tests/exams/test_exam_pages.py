@@ -266,7 +266,9 @@ async def test_each_refusal_is_shown_with_what_to_do(
         exam = await ctx.session.get(Exam, exam_id)
         assert exam is not None
         exam.name_en = f"Piano performance {exam.code}"
-    listed = await latecomer.get("/exams", params={"q": f"Piano performance {exam.code}"})
+    listed = await latecomer.get("/exams", q=f"Piano performance {exam.code}")
+    assert listed.url.params["q"] == f"Piano performance {exam.code}"
+    assert listed.text.count('data-testid="result-') == 1  # only this exam matches
     result = listed.text.split(f'data-testid="result-{exam_id}"')[1].split("</li>")[0]
     assert 'data-testid="closed"' in result and 'data-testid="apply-link"' not in result
 
