@@ -24,7 +24,7 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError, field_invalid
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router, public, request_locale
-from vexam.support import audit_search, help_topics
+from vexam.support import audit_search, help_search, help_topics
 
 router = make_router(include_in_schema=False)
 
@@ -67,10 +67,10 @@ async def help_page(request: Request, q: str = "") -> Response:
     locale = request_locale(request)
     params = help_params(settings)
     query = q.strip()[:QUERY_MAX_CHARS]
-    found = help_topics.search(query, params) if query else []
+    found = help_search.search(query, params) if query else []
 
     def answer(topic: help_topics.Topic) -> list[str]:
-        return [help_topics.fill(locale, part, params) for part in topic.answer]
+        return [help_search.fill(locale, part, params) for part in topic.answer]
 
     return _render(
         request,
@@ -78,7 +78,7 @@ async def help_page(request: Request, q: str = "") -> Response:
         query=query,
         results=found,
         sections=help_topics.SECTIONS,
-        grouped=help_topics.by_section(),
+        grouped=help_search.by_section(),
         answer=answer,
     )
 
