@@ -1,5 +1,6 @@
-"""Names of a sitting's anti-cheat events and of what the exam's policy did, for staff pages
-(the school console and the reviewers' timeline); msgids, translated where shown."""
+"""Names of a sitting's anti-cheat events, of what the exam's policy did, and of a
+submission's upload state, for staff pages and exports (the school console, its dashboard,
+the reviewers' timeline, the results export); msgids, translated where shown."""
 
 from __future__ import annotations
 
@@ -18,4 +19,13 @@ ACTION_LABELS = {
     "fail_exam": N_("Fail the exam"),
     "flag": N_("Flag for reviewers"),
     "ignored": N_("Ignored (another device)"),
+}
+UPLOAD_LABELS = {
+    "pending": N_("Not started"),
+    "receiving": N_("Uploading"),
+    "received": N_("Received, being checked"),
+    "verified": N_("Verified"),
+    "invalid": N_("Not a playable video"),
+    "hash_mismatch": N_("Does not match the declared file"),
+    "expired": N_("Upload period ended"),
 }

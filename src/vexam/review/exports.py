@@ -20,6 +20,7 @@ from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.i18n import N_, format_datetime, gettext
 from vexam.exams import service as exams
+from vexam.exams.labels import UPLOAD_LABELS
 from vexam.exams.models import Sitting, Submission
 from vexam.review import rules, service
 from vexam.review.models import ReviewItem, ReviewScore
@@ -44,15 +45,6 @@ COLUMNS = (
 )
 TAIL = (N_("Aggregate"), N_("Spread"), N_("Published"))
 SCORE_COLUMN = N_("Score {number}")
-UPLOAD_LABELS = {
-    "pending": N_("Not started"),
-    "receiving": N_("Uploading"),
-    "received": N_("Received, being checked"),
-    "verified": N_("Verified"),
-    "invalid": N_("Not a playable video"),
-    "hash_mismatch": N_("Does not match the declared file"),
-    "expired": N_("Upload period ended"),
-}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from vexam.core.context import Ctx
 from vexam.core.i18n import N_
 from vexam.exams import dashboard as counts
+from vexam.exams.labels import UPLOAD_LABELS as UPLOAD_LABELS
 from vexam.schools.models import RosterRow
 
 if TYPE_CHECKING:
@@ -29,15 +30,6 @@ NEED_LABELS = {
     "not_submitted": N_("Not yet submitted"),
     "not_verified": N_("Submitted, upload not verified"),
     "refused": N_("Upload refused"),
-}
-UPLOAD_LABELS = {
-    "pending": N_("Not started"),
-    "receiving": N_("Uploading"),
-    "received": N_("Received, being checked"),
-    "verified": N_("Verified"),
-    "invalid": N_("Not a playable video"),
-    "hash_mismatch": N_("Not the recorded file"),
-    "expired": N_("Expired"),
 }
 
 
