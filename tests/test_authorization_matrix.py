@@ -177,6 +177,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", "/school/exams/new"): Rule(ADMINS),
     ("GET", "/school/exams/{exam_id}/edit"): Rule(SCHOOL_A),
     ("POST", "/school/exams/{exam_id}/edit"): Rule(SCHOOL_A),
+    ("POST", "/school/exams/{exam_id}/copy"): Rule(SCHOOL_A),
     ("GET", "/school/exams/{exam_id}/roster"): Rule(SCHOOL_A),
     ("POST", "/school/exams/{exam_id}/roster/imports"): Rule(SCHOOL_A),
     ("GET", "/school/exams/{exam_id}/roster/imports/{import_id}"): Rule(SCHOOL_A, fake=True),

@@ -7,8 +7,10 @@ told exactly what to fix: `exam_window_invalid` for a window that ends before it
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from copy import deepcopy
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -161,6 +163,100 @@ async def create_exam(
     ctx.session.add_all(_subjects(ctx, exam.id, body))
     await ctx.session.flush()
     await audit.record(ctx, "exam.created", "exam", exam.id, school_id=school_id, code=body.code)
+    return await exam_out(ctx, exam)
+
+
+def shift_years(moment: datetime, years: int, timezone: str) -> datetime:
+    """`moment` the same wall-clock time `years` later in `timezone` (29 Feb → 28 Feb), UTC."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    try:
+        moved = local.replace(year=local.year + years)
+    except ValueError:  # 29 February into a year without one
+        moved = local.replace(year=local.year + years, day=28)
+    return moved.astimezone(UTC)
+
+
+def _copy_years(exam: Exam, now: datetime, timezone: str) -> int:
+    """Whole years to move a copied window: one, or more until it opens in the future."""
+    years = 1
+    while shift_years(exam.formal_starts_at, years, timezone) <= now and years < 100:
+        years += 1
+    return years
+
+
+async def _free_code(ctx: Ctx, school_id: int, wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`... the first code the school does not use yet."""
+    taken = set(
+        (await ctx.session.scalars(select(Exam.code).where(Exam.school_id == school_id))).all()
+    )
+    code, number = wanted, 1
+    while code in taken:
+        number += 1
+        suffix = f"-{number}"
+        code = wanted[: 64 - len(suffix)] + suffix
+    return code
+
+
+async def copy_exam(ctx: Ctx, principal: Principal, exam_id: int) -> schemas.ExamOut:
+    """A new unpublished exam with the settings and subjects of `exam_id` (never its roster,
+    applications, payments, sittings or submissions), its window moved by whole years to
+    the next season that opens after now (wall-clock times kept in the school's zone). The
+    season becomes that year; the old season in the code and names is replaced by the new
+    one (else the code gets `-<season>`), and a code already in use gets `-2`, `-3`..."""
+    source = await get_exam(ctx, principal, exam_id)
+    school = await schools.get_school(ctx, source.school_id)
+    now = ctx.now()
+    years = _copy_years(source, now, school.timezone)
+    season = str(int(source.season) + years) if source.season.isdigit() else source.season
+
+    def renamed(value: str) -> str:
+        return value.replace(source.season, season) if source.season in value else value
+
+    wanted = renamed(source.code) if source.season in source.code else f"{source.code}-{season}"
+    exam = Exam(
+        school_id=source.school_id,
+        code=await _free_code(ctx, source.school_id, wanted[:64]),
+        name=renamed(source.name),
+        name_en=renamed(source.name_en) if source.name_en else None,
+        season=season,
+        formal_starts_at=shift_years(source.formal_starts_at, years, school.timezone),
+        formal_ends_at=shift_years(source.formal_ends_at, years, school.timezone),
+        upload_grace_minutes=source.upload_grace_minutes,
+        mock_enabled=source.mock_enabled,
+        mock_limit=source.mock_limit,
+        fee_cents=source.fee_cents,
+        device_policy=deepcopy(source.device_policy),
+        anti_cheat=deepcopy(source.anti_cheat),
+        published=False,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with ctx.session.begin_nested():
+            ctx.session.add(exam)
+    except IntegrityError:  # another copy took the code between the check and the insert
+        raise VexamError("exam_code_taken") from None
+    ctx.session.add_all(
+        Subject(
+            exam_id=exam.id,
+            created_at=now,
+            updated_at=now,
+            position=subject.position,
+            **{field: deepcopy(getattr(subject, field)) for field in SUBJECT_FIELDS},
+        )
+        for subject in await subjects_of(ctx, source.id)
+    )
+    await ctx.session.flush()
+    await audit.record(
+        ctx,
+        "exam.copied",
+        "exam",
+        exam.id,
+        school_id=exam.school_id,
+        source_exam_id=source.id,
+        code=exam.code,
+        years=years,
+    )
     return await exam_out(ctx, exam)
 
 

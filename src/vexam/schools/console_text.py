@@ -112,6 +112,10 @@ NOTICES = {
     "accommodation": N_("The accommodation was saved."),
     "accommodation_removed": N_("The accommodation was removed."),
     "saved": N_("The exam was saved."),
+    "copied": N_(
+        "This is a copy for the next season: check its code, names and window, then save. "
+        "It stays unpublished until you publish it."
+    ),
 }
 COMMITTED = N_(
     "Roster imported. Added: {inserted} · updated: {updated} · bad rows left out: {skipped}."

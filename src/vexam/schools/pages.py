@@ -164,7 +164,22 @@ async def edit_exam_page(
     """The exam's settings and subjects in the form."""
     exam, school = await _exam_and_school(ctx, principal, exam_id)
     out = await exams.exam_out(ctx, exam)
-    return _form_page(request, school, forms.form_of(out, school.timezone), exam.id)
+    notice = (
+        gettext(ctx.locale, text.NOTICES["copied"])
+        if request.query_params.get("done") == "copied"
+        else None
+    )
+    return _form_page(request, school, forms.form_of(out, school.timezone), exam.id, notice=notice)
+
+
+@router.post("/school/exams/{exam_id}/copy")
+async def copy_exam_submit(
+    request: Request, exam_id: int, principal: SchoolStaff, ctx: ServiceCtx
+) -> Response:
+    """Copy an exam's settings and subjects into a new draft for the next season (audited),
+    then open the copy's form to check its code, names and window."""
+    copied = await exams.copy_exam(ctx, principal, exam_id)
+    return RedirectResponse(f"/school/exams/{copied.id}/edit?done=copied", status_code=303)
 
 
 @router.post("/school/exams/{exam_id}/edit")
