@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     forwarded_allow_ips: str = "127.0.0.1"
     cookie_secure: bool = False
+    # Strict-Transport-Security max-age, sent when base_url is https:// or a request came over
+    # https (a trusted proxy's X-Forwarded-Proto); 0 never sends it.
+    hsts_seconds: int = Field(31536000, ge=0)
 
     default_timezone: str = "Asia/Shanghai"
     min_client_version: str = "0.0.0"
@@ -62,10 +65,14 @@ class Settings(BaseSettings):
     sms_max_wrong_attempts: int = Field(5, ge=1)
     sms_daily_cap_per_phone: int = Field(10, ge=1)
     sms_daily_cap_per_ip: int = Field(50, ge=1)
+    sms_daily_cap_per_device: int = Field(10, ge=1)
 
     password_min_length: int = Field(8, ge=8)
     login_max_failures: int = Field(5, ge=1)
     lockout_minutes: int = Field(15, ge=1)
+    # Failed password sign-ins from one client address (any accounts) before it must wait.
+    login_max_failures_per_ip: int = Field(50, ge=1)
+    login_ip_window_minutes: int = Field(15, ge=1)
     session_days: int = Field(30, ge=1)
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)

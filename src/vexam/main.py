@@ -28,6 +28,7 @@ from vexam.core.health import router as health_router
 from vexam.core.jobs import InProcessWorker, JobHandler, JobQueue, JobRuntime
 from vexam.core.middleware import ClientVersionGate, DeviceCookie, RequestMetrics
 from vexam.core.problems import install_problem_handlers
+from vexam.core.security import SecurityHeaders
 from vexam.core.storage import BlobStore, blob_store_from_url
 from vexam.core.web import Templates
 from vexam.exams import api as exams_api
@@ -53,7 +54,9 @@ from vexam.schools import api as schools_api
 from vexam.schools import dashboard_pages as schools_dashboard_pages
 from vexam.schools import pages as schools_pages
 from vexam.schools import school_api
+from vexam.support import api as support_api
 from vexam.support import pages as support_pages
+from vexam.support import ticket_pages as support_ticket_pages
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIRS = [
@@ -182,6 +185,8 @@ def create_app(
     app.include_router(exams_upload_pages.router)
     app.include_router(exams_playback_api.router)
     app.include_router(support_pages.router)
+    app.include_router(support_api.router)
+    app.include_router(support_ticket_pages.router)
     app.include_router(review_api.router)
     app.include_router(review_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
@@ -198,5 +203,9 @@ def create_app(
         min_version=settings.min_client_version,
         download_url=settings.client_download_url,
         timezone=settings.default_timezone,
+    )
+    # Outermost: every response, the gate's refusals included, carries the headers.
+    app.add_middleware(
+        SecurityHeaders, base_url=settings.base_url, hsts_seconds=settings.hsts_seconds
     )
     return app

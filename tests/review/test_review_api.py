@@ -251,4 +251,4 @@ async def test_timeline_places_events_and_flags(app, client, inbox, new_phone, r
     assert item.json()["face_flags"] == [{"kind": "no_face", "from_s": 3.0, "to_s": 6.0}]
     page = await client.get(f"/review/items/{entry['code']}", headers=review.reviewers[0])
     assert 'data-seek="12.0"' in page.text and 'data-seek="3.0"' in page.text
-    assert "left: 40.00%" in page.text  # 12 s of 30 s
+    assert 'data-left="40.00"' in page.text  # 12 s of 30 s (positions.js places it)

@@ -1,4 +1,5 @@
-"""SMS codes: issue with resend and daily limits, verify once with a bounded number of tries."""
+"""SMS codes: issue with resend and daily limits (per phone, client IP and device), verify once
+with a bounded number of tries."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from vexam.core.context import Ctx
 from vexam.core.errors import CountedRefusal, VexamError
 
 SEND_SMS_JOB = "accounts.send_sms"
+SENT_ACTION = "sms_code.sent"
 DAY = timedelta(hours=24)
 
 
@@ -55,14 +57,30 @@ async def _check_daily_caps(ctx: Ctx, phone: str, now: datetime) -> None:
     windows = [("phone", SmsCode.phone == phone, settings.sms_daily_cap_per_phone)]
     if ctx.client_ip:
         windows.append(("ip", SmsCode.client_ip == ctx.client_ip, settings.sms_daily_cap_per_ip))
-    for scope, condition, cap in windows:
-        count, oldest = (
-            await ctx.session.execute(
-                select(func.count(), func.min(SmsCode.created_at)).where(
-                    condition, SmsCode.created_at > since
-                )
+    counted = [
+        (
+            scope,
+            cap,
+            select(func.count(), func.min(SmsCode.created_at)).where(
+                condition, SmsCode.created_at > since
+            ),
+        )
+        for scope, condition, cap in windows
+    ]
+    if ctx.device_id:
+        # The device of each send is in its audit entry (sms_codes rows do not carry it).
+        sent = audit.AuditEntry
+        counted.append(
+            (
+                "device",
+                settings.sms_daily_cap_per_device,
+                select(func.count(), func.min(sent.at)).where(
+                    sent.action == SENT_ACTION, sent.device_id == ctx.device_id, sent.at > since
+                ),
             )
-        ).one()
+        )
+    for scope, cap, query in counted:
+        count, oldest = (await ctx.session.execute(query)).one()
         if count >= cap:
             # Rolling 24 hours: the next slot opens when the oldest send leaves the window.
             retry_at = oldest + DAY if oldest else now + DAY
@@ -108,7 +126,7 @@ async def issue_code(ctx: Ctx, phone: str, purpose: Purpose) -> CodeSent:
     )
     ctx.session.add(row)
     await ctx.session.flush()
-    await audit.record(ctx, "sms_code.sent", "phone", mask_phone(phone), purpose=purpose.value)
+    await audit.record(ctx, SENT_ACTION, "phone", mask_phone(phone), purpose=purpose.value)
     # The code travels only in the job payload: never in a log line or the audit detail.
     ctx.enqueue(
         SEND_SMS_JOB, {"phone": phone, "code": code, "purpose": purpose.value, "locale": ctx.locale}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from vexam.accounts.codes import CodeSent, Purpose, consume_code, issue_code
 from vexam.accounts.models import AuthSession, User
 from vexam.accounts.phones import mask_phone, normalise_phone
 from vexam.core import audit
+from vexam.core.audit import AuditEntry
 from vexam.core.auth import hash_token, new_token
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CountedRefusal, VexamError
@@ -24,6 +25,7 @@ __all__ = ["CodeSent", "Purpose", "mask_phone", "normalise_phone"]
 
 # Refresh a session's last-seen time at most this often: one write per request is waste.
 LAST_SEEN_GRANULARITY = timedelta(minutes=5)
+LOGIN_FAILED_ACTION = "login.failed"
 
 
 @dataclass(frozen=True)
@@ -112,23 +114,58 @@ async def register(
 
 
 async def login_with_password(ctx: Ctx, raw_phone: str, password: str) -> SignedIn:
-    """Sign in by password; wrong passwords count towards a timed lockout."""
+    """Sign in by password. Wrong passwords count towards a timed lockout of the account
+    (`account_locked`) and, whatever the account, of the client address
+    (`login_rate_limited`); both say when to retry (Retry-After)."""
     phone = normalise_phone(raw_phone)
-    user = await user_by_phone(ctx.session, phone)
     now = ctx.now()
+    await _check_ip_failures(ctx, now)
+    user = await user_by_phone(ctx.session, phone)
     if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise VexamError("account_locked", locked_until=user.locked_until)
+        raise _locked(now, user.locked_until)
     matches = await passwords.verify_password(
         user.password_hash if user else None, password, ctx.settings
     )
     if user is None:
-        raise VexamError("login_failed")
+        # Counted against the client address too: guessing which phones exist costs tries.
+        await audit.record(ctx, LOGIN_FAILED_ACTION, "phone", mask_phone(phone))
+        raise CountedRefusal("login_failed")
     if not matches:
+        await audit.record(ctx, LOGIN_FAILED_ACTION, "user", user.id)
         await _count_failure(ctx, user, now)
     _ensure_active(user)
     if passwords.needs_rehash(user.password_hash, ctx.settings):
         user.password_hash = await passwords.hash_password(password, ctx.settings)
     return await _start_session(ctx, user, method="password")
+
+
+def _locked(now: datetime, locked_until: datetime) -> CountedRefusal:
+    wait = max(1, int((locked_until - now).total_seconds() + 0.999))
+    return CountedRefusal("account_locked", locked_until=locked_until, retry_after_s=wait)
+
+
+async def _check_ip_failures(ctx: Ctx, now: datetime) -> None:
+    """`login_rate_limited` once the client address has failed too often in the window.
+
+    Counted in the database (the audit log), so the cap holds across web processes.
+    """
+    if not ctx.client_ip:
+        return
+    settings = ctx.settings
+    window = timedelta(minutes=settings.login_ip_window_minutes)
+    count, oldest = (
+        await ctx.session.execute(
+            select(func.count(), func.min(AuditEntry.at)).where(
+                AuditEntry.action == LOGIN_FAILED_ACTION,
+                AuditEntry.client_ip == ctx.client_ip,
+                AuditEntry.at > now - window,
+            )
+        )
+    ).one()
+    if count >= settings.login_max_failures_per_ip:
+        retry_at = (oldest or now) + window
+        wait = max(1, int((retry_at - now).total_seconds() + 0.999))
+        raise VexamError("login_rate_limited", retry_at=retry_at, retry_after_s=wait)
 
 
 async def _count_failure(ctx: Ctx, user: User, now: datetime) -> None:
@@ -151,7 +188,7 @@ async def _count_failure(ctx: Ctx, user: User, now: datetime) -> None:
         await audit.record(
             ctx, "account.locked", "user", user.id, locked_until=locked_until.isoformat()
         )
-        raise CountedRefusal("account_locked", locked_until=locked_until)
+        raise _locked(now, locked_until)
     raise CountedRefusal("login_failed")
 
 
@@ -193,7 +230,15 @@ async def reset_password(ctx: Ctx, raw_phone: str, code: str, new_password: str)
 
 
 async def _start_session(ctx: Ctx, user: User, method: str = "register") -> SignedIn:
+    """A fresh token, never one the client brought. A session the request came with (an old
+    cookie or bearer token) ends here: one device, one live sign-in."""
     now = ctx.now()
+    if ctx.actor is not None:
+        await ctx.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == ctx.actor.session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
     user.failed_logins = 0
     user.locked_until = None
     token = new_token()

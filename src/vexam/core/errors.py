@@ -71,6 +71,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
             "You can sign in with an SMS code or reset the password now."
         ),
     ),
+    "login_rate_limited": ErrorSpec(
+        429,
+        N_(
+            "Too many failed sign-ins from this network. Try again after {retry_at}, "
+            "or sign in with an SMS code."
+        ),
+    ),
     "account_disabled": ErrorSpec(403, N_("This account has been disabled. Contact support.")),
     "client_outdated": ErrorSpec(
         426,
@@ -157,6 +164,18 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "review_not_open": ErrorSpec(409, N_("This review has already been decided.")),
     "appeal_not_open": ErrorSpec(
         409, N_("This appeal is no longer open: it was decided or cancelled.")
+    ),
+    # §7 support tickets
+    "ticket_not_found": ErrorSpec(404, N_("No such support ticket.")),
+    "ticket_closed": ErrorSpec(
+        409, N_("This ticket is closed. Open a new one if you still need help.")
+    ),
+    "ticket_limit_reached": ErrorSpec(
+        429,
+        N_(
+            "You already have {limit} questions waiting for an answer. Add to one of them, "
+            "or wait until support answers, before asking another."
+        ),
     ),
     # §4 exams
     "exam_not_found": ErrorSpec(404, N_("No such exam.")),
