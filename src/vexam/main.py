@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry
 from vexam import __version__
 from vexam.accounts import api as accounts_api
 from vexam.accounts import operator_pages as accounts_operator_pages
+from vexam.accounts import operator_policy as accounts_operator_policy
 from vexam.accounts import pages as accounts_pages
+from vexam.accounts import policy as accounts_policy
 from vexam.accounts import service as accounts_service
 from vexam.accounts import staff_api
 from vexam.accounts import tasks as accounts_tasks
@@ -27,6 +29,8 @@ from vexam.core.db import Database
 from vexam.core.health import router as health_router
 from vexam.core.jobs import InProcessWorker, JobHandler, JobQueue, JobRuntime
 from vexam.core.middleware import ClientVersionGate, DeviceCookie, RequestMetrics
+from vexam.core.policy import RESOURCE as POLICY_RESOURCE
+from vexam.core.policy import PolicyCache
 from vexam.core.problems import install_problem_handlers
 from vexam.core.security import SecurityHeaders
 from vexam.core.storage import BlobStore, blob_store_from_url
@@ -82,6 +86,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "id_register": register_from_settings(settings),
         "identity_engines": IdentityEngines(),
         "payment_provider": provider_from_settings(settings),
+        POLICY_RESOURCE: PolicyCache(settings, accounts_policy.stored),
     }
 
 
@@ -133,6 +138,7 @@ def create_app(
             resources=app.state.resources,
             store=store,
         )
+        db.watch(accounts_service.SESSION_TABLES, app.state.principal_memory.forget_principals)
         app.state.db = db
         app.state.queue = queue
         app.state.store = store
@@ -160,8 +166,18 @@ def create_app(
     app.state.templates = Templates(TEMPLATE_DIRS)
     app.state.authenticator = accounts_service.resolve_token
     app.state.resources = resources if resources is not None else build_resources(settings)
+    policy = app.state.resources.setdefault(
+        POLICY_RESOURCE, PolicyCache(settings, accounts_policy.stored)
+    )
+
+    async def refresh_policy() -> None:
+        db: Database | None = getattr(app.state, "db", None)
+        if db is not None:  # from the lifespan on
+            await policy.refresh_from(db.sessionmaker)
+
     app.state.metrics = CollectorRegistry()
     app.state.upload_memory = UploadMemory()
+    app.state.principal_memory = app.state.upload_memory
 
     install_problem_handlers(app)
     app.include_router(health_router)
@@ -178,6 +194,7 @@ def create_app(
     app.include_router(school_api.router)
     app.include_router(staff_api.router)
     app.include_router(accounts_operator_pages.router)
+    app.include_router(accounts_operator_policy.router)
     app.include_router(exams_pages.router)
     app.include_router(schools_pages.router)
     app.include_router(schools_dashboard_pages.router)
@@ -203,6 +220,8 @@ def create_app(
         min_version=settings.min_client_version,
         download_url=settings.client_download_url,
         timezone=settings.default_timezone,
+        policy=policy,
+        refresh=refresh_policy,
     )
     # Outermost: every response, the gate's refusals included, carries the headers.
     app.add_middleware(

@@ -207,7 +207,8 @@ async def test_staff_list_filters_create_and_deactivate(app, client, operator, n
 async def test_policy_page_shows_settings_and_where_they_come_from(
     app, browsers, client, new_phone
 ) -> None:
-    """Read-only, in English too: each value in force beside its environment variable."""
+    """In English too: the editable policy's form starts from the settings' defaults; the
+    read-only settings are listed beside their environment variables."""
     settings = app.state.settings
     english = browsers(await staff(app, client, new_phone(), "operator"), "en")
     page = await english.get("/operator/policy")
@@ -224,7 +225,8 @@ async def test_policy_page_shows_settings_and_where_they_come_from(
     assert settings.min_client_version in page.text
     assert settings.client_download_url in page.text
     assert f"{settings.support_hours_start}–{settings.support_hours_end}" in page.text
-    assert "Android 7" in page.text and "Phones" in page.text
+    assert 'id="min_os_android" name="min_os_android" value="7"' in page.text
+    assert "Phones" in page.text and 'data-testid="policy-form"' in page.text
 
 
 async def test_refund_from_the_console(app, client, inbox, new_phone, world, browsers) -> None:  # noqa: F811

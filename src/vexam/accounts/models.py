@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vexam.core.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -73,3 +73,20 @@ class AuthSession(IdMixin, CreatedMixin, Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PlatformPolicyRow(Base):
+    """The platform policy an operator saved (one row, id 1); absent: the settings' defaults.
+    Read through `vexam.core.policy.PolicyCache`, never per request."""
+
+    __tablename__ = "platform_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    min_client_version: Mapped[str] = mapped_column(String(32))
+    device_classes: Mapped[list[str]] = mapped_column(JSON)
+    min_os: Mapped[dict[str, str]] = mapped_column(JSON)
+    support_hours_start: Mapped[str] = mapped_column(String(5))
+    support_hours_end: Mapped[str] = mapped_column(String(5))
+    support_sla_minutes: Mapped[int]
+    updated_by: Mapped[int | None]
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,5 +1,5 @@
-"""zh/en pages of the operator console (SPEC §4, §7): schools, staff accounts, the platform
-policy in force and refunds, for the platform's operators only.
+"""zh/en pages of the operator console (SPEC §4, §7): schools, staff accounts and refunds, for
+the platform's operators only (the platform policy's page is `operator_policy`).
 
 Every action goes through the same services as the JSON API (`schools.service`,
 `accounts.staff`, `exams.enrollment`), which authorize and audit it. Forms post back and
@@ -18,14 +18,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from vexam.accounts import schemas, staff
-from vexam.config import Settings
 from vexam.core.auth import ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.core.i18n import N_, render_message
 from vexam.core.web import Templates, make_router
 from vexam.exams import enrollment
-from vexam.exams.schemas import DevicePolicy, RefundIn
+from vexam.exams.schemas import RefundIn
 from vexam.schools import console_text
 from vexam.schools import service as schools
 from vexam.schools.schemas import SchoolIn
@@ -47,9 +46,6 @@ NOTICES = {
     "refunded": N_("Order {order} was refunded: {amount} yuan."),
 }
 M = TypeVar("M", bound=BaseModel)
-# The exam form's words for devices and systems.
-DEVICE_LABELS = {"phone": N_("Phones"), "tablet": N_("Tablets"), "desktop": N_("Computers")}
-OS_NAMES = {"android": "Android", "harmonyos": "HarmonyOS", "ios": "iOS"}
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -287,87 +283,6 @@ async def staff_active(
     except VexamError as exc:
         return await _refused_on(request, ctx, principal, back, exc, failed_user=user_id)
     return RedirectResponse(_with_done(back, "activated" if active else "deactivated"), 303)
-
-
-# ------------------------------------------------------------------ policy
-
-
-def policy_rows(settings: Settings) -> list[dict[str, Any]]:
-    """The platform policy in force: what it is, its value and where it is configured."""
-    devices = DevicePolicy()
-    size = _size
-    return [
-        {
-            "key": "min_client_version",
-            "label": N_("Minimum app version"),
-            "value": settings.min_client_version,
-            "source": "VEXAM_MIN_CLIENT_VERSION",
-        },
-        {
-            "key": "client_download_url",
-            "label": N_("App download address"),
-            "value": settings.client_download_url,
-            "source": "VEXAM_CLIENT_DOWNLOAD_URL",
-        },
-        {
-            "key": "device_classes",
-            "label": N_("Devices allowed in a new exam"),
-            "labels": [DEVICE_LABELS.get(kind, kind) for kind in devices.allowed_classes],
-            "source": None,
-        },
-        {
-            "key": "min_os",
-            "label": N_("Oldest system versions in a new exam"),
-            "value": " · ".join(
-                f"{OS_NAMES.get(name, name)} {version}" for name, version in devices.min_os.items()
-            ),
-            "source": None,
-        },
-        {
-            "key": "support_hours",
-            "label": N_("Support service hours"),
-            "value": f"{settings.support_hours_start}–{settings.support_hours_end}"
-            f" ({settings.default_timezone})",
-            "source": "VEXAM_SUPPORT_HOURS_START, VEXAM_SUPPORT_HOURS_END, VEXAM_DEFAULT_TIMEZONE",
-        },
-        {
-            "key": "support_sla_minutes",
-            "label": N_("A manual review is due within (minutes of service hours)"),
-            "value": str(settings.support_sla_minutes),
-            "source": "VEXAM_SUPPORT_SLA_MINUTES",
-        },
-        {
-            "key": "upload_max_bytes",
-            "label": N_("Largest recording upload"),
-            "value": size(settings.upload_max_bytes),
-            "source": "VEXAM_UPLOAD_MAX_BYTES",
-        },
-        {
-            "key": "id_photo_max_bytes",
-            "label": N_("Largest ID card photo or selfie"),
-            "value": size(settings.id_photo_max_bytes),
-            "source": "VEXAM_ID_PHOTO_MAX_BYTES",
-        },
-        {
-            "key": "payment_provider",
-            "label": N_("Payment provider"),
-            "value": settings.payment_provider,
-            "source": "VEXAM_PAYMENT_PROVIDER",
-        },
-    ]
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if count >= scale:
-            return f"{count / scale:.4g} {unit}"
-    return f"{count} B"
-
-
-@router.get("/operator/policy")
-async def policy_page(request: Request, principal: OperatorOnly, ctx: ServiceCtx) -> Response:
-    """The platform policy in force, read-only, with the setting that configures each part."""
-    return _render(request, "operator_policy.html", rows=policy_rows(ctx.settings))
 
 
 # ------------------------------------------------------------------ refunds

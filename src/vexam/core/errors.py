@@ -184,6 +184,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     ),
     "exam_setting_invalid": ErrorSpec(422, N_("The setting {field} is not valid: {reason}.")),
     "exam_code_taken": ErrorSpec(409, N_("This school already has an exam with this code.")),
+    # operator console: the platform policy
+    "policy_setting_invalid": ErrorSpec(
+        422, N_("The policy setting {field} is not valid: {reason}.")
+    ),
     # §4 roster
     "roster_invalid": ErrorSpec(
         422,

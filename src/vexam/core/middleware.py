@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vexam.core.errors import CATALOGUE
 from vexam.core.i18n import negotiate
+from vexam.core.policy import PolicyCache
 from vexam.core.problems import PROBLEM_JSON, problem_body
 from vexam.core.web import DEVICE_COOKIE
 
@@ -55,19 +57,47 @@ async def _send_problem(
 
 
 class ClientVersionGate:
-    """Refuse API calls from app versions below the configured minimum (426 client_outdated)."""
+    """Refuse API calls from app versions below the minimum (426 client_outdated).
 
-    def __init__(self, app: ASGIApp, *, min_version: str, download_url: str, timezone: str) -> None:
+    The minimum is the platform policy's (`vexam.core.policy`): the operator's stored value,
+    else `VEXAM_MIN_CLIENT_VERSION`. It is read from the process's `PolicyCache`, never from
+    the database per request: `refresh` (when given) reloads the cache at most once per TTL,
+    and this process's own policy changes are in the cache as soon as they commit. Every
+    HTTP request calls `refresh`, so the snapshot other readers (support deadlines, new
+    exams) see in a web process is never older than the TTL either.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        min_version: str,
+        download_url: str,
+        timezone: str,
+        policy: PolicyCache | None = None,
+        refresh: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
         self.app = app
-        minimum = parse_version(min_version)
-        if minimum is None:
+        if parse_version(min_version) is None:
             raise ValueError(f"VEXAM_MIN_CLIENT_VERSION is not a version: {min_version!r}")
-        self.minimum = minimum
         self.min_version = min_version
         self.download_url = download_url
         self.timezone = timezone
+        self.policy = policy
+        self.refresh = refresh
+
+    def minimum(self) -> tuple[str, tuple[int, ...]]:
+        """The minimum version in force, as written and parsed."""
+        wanted = self.policy.current().min_client_version if self.policy else self.min_version
+        parsed = parse_version(wanted)
+        if parsed is None:  # stored values are checked on saving; never gate on a bad one
+            wanted, parsed = self.min_version, parse_version(self.min_version)
+        assert parsed is not None
+        return wanted, parsed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.refresh is not None:
+            await self.refresh()
         if scope["type"] == "http" and str(scope.get("path", "")).startswith("/api/"):
             sent = _header(scope, b"x-client-version")
             if sent is not None:
@@ -75,8 +105,9 @@ class ClientVersionGate:
                 if version is None:
                     await _send_problem(send, scope, "client_version_invalid", {}, self.timezone)
                     return
-                if version < self.minimum:
-                    params = {"min_version": self.min_version, "download_url": self.download_url}
+                wanted, minimum = self.minimum()
+                if version < minimum:
+                    params = {"min_version": wanted, "download_url": self.download_url}
                     await _send_problem(send, scope, "client_outdated", params, self.timezone)
                     return
         await self.app(scope, receive, send)

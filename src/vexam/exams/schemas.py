@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vexam.core import policy
+
 EVENT_KINDS = (
     "phone_call",
     "left_page",
@@ -18,7 +20,7 @@ EVENT_KINDS = (
 EVENT_ACTIONS = ("void_attempt", "fail_exam", "flag")
 DEVICE_CLASSES = ("phone", "tablet", "desktop")
 OS_NAMES = ("android", "harmonyos", "ios")
-DEFAULT_MIN_OS = {"android": "7", "harmonyos": "2", "ios": "10"}
+DEFAULT_MIN_OS = dict(policy.DEFAULT_MIN_OS)
 
 
 class Criterion(BaseModel):

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
+from vexam.core.policy import policy_now
 from vexam.exams import schemas
 from vexam.exams.models import Exam, Sitting, Subject
 from vexam.schools import service as schools
@@ -152,6 +153,15 @@ async def create_exam(
     await schools.get_school(ctx, school_id)
     if not can_manage(principal, school_id):
         raise VexamError("school_not_found")
+    if "device_policy" not in body.model_fields_set:  # the platform's defaults (operator)
+        devices = await policy_now(ctx)
+        body = body.model_copy(
+            update={
+                "device_policy": schemas.DevicePolicy(
+                    allowed_classes=list(devices.device_classes), min_os=dict(devices.min_os)
+                )
+            }
+        )
     check_exam(body)
     now = ctx.now()
     exam = Exam(school_id=school_id, created_at=now, updated_at=now, **_values(body))

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from vexam.core.errors import VexamError
+from vexam.core.policy import PlatformPolicy
 from vexam.exams import schemas
 from vexam.exams import service as exams
 
@@ -59,7 +60,8 @@ def blank_subject() -> dict[str, str]:
     }
 
 
-def blank_form() -> dict[str, Any]:
+def blank_form(devices: PlatformPolicy | None = None) -> dict[str, Any]:
+    """A new exam's form; its device rules are the platform policy's defaults."""
     return {
         "code": "",
         "name": "",
@@ -72,8 +74,8 @@ def blank_form() -> dict[str, Any]:
         "mock_limit": "",
         "fee_yuan": "0",
         "published": False,
-        "device_classes": ["phone"],
-        "min_os": dict(schemas.DEFAULT_MIN_OS),
+        "device_classes": list(devices.device_classes) if devices else ["phone"],
+        "min_os": dict(devices.min_os) if devices else dict(schemas.DEFAULT_MIN_OS),
         "anti_cheat": exams.effective_anti_cheat({}),
         "subjects": [blank_subject()],
     }

@@ -19,6 +19,7 @@ from vexam.core.auth import ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.core.i18n import format_datetime, gettext, render_message
+from vexam.core.policy import policy_now
 from vexam.core.web import Templates, make_router
 from vexam.exams import accommodations, schemas
 from vexam.exams import service as exams
@@ -125,7 +126,7 @@ async def new_exam_page(
     school = await _school_of(ctx, principal, school_id)
     if school is None:
         raise VexamError("school_not_found")
-    return _form_page(request, school, forms.blank_form(), None)
+    return _form_page(request, school, forms.blank_form(await policy_now(ctx)), None)
 
 
 @router.post("/school/exams/new")
