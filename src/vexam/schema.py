@@ -9,6 +9,7 @@ from vexam.exams import models as exams_models
 from vexam.identity import models as identity_models
 from vexam.review import models as review_models
 from vexam.schools import models as schools_models
+from vexam.support import models as support_models
 
 metadata = Base.metadata
 MODEL_MODULES = (
@@ -18,4 +19,5 @@ MODEL_MODULES = (
     identity_models,
     exams_models,
     review_models,
+    support_models,
 )

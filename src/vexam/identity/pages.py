@@ -12,8 +12,10 @@ from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router
-from vexam.identity import decisions, schemas, service
+from vexam.identity import decisions, labels, schemas, service
 from vexam.identity.idnumbers import mask_id_number
+from vexam.support import labels as support_labels
+from vexam.support import service as support
 
 router = make_router(include_in_schema=False)
 FormStr = Annotated[str, Form()]
@@ -21,6 +23,7 @@ FormStr = Annotated[str, Form()]
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     templates: Templates = request.app.state.templates
+    context = {**labels.CONSOLE_LABELS, "label": support_labels.label, **context}
     return templates.render(request, f"identity/{name}", context, status_code=status_code)
 
 
@@ -34,14 +37,7 @@ async def _error_text(ctx: Any, exc: VexamError) -> str:
 
 def _lateness(ctx: Any) -> Any:
     """`late(due_at)`: (days, hours, minutes) past the due time now, for "overdue by …"."""
-    now = ctx.now()
-
-    def late(due_at: Any) -> tuple[int, int, int]:
-        minutes = max(int((now - due_at).total_seconds() // 60), 0)
-        hours, minute = divmod(minutes, 60)
-        return (*divmod(hours, 24), minute)
-
-    return late
+    return support.lateness(ctx)
 
 
 @router.get("/identity")

@@ -3,8 +3,8 @@
 A candidate is found by phone (normalised, searched exactly), by ID number (turned into its
 blind index at once: the number itself is neither stored, shown nor logged) or by account
 id. Entries are those the candidate made and those about the candidate's account, identities,
-manual reviews and appeals. What leaves this module is masked: phones and ID numbers in the
-details are replaced by their masked forms.
+manual reviews, appeals and support tickets. What leaves this module is masked: phones and ID
+numbers in the details are replaced by their masked forms.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vexam.core.context import Ctx
 from vexam.identity import decisions
 from vexam.identity.idnumbers import mask_id_number, normalise_id_number
 from vexam.identity.service import index_of
+from vexam.support.models import SupportTicket
 
 PAGE_SIZE = 50
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
@@ -108,6 +109,11 @@ async def search(
         users.add(user_id)
     index = id_number_index if _INDEX_RE.match(id_number_index) else None
     users, subjects = await decisions.audit_subjects(ctx, user_ids=users, id_index=index)
+    if users:  # and the candidates' support tickets (answers and closings by agents)
+        tickets = await ctx.session.execute(
+            select(SupportTicket.id).where(SupportTicket.user_id.in_(users))
+        )
+        subjects.update(("support_ticket", str(ticket_id)) for ticket_id in tickets.scalars())
     if page == 1:
         # Reading someone's trail is itself kept: who looked, for whom, by which criteria.
         await audit.record(

@@ -20,6 +20,7 @@ SECTIONS: dict[str, str] = {
     "exam": N_("Taking the exam"),
     "upload": N_("Submitting and uploading"),
     "device": N_("Your phone"),
+    "support": N_("Asking support"),
 }
 
 
@@ -552,5 +553,28 @@ TOPICS: tuple[Topic, ...] = (
             ),
         ),
         N_("storage space full memory free up not enough"),
+    ),
+    # ---------------------------------------------------------------- §7 tickets
+    Topic(
+        "ask-support",
+        "support",
+        N_("Asking support a question"),
+        (
+            N_(
+                "Signed in, open My questions to support, choose what it is about and write "
+                "your question. Each question shows its state and by when support answers: "
+                "support works {hours_start}–{hours_end} every day and answers within "
+                "{sla_minutes} minutes of service time; a question sent at night is answered "
+                "from {hours_start}."
+            ),
+            N_(
+                "At most {open_tickets_max} of your questions can wait for an answer at "
+                "once: write again in one of them instead of asking the same thing twice. A "
+                "closed question cannot be reopened; ask a new one."
+            ),
+        ),
+        N_("ask support question contact help ticket customer service answer closed"),
+        ("ticket_limit_reached", "ticket_closed", "ticket_not_found"),
+        (("/help/tickets", N_("My questions to support")),),
     ),
 )

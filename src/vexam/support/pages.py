@@ -24,7 +24,7 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError, field_invalid
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router, public, request_locale
-from vexam.support import audit_search, help_search, help_topics
+from vexam.support import audit_search, help_search, help_topics, labels, service
 
 router = make_router(include_in_schema=False)
 
@@ -56,6 +56,7 @@ def help_params(settings: Settings) -> dict[str, Any]:
         "hours_start": settings.support_hours_start,
         "hours_end": settings.support_hours_end,
         "sla_minutes": settings.support_sla_minutes,
+        "open_tickets_max": service.OPEN_TICKETS_MAX,
     }
 
 
@@ -180,6 +181,9 @@ async def audit_page(
         user_id=account,
         paging=urlencode({key: value for key, value in paging.items() if value}),
         role_label=_role_label,
+        action_labels=labels.AUDIT_ACTION_LABELS,
+        subject_labels=labels.AUDIT_SUBJECT_LABELS,
+        label=labels.label,
     )
 
 

@@ -1,0 +1,220 @@
+"""zh/en pages of support tickets (SPEC §7): candidates ask, support answers.
+
+- `/help/tickets` (candidates, phone-first): their tickets with state and due time, a form to
+  ask a question; `/help/tickets/{id}` the thread, a reply form and "close".
+- `/support/tickets` (support agents): the queue, open ones the earliest due first and late
+  ones highlighted, filtered by state; `/support/tickets/{id}` the thread, answer and close.
+
+Every form posts with the browser's CSRF token (checked by `core.auth`). A refused form is
+shown again with the message and what was typed; a done one redirects (303) to its thread.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Form, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+
+from vexam.core.auth import Candidate, ServiceCtx, SupportAgent
+from vexam.core.context import Ctx, Principal
+from vexam.core.errors import CATALOGUE, VexamError
+from vexam.core.i18n import render_message
+from vexam.core.web import Templates, make_router
+from vexam.support import labels, schemas, service
+from vexam.support.models import BODY_MAX, SUBJECT_MAX
+
+router = make_router(include_in_schema=False)
+FormStr = Annotated[str, Form()]
+QUEUE_STATES = ("open", "answered", "closed")
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    templates: Templates = request.app.state.templates
+    settings = request.app.state.settings
+    values = {
+        "hours_start": settings.support_hours_start,
+        "hours_end": settings.support_hours_end,
+        "state_labels": labels.TICKET_STATE_LABELS,
+        "topic_labels": labels.TOPIC_LABELS,
+        "subject_max": SUBJECT_MAX,
+        "body_max": BODY_MAX,
+        **context,
+    }
+    return templates.render(request, f"support/{name}", values, status_code=status_code)
+
+
+async def _refusal(ctx: Ctx, exc: VexamError) -> dict[str, Any]:
+    """The page context of a refusal: its message in the reader's language and its code."""
+    await ctx.session.rollback()
+    message = render_message(
+        ctx.locale, CATALOGUE[exc.code].message, exc.params, ctx.settings.default_timezone
+    )
+    return {"error": message, "error_code": exc.code}
+
+
+# ------------------------------------------------------------------------------ candidates
+
+
+async def _my_list(
+    request: Request, ctx: Ctx, who: Principal, status_code: int = 200, **extra: Any
+) -> Response:
+    tickets = await service.my_tickets(ctx, who)
+    return _render(request, "tickets.html", status_code, tickets=tickets, **extra)
+
+
+@router.get("/help/tickets")
+async def my_tickets_page(request: Request, who: Candidate, ctx: ServiceCtx) -> Response:
+    """The candidate's tickets (state, due time) and the form to ask a new question."""
+    return await _my_list(request, ctx, who, typed={})
+
+
+@router.post("/help/tickets")
+async def open_ticket_form(
+    request: Request,
+    who: Candidate,
+    ctx: ServiceCtx,
+    subject: FormStr = "",
+    body: FormStr = "",
+    topic: FormStr = "other",
+) -> Response:
+    """Ask a question; its thread on success, the form again (with the reason) otherwise."""
+    typed = {"subject": subject, "body": body, "topic": topic}
+    try:
+        ticket_in = schemas.TicketIn.model_validate(typed)
+        ticket = await service.open_ticket(ctx, who, ticket_in)
+    except ValidationError:
+        return await _my_list(request, ctx, who, 422, typed=typed, form_invalid=True)
+    except VexamError as exc:
+        refusal = await _refusal(ctx, exc)
+        return await _my_list(request, ctx, who, exc.status, typed=typed, **refusal)
+    return RedirectResponse(f"/help/tickets/{ticket.id}", status_code=303)
+
+
+async def _my_thread(
+    request: Request, ctx: Ctx, who: Principal, ticket_id: int, status_code: int = 200, **extra: Any
+) -> Response:
+    ticket = await service.ticket_detail(ctx, who, ticket_id)
+    return _render(request, "ticket.html", status_code, ticket=ticket, **extra)
+
+
+@router.get("/help/tickets/{ticket_id}")
+async def my_ticket_page(
+    request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx
+) -> Response:
+    """One of the candidate's tickets: the thread, a reply form and "close"."""
+    return await _my_thread(request, ctx, who, ticket_id)
+
+
+@router.post("/help/tickets/{ticket_id}/messages")
+async def my_ticket_reply(
+    request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx, body: FormStr = ""
+) -> Response:
+    """Write again in one's ticket (it waits for support again)."""
+    try:
+        message = schemas.MessageIn.model_validate({"body": body})
+        await service.add_message(ctx, who, ticket_id, message)
+    except ValidationError:
+        return await _my_thread(request, ctx, who, ticket_id, 422, typed=body, form_invalid=True)
+    except VexamError as exc:
+        refusal = await _refusal(ctx, exc)
+        return await _my_thread(request, ctx, who, ticket_id, exc.status, typed=body, **refusal)
+    return RedirectResponse(f"/help/tickets/{ticket_id}", status_code=303)
+
+
+@router.post("/help/tickets/{ticket_id}/close")
+async def my_ticket_close(
+    request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx
+) -> Response:
+    """Close one's own ticket (the question is settled)."""
+    try:
+        await service.close_ticket(ctx, who, ticket_id)
+    except VexamError as exc:
+        if exc.code != "ticket_closed":
+            raise
+        refusal = await _refusal(ctx, exc)
+        return await _my_thread(request, ctx, who, ticket_id, exc.status, **refusal)
+    return RedirectResponse(f"/help/tickets/{ticket_id}", status_code=303)
+
+
+# ---------------------------------------------------------------------------------- support
+
+
+@router.get("/support/tickets")
+async def ticket_queue_page(
+    request: Request, agent: SupportAgent, ctx: ServiceCtx, state: str = "open"
+) -> Response:
+    """The tickets in `state`: open ones the earliest due first, late ones highlighted."""
+    chosen = state if state in QUEUE_STATES else "open"
+    rows = await service.ticket_queue(ctx, chosen)
+    return _render(
+        request,
+        "ticket_queue.html",
+        rows=rows,
+        state=chosen,
+        states=QUEUE_STATES,
+        late=service.lateness(ctx),
+    )
+
+
+async def _agent_thread(
+    request: Request,
+    ctx: Ctx,
+    agent: Principal,
+    ticket_id: int,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    ticket = await service.ticket_detail(ctx, agent, ticket_id)
+    return _render(
+        request,
+        "ticket_console.html",
+        status_code,
+        ticket=ticket,
+        late=service.lateness(ctx),
+        **extra,
+    )
+
+
+@router.get("/support/tickets/{ticket_id}")
+async def ticket_console_page(
+    request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx
+) -> Response:
+    """One ticket for support: the candidate (masked), the thread, answer and close."""
+    return await _agent_thread(request, ctx, agent, ticket_id)
+
+
+@router.post("/support/tickets/{ticket_id}/answer")
+async def ticket_answer(
+    request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx, body: FormStr = ""
+) -> Response:
+    """Answer from the console; back to the queue of open tickets."""
+    try:
+        message = schemas.MessageIn.model_validate({"body": body})
+        await service.answer(ctx, agent, ticket_id, message)
+    except ValidationError:
+        return await _agent_thread(
+            request, ctx, agent, ticket_id, 422, typed=body, form_invalid=True
+        )
+    except VexamError as exc:
+        refusal = await _refusal(ctx, exc)
+        return await _agent_thread(
+            request, ctx, agent, ticket_id, exc.status, typed=body, **refusal
+        )
+    return RedirectResponse("/support/tickets", status_code=303)
+
+
+@router.post("/support/tickets/{ticket_id}/close")
+async def ticket_close(
+    request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx
+) -> Response:
+    """Close a ticket from the console."""
+    try:
+        await service.close_ticket(ctx, agent, ticket_id)
+    except VexamError as exc:
+        if exc.code != "ticket_closed":
+            raise
+        refusal = await _refusal(ctx, exc)
+        return await _agent_thread(request, ctx, agent, ticket_id, exc.status, **refusal)
+    return RedirectResponse(f"/support/tickets/{ticket_id}", status_code=303)
