@@ -42,7 +42,7 @@ DOCS_CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
-DOCS_PATHS = frozenset({"/api/docs", "/api/docs/oauth2-redirect"})
+DOCS_PATHS = frozenset({"/api/docs", "/docs/oauth2-redirect"})
 
 PERMISSIONS_POLICY = (
     "camera=(self), microphone=(self), fullscreen=(self), display-capture=(), "
