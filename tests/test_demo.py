@@ -26,6 +26,7 @@ from vexam.identity.models import Identity
 from vexam.migrate import upgrade
 from vexam.review.models import ReviewAssignment
 from vexam.schools.models import RosterRow
+from vexam.support.models import SupportTicket
 
 
 async def counts(settings: Settings) -> tuple[int, int, list[str], dict[str, Exam]]:
@@ -46,6 +47,15 @@ async def assignments(settings: Settings) -> int:
         async with db.unit_of_work() as session:
             found = await session.scalar(select(func.count()).select_from(ReviewAssignment))
             return int(found or 0)
+    finally:
+        await db.dispose()
+
+
+async def tickets(settings: Settings) -> list[str]:
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            return list((await session.execute(select(SupportTicket.state))).scalars())
     finally:
         await db.dispose()
 
@@ -71,6 +81,7 @@ async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
     assert CERTIFIED_ALREADY in DEMO_PEOPLE
 
     assert await assignments(settings) == 4  # the demo reviewer: both subjects of both exams
+    assert await tickets(settings) == ["open"]  # 13900000006's question, asked once
 
     clock.advance(timedelta(days=30))
     await seed(settings, clock)

@@ -8,7 +8,8 @@ whose formal window is open now.
 The demo candidate `13900000005` certifies at /identity by typing the first person of
 `DEMO_PEOPLE` (no photo: the support agent approves the manual review at /support/reviews).
 The candidate `13900000006` is certified already (through a manual review the demo support
-agent approved, with drawn placeholder photos) so applying and paying can be tried at once.
+agent approved, with drawn placeholder photos) so applying and paying can be tried at once,
+and has asked support one question (an open ticket in the agent's queue at /support/tickets).
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ async def seed(settings: Settings, clock: Clock | None = None) -> None:
         exam_ids = [await _exam(db, settings, clock, code) for code in DEMO_EXAMS]
         await _review(db, settings, clock, users["13900000003"], exam_ids)
         await _certify(db, settings, clock, users)
+        await _ticket(db, settings, clock, users["13900000006"])
     finally:
         await db.dispose()
     sample = settings.data_dir / SAMPLE_ROSTER
@@ -377,3 +379,18 @@ async def _certify(
             review.id,
             schemas.DecisionIn(decision="approve", reason="示范数据 demo data"),
         )
+
+
+async def _ticket(db: Database, settings: Settings, clock: Clock, candidate: Principal) -> None:
+    """One open question of 13900000006 for the support agent's queue, once."""
+    from vexam.support import schemas, service
+
+    async with _ctx(db, settings, clock, candidate) as ctx:
+        if await service.my_tickets(ctx, candidate):
+            return
+        question = schemas.TicketIn(
+            topic="upload",
+            subject="上传很慢怎么办？ Upload is slow",
+            body="家里网络不太稳定，正式考试的视频可以晚点再上传吗？ (demo data)",
+        )
+        await service.open_ticket(ctx, candidate, question)
