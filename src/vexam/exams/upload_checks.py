@@ -75,7 +75,11 @@ async def verify(ctx: Ctx, payload: dict[str, Any]) -> None:
     await ctx.session.commit()
     async with uploads.store_of(ctx).local_copy(upload_id) as path:
         found = await asyncio.to_thread(probe_video, path)
-        upload = await ctx.session.get(Upload, upload_id, populate_existing=True)
+        # Locked: a re-queued check (the sweep, a retry) running at the same time waits here
+        # and then sees the upload verified, so it is verified and audited once.
+        upload = await ctx.session.get(
+            Upload, upload_id, populate_existing=True, with_for_update=True
+        )
         if upload is None or upload.state != "received":
             return
         submission = await ctx.session.get(Submission, upload.submission_id)

@@ -1,0 +1,444 @@
+"""Helpers of the cluster tests: TCP proxies that play a PostgreSQL or Redis outage, the
+cluster started by deploy/local-cluster, its candidates and a tus client that resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+from sqlalchemy import update
+
+from vexam.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "local-cluster"
+TUS = {"Tus-Resumable": "1.0.0"}
+PHONE = {"device_class": "phone", "os_name": "android", "os_version": "13", "camera": True}
+PHONE |= {"microphone": True, "free_bytes": 8 * 1024**3, "upload_kbps": 20000}
+PROVINCES = {"北京": "11", "上海": "31", "广东": "44", "四川": "51"}
+
+
+def nginx_present() -> bool:
+    """nginx is installed (Debian's package; scripts/install adds it)."""
+    return bool(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin"))
+
+
+class TcpProxy:
+    """A TCP forwarder on 127.0.0.1 that the test can cut: `cut()` closes every connection
+    and refuses new ones, as a restarting server does; `resume()` accepts again on the same
+    port. The shared PostgreSQL and Redis servers other tests use are never touched."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._pairs: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.resume()
+
+    def resume(self) -> None:
+        """Listen (again) and forward."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(256)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and close every forwarded connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            pairs, self._pairs = self._pairs, set()
+        for sock in pairs:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    server.close()
+                    return
+                self._pairs |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class Cluster:
+    """A cluster started by deploy/local-cluster, its PostgreSQL and Redis behind proxies."""
+
+    dir: Path
+    url: str
+    env: dict[str, str]  # what the processes see (through the proxies)
+    direct: dict[str, str]  # the same, straight to PostgreSQL and Redis (for the test)
+    pg: TcpProxy
+    redis: TcpProxy
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """Run a deploy/local-cluster command on this cluster; its output."""
+        done = subprocess.run(
+            [str(SCRIPT), *args, "--dir", str(self.dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        self.state = json.loads((self.dir / "cluster.json").read_text())
+        return done.stdout
+
+    def pid(self, name: str) -> int:
+        """The pid of process `name` (web0, worker1, nginx, s3) from its pid file."""
+        return int((self.dir / "pids" / f"{name}.pid").read_text())
+
+    def web_url(self, index: int) -> str:
+        """Web process `index`, bypassing nginx."""
+        return f"http://127.0.0.1:{self.state['web_ports'][index]}"
+
+
+def start_cluster(directory: Path, pg_url: str, queue_url: str, port: int, *env: str) -> Cluster:
+    """`up` with PostgreSQL and Redis behind proxies; the database `<name>_cluster_<hex>`."""
+    pg, queue = urlparse(pg_url), urlparse(queue_url)
+    pg_proxy, redis_proxy = TcpProxy(pg.port or 5432), TcpProxy(queue.port or 6379)
+    name = f"{pg.path.strip('/') or 'vexam'}_cluster_{os.urandom(3).hex()}"
+    user = f"{pg.username or 'postgres'}@"
+    args = [
+        str(SCRIPT),
+        "up",
+        "--dir",
+        str(directory),
+        "--port",
+        str(port),
+        "--db-name",
+        name,
+        "--pg-url",
+        f"postgresql://{user}127.0.0.1:{pg_proxy.port}",
+        "--redis-url",
+        f"redis://127.0.0.1:{redis_proxy.port}{queue.path or '/0'}",
+    ]
+    for item in env:
+        args += ["--env", item]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)
+    if done.returncode:
+        with contextlib.suppress(Exception):
+            subprocess.run([str(SCRIPT), "down", "--dir", str(directory)], timeout=60, check=False)
+        pg_proxy.cut()
+        redis_proxy.cut()
+        raise AssertionError(f"local-cluster up failed:\n{done.stdout}\n{done.stderr}")
+    lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    env_vars = {k: v for k, v in lines.items() if k.startswith("VEXAM_") and k != "VEXAM_URL"}
+    direct = dict(env_vars)
+    direct["VEXAM_DATABASE_URL"] = env_vars["VEXAM_DATABASE_URL"].replace(
+        f"127.0.0.1:{pg_proxy.port}", f"127.0.0.1:{pg.port or 5432}"
+    )
+    direct["VEXAM_QUEUE_URL"] = env_vars["VEXAM_QUEUE_URL"].replace(
+        f"127.0.0.1:{redis_proxy.port}", f"127.0.0.1:{queue.port or 6379}"
+    )
+    cluster = Cluster(directory, lines["VEXAM_URL"], env_vars, direct, pg_proxy, redis_proxy)
+    cluster.state = json.loads((directory / "cluster.json").read_text())
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """`down`, with the proxies open so the database can be dropped; then close them."""
+    cluster.pg.cut()
+    cluster.pg.resume()
+    cluster.redis.cut()
+    cluster.redis.resume()
+    try:
+        subprocess.run([str(SCRIPT), "down", "--dir", str(cluster.dir)], timeout=90, check=True)
+    finally:
+        cluster.pg.cut()
+        cluster.redis.cut()
+
+
+def noise_video(path: Path, seconds: float, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A real H.264/MP4 video of random noise (hardly compressible: ≈ size grows with
+    seconds), 10 frames per second; returns its bytes."""
+    import av
+
+    rng = np.random.default_rng(7)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 10)
+        stream.options = {"preset": "ultrafast", "qp": "0"}
+        for _ in range(round(seconds * 10)):
+            image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path.read_bytes()
+
+
+@dataclass
+class Take:
+    """A candidate's submission waiting for its upload."""
+
+    headers: dict[str, str]
+    submission_id: int
+    data: bytes
+    location: str = ""
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    """Settings from VEXAM_* variables (the cluster's env file)."""
+    values = {key.removeprefix("VEXAM_").lower(): value for key, value in env.items()}
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
+    """The demo's data (its exam open now, free, with a roster), and every demo person of
+    the roster certified on an account of their own: (exam id, [(phone, province code)])."""
+    from vexam.accounts import service as accounts
+    from vexam.core.clock import SystemClock
+    from vexam.core.context import Principal, Role
+    from vexam.core.db import Database
+    from vexam.demo import (
+        DEMO_OPEN_EXAM,
+        DEMO_PASSWORD,
+        DEMO_PEOPLE,
+        DEMO_SCHOOL,
+        _ctx,
+        _drawn_photo,
+    )
+    from vexam.demo import seed as seed_demo
+    from vexam.exams import service as exams
+    from vexam.identity import decisions, schemas, service, verification
+    from vexam.schools import service as schools
+
+    await seed_demo(settings)
+    db, clock = Database(settings.effective_database_url), SystemClock()
+    people: list[tuple[str, str]] = []
+    try:
+        async with _ctx(db, settings, clock) as ctx:
+            agent = await accounts.user_by_phone(ctx.session, "13900000004")
+            school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
+            assert agent is not None and school is not None
+        console = Principal(0, Role.operator, None, None, 0, "test")
+        async with _ctx(db, settings, clock, console) as ctx:
+            found = [e for e in await exams.list_exams(ctx, console, school.id)]
+            exam_id = next(e.id for e in found if e.code == DEMO_OPEN_EXAM)
+        for index, person in enumerate(DEMO_PEOPLE):
+            phone = f"1390000010{index}" if index != 1 else "13900000006"  # 6: certified
+            people.append((phone, PROVINCES[person.province]))
+            if index == 1:
+                continue
+            async with _ctx(db, settings, clock) as ctx:
+                user = await accounts.create_user(ctx, phone, DEMO_PASSWORD, role=Role.candidate)
+            me = Principal(user.id, Role.candidate, None, None, 0, phone)
+            async with _ctx(db, settings, clock, me) as ctx:
+                await service.submit(
+                    ctx,
+                    me,
+                    schemas.CertificationIn(
+                        identity_type=schemas.IdentityType.gaokao,
+                        document_type=schemas.DocumentType.resident_id,
+                        name=person.name,
+                        id_number=person.id_number,
+                        address="北京市东城区示范路1号",
+                    ),
+                )
+                review = await verification.request_review(
+                    ctx, me, _drawn_photo("card"), _drawn_photo("selfie")
+                )
+            by = Principal(agent.id, Role.support, None, None, 0, "agent")
+            async with _ctx(db, settings, clock, by) as ctx:
+                await decisions.decide_review(
+                    ctx, by, review.id, schemas.DecisionIn(decision="approve", reason="test")
+                )
+    finally:
+        await db.dispose()
+    return exam_id, people
+
+
+async def pass_face(settings: Settings, sitting_id: int, device_id: str) -> None:
+    """Mark the sitting's face verified on the device (these tests are not about faces)."""
+    from vexam.core.db import Database
+    from vexam.exams.models import Sitting
+
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            await session.execute(
+                update(Sitting)
+                .where(Sitting.id == sitting_id)
+                .values(face_state="passed", face_device_id=device_id, face_check_required=False)
+            )
+    finally:
+        await db.dispose()
+
+
+async def submit_takes(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    exam_id: int,
+    phone: str,
+    province: str,
+    videos: list[bytes],
+) -> list[Take]:
+    """Sign in, apply, start a formal sitting, pass the face and device checks and submit
+    one recording per subject, declared as `videos` (one per subject, in order)."""
+    from vexam.demo import DEMO_PASSWORD
+
+    signed = await client.post(
+        "/api/v1/auth/login", json={"phone": phone, "password": DEMO_PASSWORD}
+    )
+    assert signed.status_code == 200, signed.text
+    device_id = f"device-{phone}"
+    who = {"Authorization": f"Bearer {signed.json()['token']}", "X-Device-Id": device_id}
+    applied = await client.post(
+        f"/api/v1/exams/{exam_id}/application", json={"province": province}, headers=who
+    )
+    assert applied.status_code == 200, applied.text
+    confirmed = await client.post(f"/api/v1/exams/{exam_id}/application/confirm", headers=who)
+    assert confirmed.status_code == 200, confirmed.text
+    started = await client.post(
+        f"/api/v1/exams/{exam_id}/sittings", json={"mode": "formal"}, headers=who
+    )
+    assert started.status_code == 200, started.text
+    sitting = started.json()
+    await pass_face(settings, sitting["id"], device_id)
+    checked = await client.post(
+        f"/api/v1/sittings/{sitting['id']}/device-check", json=PHONE, headers=who
+    )
+    assert checked.status_code == 200, checked.text
+    takes = []
+    for subject, data in zip(sitting["subjects"], videos, strict=False):
+        path = f"/api/v1/sittings/{sitting['id']}/subjects/{subject['subject_id']}"
+        recording = await client.post(
+            f"{path}/recordings", json={"orientation": "portrait"}, headers=who
+        )
+        assert recording.status_code == 201, recording.text
+        recording_id = recording.json()["id"]
+        done = await client.post(
+            f"/api/v1/recordings/{recording_id}/complete",
+            json={"duration_seconds": 2},
+            headers=who,
+        )
+        assert done.status_code == 200, done.text
+        receipt = await client.post(
+            f"{path}/submission",
+            json={
+                "recording_id": recording_id,
+                "sha256": sha256_hex(data),
+                "size_bytes": len(data),
+            },
+            headers=who,
+        )
+        assert receipt.status_code == 201, receipt.text
+        takes.append(Take(who, receipt.json()["submission_id"], data))
+    return takes
+
+
+async def create_upload(client: httpx.AsyncClient, take: Take) -> None:
+    """POST /api/v1/uploads for the take; keeps its Location."""
+    metadata = f"submission_id {base64.b64encode(str(take.submission_id).encode()).decode()}"
+    created = await client.post(
+        "/api/v1/uploads",
+        headers={
+            **take.headers,
+            **TUS,
+            "Upload-Length": str(len(take.data)),
+            "Upload-Metadata": metadata,
+        },
+    )
+    assert created.status_code == 201, created.text
+    take.location = created.headers["Location"]
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+async def resumable_upload(
+    urls: list[str],
+    take: Take,
+    chunk: int,
+    deadline: float,
+    on_patch: Any = None,
+) -> list[str]:
+    """Upload `take.data` with tus, PATCH n going to urls[n % len(urls)]; on any failure
+    (connection refused or cut, 4xx lock, 5xx) ask the next URL for the offset and go on,
+    as tus clients do. Returns the URL each successful PATCH went to."""
+    served: list[str] = []
+    loop = asyncio.get_running_loop()
+    turn = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        while True:
+            base = urls[turn % len(urls)]
+            turn += 1
+            try:
+                head = await client.head(base + take.location, headers={**take.headers, **TUS})
+                if head.status_code != 200:
+                    raise RuntimeError(f"HEAD {head.status_code}")
+                offset = int(head.headers["Upload-Offset"])
+                if offset == len(take.data):
+                    return served
+                body = take.data[offset : offset + chunk]
+                patched = await client.patch(
+                    base + take.location,
+                    content=body,
+                    headers={
+                        **take.headers,
+                        **TUS,
+                        "Content-Type": "application/offset+octet-stream",
+                        "Upload-Offset": str(offset),
+                    },
+                )
+                if patched.status_code != 204:
+                    raise RuntimeError(f"PATCH {patched.status_code} {patched.text[:200]}")
+                served.append(base)
+                if on_patch is not None:
+                    await on_patch(len(served))
+            except (httpx.HTTPError, RuntimeError, KeyError, ValueError):
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
