@@ -10,6 +10,7 @@ offending field marked and what the operator typed kept. Anyone else gets the re
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
@@ -17,13 +18,13 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
-from vexam.accounts import schemas, staff
+from vexam.accounts import directory, schemas, staff
 from vexam.core.auth import ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
 from vexam.core.i18n import N_, render_message
 from vexam.core.web import Templates, make_router
-from vexam.exams import enrollment
+from vexam.exams import enrollment, orders
 from vexam.exams.schemas import RefundIn
 from vexam.schools import console_text
 from vexam.schools import service as schools
@@ -287,14 +288,52 @@ async def staff_active(
 
 # ------------------------------------------------------------------ refunds
 
+REFUND_STATES = ("paid", "refunded", "all")
+REFUND_PAGE_SIZE = 50
+
+
+async def _refunds_page(
+    request: Request, ctx: Ctx, principal: Principal, status_code: int = 200, **extra: Any
+) -> Response:
+    """The refund page: paid orders found by order number, phone (whole or masked) or exam /
+    school name, 50 a page, each with its refund form; and the form by order number."""
+    params = request.query_params
+    query = params.get("q", "").strip()[:100]
+    state = params.get("status", "paid")
+    state = state if state in REFUND_STATES else "paid"
+    page = int(params["page"]) if params.get("page", "").isdigit() else 1
+    search: dict[str, Any] = {}
+    if directory.is_phone_query(query):
+        search["user_ids"] = await directory.user_ids_for_phone(ctx.session, query)
+    elif query.isdigit():
+        search["order_id"] = int(query)
+    elif query:
+        search["exam_text"] = query
+    listed = await orders.list_orders(
+        ctx, principal, status=state, page=page, size=REFUND_PAGE_SIZE, **search
+    )
+    phones = await directory.masked_phones(ctx.session, {row.user_id for row in listed.rows})
+    return _render(
+        request,
+        "operator_refunds.html",
+        status_code,
+        listing=listed,
+        phones=phones,
+        query=query,
+        state=state,
+        pages=max(1, ceil(listed.total / REFUND_PAGE_SIZE)),
+        back=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        **extra,
+    )
+
 
 @router.get("/operator/refunds")
 async def refunds_page(
     request: Request, principal: OperatorOnly, ctx: ServiceCtx, order: int = 0, yuan: str = ""
 ) -> Response:
-    """The refund form: a paid order's number and the reason."""
+    """Paid orders to refund (searchable, a page at a time) and the refund form."""
     shown = _notice(ctx, request, order=order, amount=yuan)
-    return _render(request, "operator_refunds.html", notice=shown)
+    return await _refunds_page(request, ctx, principal, notice=shown)
 
 
 @router.post("/operator/refunds")
@@ -309,6 +348,14 @@ async def refund_submit(request: Request, principal: OperatorOnly, ctx: ServiceC
         order = await enrollment.refund(ctx, principal, int(typed["order_id"]), body.reason)
     except VexamError as exc:
         refusal = await console_text.refusal(ctx, exc)
-        return _render(request, "operator_refunds.html", exc.status, typed=typed, **refusal)
+        return await _refunds_page(
+            request,
+            ctx,
+            principal,
+            exc.status,
+            typed=typed,
+            failed_order=typed["order_id"],
+            **refusal,
+        )
     yuan = f"{order.amount_cents / 100:.2f}"
     return RedirectResponse(f"/operator/refunds?done=refunded&order={order.id}&yuan={yuan}", 303)
