@@ -177,6 +177,8 @@ async def test_others_tickets_are_not_found_and_only_support_answers(client, inb
         assert "怎么改密码" not in response.text
     assert (await client.get(url, headers=other)).json()["code"] == "ticket_not_found"
     assert (await client.get(TICKETS, headers=other)).json() == []
+    nul = await client.post(TICKETS, json={"subject": "a\x00b", "body": "c\x00d"}, headers=other)
+    assert nul.status_code == 422 and nul.json()["code"] == "invalid_request"  # never a 500
 
     as_support = await client.post(f"{url}/answer", json={"body": "我来答"}, headers=owner)
     assert as_support.status_code == 403 and as_support.json()["code"] == "forbidden"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -13,6 +14,18 @@ from vexam.support.models import BODY_MAX, SUBJECT_MAX
 Topic = Literal["account", "identity", "apply", "exam", "upload", "device", "other"]
 TicketState = Literal["open", "answered", "closed"]
 Side = Literal["candidate", "support"]
+# Control characters a person does not type (PostgreSQL also refuses NUL in text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _text(value: str) -> str:
+    """`value` trimmed; refused when under 2 characters or holding control characters."""
+    value = value.strip()
+    if len(value) < 2:
+        raise ValueError("too short")
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
 
 
 class MessageIn(BaseModel):
@@ -22,11 +35,8 @@ class MessageIn(BaseModel):
 
     @field_validator("body", mode="after")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) < 2:
-            raise ValueError("too short")
-        return value
+    def _body(cls, value: str) -> str:
+        return _text(value)
 
 
 class TicketIn(MessageIn):
@@ -38,10 +48,7 @@ class TicketIn(MessageIn):
     @field_validator("subject", mode="after")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        value = " ".join(value.split())
-        if len(value) < 2:
-            raise ValueError("too short")
-        return value
+        return _text(" ".join(value.split()))
 
 
 class MessageOut(BaseModel):
