@@ -16,6 +16,7 @@ from tests.exams.test_enrollment import enrolled_with_order, world  # noqa: F401
 from tests.exams.test_exam_pages import Phone
 from tests.exams.test_exam_setup import new_school
 from tests.helpers import PASSWORD, staff
+from vexam.accounts.models import User
 from vexam.core.audit import AuditEntry
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -51,6 +52,13 @@ async def audited(app: Any, action: str, target_id: int) -> list[AuditEntry]:
             )
         )
         return list(found.scalars())
+
+
+async def audited_action(app: Any, action: str) -> list[AuditEntry]:
+    """Every audit entry of `action`."""
+    async with app.state.db.unit_of_work() as session:
+        rows = await session.execute(select(AuditEntry).where(AuditEntry.action == action))
+        return list(rows.scalars())
 
 
 async def follow(browser: Phone, response: Any) -> Any:
@@ -178,8 +186,16 @@ async def test_staff_list_filters_create_and_deactivate(app, client, operator, n
     taken = await operator.post("/operator/staff", role="support", phone=phone)
     assert taken.status_code == 409 and 'data-code="phone_registered"' in taken.text
     assert f'value="{phone}"' in taken.text
-    operator_role = await operator.post("/operator/staff", role="operator", phone=new_phone())
-    assert operator_role.status_code == 422  # operators are made with the CLI only
+    colleague = new_phone()
+    made = await operator.post("/operator/staff", role="operator", phone=colleague)
+    platform = await follow(operator, made)
+    assert 'data-role="operator"' in platform.text and colleague[-4:] in platform.text
+    async with app.state.db.unit_of_work() as session:
+        made_id = await session.scalar(select(User.id).where(User.phone == colleague))
+    (entry,) = [
+        e for e in await audited_action(app, "staff.created") if e.subject_id == str(made_id)
+    ]
+    assert entry.actor_role == "operator" and entry.detail["school_id"] is None
 
     back = f"/operator/staff?school={school_id}"
     no_reason = await operator.post(

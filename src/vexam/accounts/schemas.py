@@ -101,10 +101,10 @@ class SessionOut(BaseModel):
 
 
 class StaffIn(BaseModel):
-    """A new staff account: school admin or reviewer of a school, or support agent."""
+    """A new staff account: school admin or reviewer of a school, support agent or operator."""
 
     phone: str = Field(max_length=32, examples=["13900139000"])
-    role: Literal[Role.school_admin, Role.reviewer, Role.support]
+    role: Literal[Role.school_admin, Role.reviewer, Role.support, Role.operator]
     school_id: int | None = None
     display_name: str | None = Field(None, max_length=100)
     password: str | None = Field(

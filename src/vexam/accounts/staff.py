@@ -1,7 +1,9 @@
-"""Staff accounts (SPEC §4): operators create school admins, reviewers and support agents.
+"""Staff accounts (SPEC §4): operators create school admins, reviewers, support agents and
+other operators.
 
-Operators manage every staff account. A school admin may add and deactivate reviewers of
-their own school, nothing else. Operator accounts are made with the CLI only. A new account
+Operators manage every staff account (never deactivating their own). A school admin may add
+and deactivate reviewers of their own school, nothing else. The first operator is made with
+the CLI (`vexam user create --role operator`). A new account
 gets the password its creator sets, or a random one nobody knows: the staff member then
 chooses their own with "forgot password" and an SMS code to their phone, which also proves
 the number is theirs.
@@ -23,7 +25,7 @@ from vexam.core.errors import VexamError, field_invalid
 from vexam.schools import service as schools
 
 SCHOOL_ROLES = (Role.school_admin, Role.reviewer)
-STAFF_ROLES = (Role.school_admin, Role.reviewer, Role.support)
+STAFF_ROLES = (Role.school_admin, Role.reviewer, Role.support, Role.operator)
 
 
 def _may_manage(principal: Principal, role: Role, school_id: int | None) -> bool:
@@ -53,7 +55,7 @@ def staff_out(user: User) -> schemas.StaffOut:
 async def create_staff(ctx: Ctx, principal: Principal, body: schemas.StaffIn) -> schemas.StaffOut:
     """Create a staff account; `forbidden` beyond the caller's reach.
 
-    School admins and reviewers need a school; support agents belong to none.
+    School admins and reviewers need a school; support agents and operators belong to none.
     """
     school_id = body.school_id if body.role in SCHOOL_ROLES else None
     if body.role in SCHOOL_ROLES and school_id is None:
@@ -81,7 +83,8 @@ async def create_staff(ctx: Ctx, principal: Principal, body: schemas.StaffIn) ->
 async def list_staff(
     ctx: Ctx, principal: Principal, school_id: int | None
 ) -> list[schemas.StaffOut]:
-    """Staff of a school (operators: any school, or support agents when `school_id` is None;
+    """Staff of a school (operators: any school, or the platform's support agents and
+    operators when `school_id` is None;
     school admins: their own school)."""
     if principal.role is Role.school_admin:
         if school_id != principal.school_id:
