@@ -33,7 +33,7 @@ from tests.test_authorization_matrix import (
 from tests.test_authorization_matrix import world as world
 from tests.uploads.conftest import b64
 from vexam.accounts.models import User
-from vexam.exams.models import Sitting, Submission, Upload
+from vexam.exams.models import PaymentOrder, Sitting, Submission, Upload
 from vexam.identity.models import Identity, IdentityPhoto
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -159,8 +159,8 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/exams/{exam_id}/payment-order"): Rule(CANDIDATE_A),
     ("GET", "/api/v1/exams/{exam_id}/mock"): Rule(CANDIDATE_A),
     ("POST", "/api/v1/exams/{exam_id}/sittings"): Rule(CANDIDATE_A),
-    ("POST", "/api/v1/payments/sandbox/orders/{order_id}/pay"): Rule(CANDIDATES, fake=True),
-    ("POST", "/api/v1/payments/{order_id}/refund"): Rule(OPERATOR, fake=True),
+    ("POST", "/api/v1/payments/sandbox/orders/{order_id}/pay"): Rule(CANDIDATE_A),
+    ("POST", "/api/v1/payments/{order_id}/refund"): Rule(OPERATOR),
     ("GET", "/api/v1/sittings/{sitting_id}"): Rule(CANDIDATE_A),
     ("POST", "/api/v1/sittings/{sitting_id}/device-check"): Rule(CANDIDATE_A),
     ("POST", "/api/v1/sittings/{sitting_id}/events"): Rule(CANDIDATE_A),
@@ -309,6 +309,19 @@ async def api_world(app, client, world: World) -> ApiWorld:
     )
     assert other_device.status_code == 200, other_device.text
     ids["session"] = other_device.json()["session_id"]
+    async with app_ctx(app) as ctx:  # candidate A's order (school A's exam is free)
+        order = PaymentOrder(
+            user_id=user_a,
+            exam_id=ids["exam_a"],
+            amount_cents=100,
+            status="pending",
+            provider="sandbox",
+            created_at=ctx.now(),
+            updated_at=ctx.now(),
+        )
+        ctx.session.add(order)
+        await ctx.session.flush()
+        ids["order"] = order.id
     secrets = [number, phone_a, "秘密工单文字", "秘密申诉文字", "李四"]
     return ApiWorld(world, ids, secrets)
 
@@ -333,6 +346,7 @@ def fill(path: str, aw: ApiWorld) -> str:
         "ticket_id": ids["ticket"],
         "appeal_id": ids["appeal"],
         "session_id": ids["session"],
+        "order_id": ids["order"],
         "provider_name": "sandbox",
     }
     for name in re.findall(r"\{(\w+)\}", path):
@@ -365,6 +379,7 @@ def body_of(method: str, path: str, aw: ApiWorld) -> dict[str, Any]:
         },
         ("PUT", "/api/v1/staff/{user_id}/active"): {"json": {"active": True, "reason": "ok"}},
         ("PATCH", "/api/v1/me"): {"json": {"display_name": "x"}},
+        ("POST", "/api/v1/payments/{order_id}/refund"): {"json": {"reason": "ok"}},
         ("PUT", "/api/v1/exams/{exam_id}/review/settings"): {"json": {}},
         ("POST", "/api/v1/exams/{exam_id}/review/assignments"): {
             "json": {"reviewer_id": aw.ids["reviewer_a_user"], "subject_id": aw.ids["subject"]}

@@ -132,6 +132,8 @@ def phone(camera_browser: Browser) -> Iterator[Page]:
     try:
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # Nor may the Content-Security-Policy block anything (blob: takes, camera, workers).
+        page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
         page.route(QUEUE_MODULE, stub_queue)
         yield page
     finally:
