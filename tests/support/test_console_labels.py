@@ -1,11 +1,17 @@
 """SPEC §7/§8: the support console names what it shows: every audit action the code records
-has a label (so the audit search never shows a bare code), and so does each subject type."""
+has a label (so the audit search never shows a bare code), and so does each subject type;
+review and appeal pages name statuses, documents and how details were entered."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import bearer, staff
+from tests.identity.conftest import new_id_number, to_review
+from tests.support.test_support_console import EN, HTML, new_candidate
 from vexam.support.labels import AUDIT_ACTION_LABELS, AUDIT_SUBJECT_LABELS
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "vexam"
@@ -67,3 +73,34 @@ def test_every_audit_action_and_subject_has_a_label() -> None:
     assert len(actions) > 50
     assert actions - AUDIT_ACTION_LABELS.keys() == set()
     assert subjects - AUDIT_SUBJECT_LABELS.keys() == set()
+
+
+@pytest.mark.usefixtures("app")
+async def test_review_and_appeal_pages_name_their_codes(client, inbox, new_phone, app) -> None:
+    """A review shows the document, how it was entered and its decision by name; an appeal
+    shows the holder's status and its outcome by name (English here, Chinese by default)."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    who, _ = await new_candidate(client, inbox, new_phone())
+    number = new_id_number()
+    review = await to_review(client, who, number)
+    decided = await client.post(
+        f"/support/reviews/{review['id']}/decision",
+        data={"decision": "approve", "reason": "一致"},
+        headers={**agent, **HTML},
+    )
+    assert decided.status_code == 303
+    page = (await client.get(f"/support/reviews/{review['id']}", headers={**agent, **EN})).text
+    assert "Resident ID card" in page and "typed by hand" in page
+    assert "Decided: Approved" in page and ", manual<" not in page
+    other, _ = await new_candidate(client, inbox, new_phone())
+    body = {"kind": "identity_conflict", "id_number": number, "message": "这是我的身份证号"}
+    opened = await client.post("/api/v1/identity/appeals", json=body, headers=other)
+    assert opened.status_code in (200, 201), opened.text
+    appeals = (await client.get("/support/appeals", headers={**agent, **EN})).text
+    card = appeals[appeals.index(f'data-testid="appeal-{opened.json()["id"]}"') :]
+    holder = card[
+        card.index('data-testid="holder"') : card.index("</dl>", card.index('data-testid="holder"'))
+    ]
+    assert "Certified · typed by hand" in holder and "certified" not in holder.replace(
+        "Certified", ""
+    )
