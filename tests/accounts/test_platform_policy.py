@@ -6,6 +6,7 @@ readers use a per-process cache that never reads the database per request."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from vexam.accounts import policy as policies
 from vexam.accounts.models import PlatformPolicyRow
 from vexam.core.audit import AuditEntry
 from vexam.core.policy import RESOURCE, PlatformPolicy, PolicyCache, current_policy
+from vexam.support import service as support
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -115,6 +117,12 @@ async def test_operator_saves_the_policy_and_every_reader_follows(
     # Support's service hours and deadline (09:00–21:00 Shanghai, 60 minutes).
     policy = current_policy(app.state.settings, app.state.resources)
     assert (policy.support_hours_start, policy.support_sla_minutes) == ("09:00", 60)
+    async with app_ctx(app) as ctx:
+        ctx.extra = app.state.resources  # as requests and jobs get them
+        made = datetime(2026, 6, 1, 12, 30, tzinfo=UTC)  # 20:30 in Shanghai: 30 min left today
+        assert support.due_at(ctx, made) == datetime(2026, 6, 2, 1, 30, tzinfo=UTC)  # 09:30
+    helped = await client.get("/help", headers={"Accept": "text/html"})
+    assert "21:00" in helped.text
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from vexam.core.auth import CurrentPrincipal, ServiceCtx, require_roles
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError, field_invalid
 from vexam.core.i18n import render_message
+from vexam.core.policy import current_policy
 from vexam.core.web import Templates, make_router, public, request_locale
 from vexam.support import audit_search, help_search, help_topics, labels, service
 
@@ -67,6 +68,12 @@ async def help_page(request: Request, q: str = "") -> Response:
     settings: Settings = request.app.state.settings
     locale = request_locale(request)
     params = help_params(settings)
+    policy = current_policy(settings, request.app.state.resources)  # the operator's hours
+    params.update(
+        hours_start=policy.support_hours_start,
+        hours_end=policy.support_hours_end,
+        sla_minutes=policy.support_sla_minutes,
+    )
     query = q.strip()[:QUERY_MAX_CHARS]
     found = help_search.search(query, params) if query else []
 

@@ -13,6 +13,7 @@ from vexam.config import Settings
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import VexamError
+from vexam.core.policy import current_policy
 from vexam.support import schemas
 from vexam.support.calendar import ServiceHours
 from vexam.support.models import SupportTicket, SupportTicketMessage
@@ -28,9 +29,15 @@ def service_hours(settings: Settings, timezone: str | None = None) -> ServiceHou
 
 
 def due_at(ctx: Ctx, submitted: datetime, timezone: str | None = None) -> datetime:
-    """When support must have decided a request made at `submitted` (SLA in service time)."""
-    hours = service_hours(ctx.settings, timezone)
-    return hours.due_at(submitted, timedelta(minutes=ctx.settings.support_sla_minutes))
+    """When support must have decided a request made at `submitted` (SLA in service time),
+    by the platform policy in force (the operator's, else the settings')."""
+    policy = current_policy(ctx.settings, ctx.extra)
+    hours = ServiceHours.parse(
+        timezone or ctx.settings.default_timezone,
+        policy.support_hours_start,
+        policy.support_hours_end,
+    )
+    return hours.due_at(submitted, timedelta(minutes=policy.support_sla_minutes))
 
 
 def lateness(ctx: Ctx) -> Callable[[datetime], tuple[int, int, int]]:
