@@ -268,6 +268,14 @@ async def _start_session(ctx: Ctx, user: User, method: str = "register") -> Sign
     return SignedIn(user, token, row.id, expires_at, ctx.device_id)
 
 
+# Rows whose change ends a remembered sign-in (`core.auth`); the column a request bumps
+# (last seen) does not count.
+SESSION_TABLES = {
+    AuthSession.__tablename__: frozenset({"last_seen_at"}),
+    User.__tablename__: frozenset[str](),
+}
+
+
 async def resolve_token(session: AsyncSession, token_hash: str, now: datetime) -> Principal | None:
     """The principal of a live session token (not revoked, not expired, account active)."""
     found = (

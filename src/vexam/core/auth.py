@@ -1,4 +1,12 @@
-"""Who is calling: bearer tokens for apps, an HttpOnly cookie for pages; CSRF for forms."""
+"""Who is calling: bearer tokens for apps, an HttpOnly cookie for pages; CSRF for forms.
+
+A web process remembers the sessions it confirmed (`PrincipalMemory`, at most
+`SESSION_TRUST_S` = 10 s each, and never across a jump of the service clock larger than
+that), so most requests skip the session lookup. It forgets them all as soon as it commits
+a change to a session or an account (sign-out, revocation, password change, blocked
+account: `Database.watch`); a change committed by another process reaches this one within
+10 s. The lookup itself refuses revoked, expired and blocked sessions.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +34,23 @@ from vexam.core.web import (
 
 # Resolves a token hash to a principal; provided by the accounts domain at app start.
 Authenticator = Callable[[AsyncSession, str, datetime], Awaitable[Principal | None]]
+SESSION_TRUST_S = 10.0  # how long a web process trusts a session it confirmed
+
+
+class PrincipalMemory(Protocol):
+    """A web process's memory of confirmed sessions (see the module)."""
+
+    def principal(self, token_hash: str, now: datetime | None = None) -> Principal | None:
+        """The principal of a session confirmed recently enough, else None."""
+
+    def remember_principal(
+        self, token_hash: str, principal: Principal, now: datetime | None = None
+    ) -> None:
+        """Note that `token_hash` was confirmed as `principal` at service time `now`."""
+
+    def forget_principals(self) -> None:
+        """Trust no remembered session any more."""
+
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -81,7 +106,13 @@ async def authenticate(request: Request) -> None:
     if token:
         state = request.app.state
         token_hash = hash_token(token)
-        principal = await state.authenticator(request.state.db, token_hash, state.clock.now())
+        now = state.clock.now()
+        memory: PrincipalMemory | None = getattr(state, "principal_memory", None)
+        principal = memory.principal(token_hash, now) if memory is not None else None
+        if principal is None:
+            principal = await state.authenticator(request.state.db, token_hash, now)
+            if principal is not None and memory is not None:
+                memory.remember_principal(token_hash, principal, now)
         if principal is not None:
             request.state.token_hash = token_hash
     request.state.principal = principal

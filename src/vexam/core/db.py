@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 _AFTER_COMMIT = "vexam.after_commit"
 _AFTER_ROLLBACK = "vexam.after_rollback"
+_CHANGED = "vexam.changed_tables"
 
 
 class KeepChanges(Exception):
@@ -68,6 +70,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _changed_columns(instance: object) -> set[str]:
+    state = inspect(instance)
+    return {attr.key for attr in state.attrs if attr.history.has_changes()}
+
+
 class Database:
     """One engine and session factory for one database URL."""
 
@@ -80,7 +87,52 @@ class Database:
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # A session class of this database's own, so that its watches stay its own.
+        session_class = type("VexamSession", (Session,), {})
+        self._watches: list[tuple[Mapping[str, frozenset[str]], Callable[[], None]]] = []
+        self._watched: dict[str, frozenset[str]] = {}
+        event.listen(session_class, "after_flush", self._note_flush)
+        event.listen(session_class, "do_orm_execute", self._note_statement)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=session_class
+        )
+
+    def watch(self, tables: Mapping[str, frozenset[str]], hook: Callable[[], None]) -> None:
+        """Call `hook` once a unit of work on this database commits after changing a row of
+        one of `tables` (table name → columns whose changes do not count).
+
+        A change is an ORM update or delete of a loaded row, or an UPDATE/DELETE statement
+        run through the session; new rows are not changes. For in-process memories of rows
+        (e.g. signed-in sessions) that must be forgotten when their rows change.
+        """
+        self._watches.append((tables, hook))
+        for name, ignored in tables.items():
+            self._watched[name] = self._watched.get(name, ignored) & ignored
+
+    def _mark(self, session: Session, table: str) -> None:
+        session.info.setdefault(_CHANGED, set()).add(table)
+
+    def _note_flush(self, session: Session, _flush: UOWTransaction) -> None:
+        if not self._watched:
+            return
+        for instance in (*session.dirty, *session.deleted):
+            table = getattr(type(instance), "__tablename__", None)
+            if table not in self._watched:
+                continue
+            ignored = self._watched[table]
+            if instance in session.deleted or _changed_columns(instance) - ignored:
+                self._mark(session, table)
+
+    def _note_statement(self, state: ORMExecuteState) -> None:
+        if self._watched and (state.is_update or state.is_delete):
+            table = getattr(getattr(state.statement, "table", None), "name", None)
+            if table in self._watched:
+                self._mark(state.session, table)
+
+    def _run_watches(self, changed: set[str]) -> None:
+        for tables, hook in self._watches:
+            if changed.intersection(tables):
+                hook()
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -100,12 +152,18 @@ class Database:
         except BaseException as exc:
             session.info.pop(_AFTER_COMMIT, None)
             committed = isinstance(exc, KeepChanges) and not session.in_transaction()
+            changed: set[str] = session.info.pop(_CHANGED, set())
+            if committed and changed:
+                self._run_watches(changed)
             undo: list[AfterCommit] = [] if committed else session.info.pop(_AFTER_ROLLBACK, [])
             await session.rollback()
             await session.close()
             await _run_hooks(undo, "after-rollback")
             raise
         hooks: list[AfterCommit] = session.info.pop(_AFTER_COMMIT, [])
+        changed = session.info.pop(_CHANGED, set())
+        if changed:
+            self._run_watches(changed)
         await session.close()
         await _run_hooks(hooks, "after-commit")
 
