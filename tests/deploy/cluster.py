@@ -15,6 +15,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -225,6 +226,10 @@ class Take:
     submission_id: int
     data: bytes
     location: str = ""
+    sitting_id: int = 0
+    subject_id: int = 0
+    recording_id: int = 0
+    failures: list[str] = field(default_factory=list)  # requests that failed and were retried
 
 
 def settings_of(env: dict[str, str]) -> Settings:
@@ -322,9 +327,12 @@ async def submit_takes(
     phone: str,
     province: str,
     videos: list[bytes],
+    *,
+    hand_in_now: bool = True,
 ) -> list[Take]:
     """Sign in, apply, start a formal sitting, pass the face and device checks and submit
-    one recording per subject, declared as `videos` (one per subject, in order)."""
+    one recording per subject, declared as `videos` (one per subject, in order); with
+    `hand_in_now=False` the recordings are completed and `hand_in` submits them later."""
     from vexam.demo import DEMO_PASSWORD
 
     signed = await client.post(
@@ -363,32 +371,44 @@ async def submit_takes(
             headers=who,
         )
         assert done.status_code == 200, done.text
-        receipt = await client.post(
-            f"{path}/submission",
-            json={
-                "recording_id": recording_id,
-                "sha256": sha256_hex(data),
-                "size_bytes": len(data),
-            },
-            headers=who,
-        )
-        assert receipt.status_code == 201, receipt.text
-        takes.append(Take(who, receipt.json()["submission_id"], data))
+        take = Take(who, 0, data, sitting_id=sitting["id"], subject_id=subject["subject_id"])
+        take.recording_id = recording_id
+        if hand_in_now:
+            await hand_in(client, take, asyncio.get_running_loop().time() + 30)
+        takes.append(take)
     return takes
 
 
-async def create_upload(client: httpx.AsyncClient, take: Take) -> None:
-    """POST /api/v1/uploads for the take; keeps its Location."""
-    metadata = f"submission_id {base64.b64encode(str(take.submission_id).encode()).decode()}"
-    created = await client.post(
-        "/api/v1/uploads",
-        headers={
-            **take.headers,
-            **TUS,
-            "Upload-Length": str(len(take.data)),
-            "Upload-Metadata": metadata,
-        },
+async def hand_in(client: httpx.AsyncClient, take: Take, deadline: float) -> None:
+    """Submit the take's recording, retrying through outages; a retry refused with
+    `already_submitted` (the first try was kept, its answer lost) finds the receipt in the
+    sitting's status, as the app does."""
+    path = f"/api/v1/sittings/{take.sitting_id}/subjects/{take.subject_id}/submission"
+    body = {"recording_id": take.recording_id, "sha256": sha256_hex(take.data)}
+    body["size_bytes"] = len(take.data)
+    receipt = await retried(partial(client.post, path, json=body, headers=take.headers), deadline)
+    if receipt.status_code == 201:
+        take.submission_id = receipt.json()["submission_id"]
+        return
+    assert receipt.json().get("code") == "already_submitted", receipt.text
+    status = await retried(
+        partial(client.get, f"/api/v1/sittings/{take.sitting_id}", headers=take.headers),
+        deadline,
     )
+    (kept,) = [
+        s["submission"] for s in status.json()["subjects"] if s["subject_id"] == take.subject_id
+    ]
+    assert kept["recording_id"] == take.recording_id and kept["sha256"] == body["sha256"]
+    take.submission_id = kept["submission_id"]
+
+
+async def create_upload(client: httpx.AsyncClient, take: Take, seconds: float = 30) -> None:
+    """POST /api/v1/uploads for the take (retried through outages); keeps its Location."""
+    metadata = f"submission_id {base64.b64encode(str(take.submission_id).encode()).decode()}"
+    headers = {**take.headers, **TUS, "Upload-Length": str(len(take.data))}
+    headers["Upload-Metadata"] = metadata
+    deadline = asyncio.get_running_loop().time() + seconds
+    created = await retried(partial(client.post, "/api/v1/uploads", headers=headers), deadline)
     assert created.status_code == 201, created.text
     take.location = created.headers["Location"]
 
@@ -438,7 +458,45 @@ async def resumable_upload(
                 served.append(base)
                 if on_patch is not None:
                     await on_patch(len(served))
-            except (httpx.HTTPError, RuntimeError, KeyError, ValueError):
+            except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+                take.failures.append(f"{type(exc).__name__}: {exc}"[:120])
                 if loop.time() > deadline:
                     raise
                 await asyncio.sleep(0.25)
+
+
+async def retried(call: Any, deadline: float) -> httpx.Response:
+    """`await call()` until it answers below 500, retrying connection errors and 5xx (as a
+    browser's user retries) until `deadline` (the event loop's clock)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            response: httpx.Response = await call()
+            if response.status_code < 500:
+                return response
+        except httpx.HTTPError:
+            pass
+        if loop.time() > deadline:
+            raise AssertionError("no answer below 500 before the deadline")
+        await asyncio.sleep(0.25)
+
+
+async def score_all(client: httpx.AsyncClient, token: str, deadline: float) -> set[str]:
+    """As the reviewer: score every item of the queue not scored yet, full marks; returns the
+    codes whose score the server acknowledged (200)."""
+    who = {"Authorization": f"Bearer {token}"}
+    scored: set[str] = set()
+    queue = await retried(partial(client.get, "/api/v1/review/queue", headers=who), deadline)
+    assert queue.status_code == 200, queue.text
+    for entry in queue.json():
+        if entry["scored_by_me"]:
+            continue
+        url = f"/api/v1/review/items/{entry['code']}"
+        item = await retried(partial(client.get, url, headers=who), deadline)
+        assert item.status_code == 200, item.text
+        points = [c["max_points"] for c in item.json()["rubric"]["criteria"]]
+        put = partial(client.put, f"{url}/score", json={"points": points}, headers=who)
+        given = await retried(put, deadline)
+        assert given.status_code == 200, given.text
+        scored.add(entry["code"])
+    return scored

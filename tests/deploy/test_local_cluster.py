@@ -15,6 +15,7 @@ import hashlib
 import os
 import signal
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,9 +28,11 @@ from tests.deploy.cluster import (
     Cluster,
     Take,
     create_upload,
+    hand_in,
     nginx_present,
     noise_video,
     resumable_upload,
+    score_all,
     seed,
     settings_of,
     start_cluster,
@@ -41,9 +44,11 @@ from vexam.core.audit import AuditEntry
 from vexam.core.clock import FrozenClock
 from vexam.core.db import Database
 from vexam.core.jobs import JobQueue, JobRuntime
+from vexam.demo import DEMO_PASSWORD
 from vexam.exams import uploads
-from vexam.exams.models import Submission, Upload
+from vexam.exams.models import Sitting, Submission, Upload
 from vexam.main import build_resources, build_store, job_handlers
+from vexam.review.models import ReviewItem, ReviewScore
 
 DATABASE_URL = os.environ.get("VEXAM_TEST_DATABASE_URL", "")
 QUEUE_URL = os.environ.get("VEXAM_TEST_QUEUE_URL", "")
@@ -171,6 +176,31 @@ async def _assert_nothing_lost(settings: Settings, takes: list[Take]) -> None:
     assert counts.get("upload.media_checked", 0) >= len(takes), counts
 
 
+async def _assert_scores_kept(settings: Settings, exam_id: int, scored: set[str]) -> None:
+    """Every acknowledged score is stored, and every verified submission has its one score."""
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            found = await session.execute(
+                select(ReviewItem.code, func.count(ReviewScore.id))
+                .outerjoin(ReviewScore, ReviewScore.item_id == ReviewItem.id)
+                .where(ReviewItem.exam_id == exam_id)
+                .group_by(ReviewItem.code)
+            )
+            per_item = dict(found.all())
+            verified = await session.execute(
+                select(func.count())
+                .select_from(Submission)
+                .join(Sitting, Sitting.id == Submission.sitting_id)
+                .where(Sitting.exam_id == exam_id, Submission.upload_state == "verified")
+            )
+    finally:
+        await db.dispose()
+    assert scored and scored <= set(per_item)
+    assert set(per_item.values()) == {1}
+    assert len(per_item) == verified.scalar_one()
+
+
 async def test_upload_alternates_between_web_processes_and_a_worker_verifies_it(
     cluster: Cluster, world: dict[str, Any], video: bytes
 ) -> None:
@@ -195,7 +225,7 @@ async def test_upload_alternates_between_web_processes_and_a_worker_verifies_it(
     await _assert_nothing_lost(settings, [take])
 
 
-async def _recover(cluster: Cluster, settings: Settings) -> None:
+async def _recover(cluster: Cluster, settings: Settings) -> int:
     """What the workers' periodic sweep does once the stranded delays have passed: run it on
     a clock 31 minutes ahead, with the jobs it queues run here (a queue of this test, so the
     real-clock workers, for whom a killed job still looks recent, do not take them)."""
@@ -214,7 +244,7 @@ async def _recover(cluster: Cluster, settings: Settings) -> None:
     )
     try:
         await queue.run(uploads.SWEEP_JOB, {})
-        await queue.drain()
+        return await queue.drain()
     finally:
         await db.dispose()
 
@@ -223,18 +253,23 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     cluster: Cluster, world: dict[str, Any], video: bytes
 ) -> None:
     """SIGKILL of both workers during media jobs and of a web process during uploads, a
-    PostgreSQL restart and a Redis outage while uploads finish: every upload completes
-    byte-exact, every submission is verified, every media job finishes after recovery."""
+    PostgreSQL restart and a Redis outage while uploads finish and a reviewer scores: every
+    upload completes byte-exact, every submission is verified, every acknowledged score is
+    kept, every media job finishes after recovery, each upload step is audited once."""
     settings = world["settings"]
     loop = asyncio.get_running_loop()
     takes: list[Take] = []
     async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
-        for phone, province in world["people"][1:]:
+        for phone, province in world["people"][1:3]:
             takes += await submit_takes(
                 client, settings, world["exam_id"], phone, province, [video, video]
             )
         for take in takes:
             await create_upload(client, take)
+        phone, province = world["people"][3]
+        late = await submit_takes(
+            client, settings, world["exam_id"], phone, province, [video, video], hand_in_now=False
+        )
     first, rest = takes[:2], takes[2:]
 
     # 1. Both workers are killed while the first uploads' checks run, then started again.
@@ -252,8 +287,8 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     for index in range(2):
         await asyncio.to_thread(cluster.run, "restart-worker", "--index", str(index))
 
-    # 2. Uploads through nginx while web process 0 is killed, PostgreSQL restarts and Redis
-    #    is unreachable when they finish.
+    # 2. Uploads through nginx while web process 0 is killed, PostgreSQL restarts (while the
+    #    last candidate submits), and Redis is unreachable when they finish.
     patches = 0
     events: dict[str, asyncio.Event] = {n: asyncio.Event() for n in ("kill", "pg", "redis")}
 
@@ -264,28 +299,57 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
             if patches >= after:
                 events[name].set()
 
-    async def chaos() -> None:
+    handed_in = asyncio.Event()
+
+    async def chaos(client: httpx.AsyncClient) -> None:
         await events["kill"].wait()
         os.kill(cluster.pid("web0"), signal.SIGKILL)
         await events["pg"].wait()
         cluster.pg.cut()  # PostgreSQL "restarts": connections drop, then it comes back
+        submitting = [asyncio.create_task(hand_in(client, t, loop.time() + 30)) for t in late]
         await asyncio.sleep(2)
         cluster.pg.resume()
+        await asyncio.gather(*submitting)
+        handed_in.set()
         await asyncio.to_thread(cluster.run, "restart-web", "--index", "0")
         await events["redis"].wait()
         cluster.redis.cut()
 
-    trouble = asyncio.create_task(chaos())
-    await asyncio.gather(
-        *(
-            resumable_upload([cluster.url], take, 512 * 1024, loop.time() + 60, counted)
-            for take in rest
+    scored: set[str] = set()
+    uploaded = asyncio.Event()
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        signed = await client.post(
+            "/api/v1/auth/login", json={"phone": "13900000003", "password": DEMO_PASSWORD}
         )
-    )
-    await trouble
+        assert signed.status_code == 200, signed.text
+        reviewer = signed.json()["token"]
+
+        async def reviewing() -> None:  # a reviewer scores what is verified, all along
+            while not uploaded.is_set():
+                scored.update(await score_all(client, reviewer, loop.time() + 60))
+                await asyncio.sleep(0.2)
+
+        async def upload(take: Take, after: asyncio.Event | None = None) -> None:
+            if after is not None:
+                await after.wait()
+                await create_upload(client, take)
+            await resumable_upload([cluster.url], take, 512 * 1024, loop.time() + 60, counted)
+
+        async def uploading() -> None:
+            await asyncio.gather(*map(upload, rest), *(upload(t, handed_in) for t in late))
+            uploaded.set()
+
+        await asyncio.gather(chaos(client), reviewing(), uploading())
+    takes += late
     assert cluster.redis.port and patches >= 14
     cluster.redis.resume()
 
-    await _recover(cluster, settings)
+    assert await _recover(cluster, settings) >= 1  # the sweep found lost work and did it
     await _until(lambda: _settled(settings, takes), 30, lambda: _states(settings, takes))
     await _assert_nothing_lost(settings, takes)
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        scored.update(await score_all(client, reviewer, loop.time() + 30))
+    await _assert_scores_kept(settings, world["exam_id"], scored)
+    assert "running" in cluster.run("status")  # every process up, /readyz answers 200
+    failed = Counter(f.split(" {")[0][:60] for take in takes for f in take.failures)
+    print(f"\nretried during the faults: {dict(failed)}; scores given: {len(scored)}")
