@@ -1,8 +1,9 @@
 """Issue 10 security in a real Chromium: the Content-Security-Policy (no inline script or
 style) breaks nothing — a candidate's and a support agent's pages load and run their scripts
-with no CSP violation reported; an inline script injected on purpose is blocked and reported,
-so the check can fail. The recording page (blob: takes, camera, IndexedDB) is checked by
-tests/browser/test_take_page.py, whose pages fail on any CSP report too."""
+with no CSP violation reported, and the script placing timeline marks works under it; an
+inline script injected on purpose is blocked and reported, so the check can fail. The
+recording page (blob: takes, camera, IndexedDB) is checked by tests/browser/test_take_page.py,
+whose pages fail on any CSP report too."""
 
 from __future__ import annotations
 
@@ -72,6 +73,19 @@ def test_pages_run_under_the_csp_with_no_violation(
         sign_in(page, live_server, candidate)
         for path in ("/", "/identity", "/exams", "/uploads", "/device-check", "/help"):
             visit(page, live_server + path, reports)
+        # positions.js (timeline marks of the review page) places data-left / data-width
+        # elements under the CSP, where style="..." attributes would be refused.
+        placed = page.evaluate(
+            """async () => {
+              const mark = document.createElement("span");
+              mark.dataset.left = "40.00";
+              mark.dataset.width = "12.50";
+              document.body.append(mark);
+              await import("/static/js/positions.js");
+              return [mark.style.left, mark.style.width];
+            }"""
+        )
+        assert placed == ["40%", "12.5%"]
         # The check is live: an inline script added on purpose is blocked and reported (as
         # an event and on the console); that one report is then set aside.
         before = len(reports)
