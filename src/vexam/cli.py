@@ -307,17 +307,32 @@ def serve(
     in_process_worker: Annotated[
         bool, typer.Option(help="also run jobs in this process (small sites)")
     ] = False,
+    access_log: Annotated[
+        bool,
+        typer.Option(help="log every request (off behind a proxy that logs them: saves CPU)"),
+    ] = True,
+    keep_alive: Annotated[
+        int,
+        typer.Option(help="seconds an idle connection is kept (above the proxy's own timeout)"),
+    ] = 5,
 ) -> None:
-    """Run the web server (stateless: run as many as you need behind a load balancer)."""
+    """Run the web server (stateless: run as many as you need behind a load balancer).
+
+    uvicorn with uvloop and the httptools parser (the pure-Python ones cost more CPU).
+    """
     settings = _settings()
     application = create_app(settings, in_process_worker=in_process_worker)
     uvicorn.run(
         application,
         host=host,
         port=port,
+        loop="uvloop",
+        http="httptools",
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level="info",
+        access_log=access_log,
+        timeout_keep_alive=keep_alive,
     )
 
 

@@ -2,17 +2,29 @@
 
 "absent" is computed, not stored: a subject with no submission once the candidate's window
 has ended shows as absent.
+
+The candidate's app polls the status call all through the exam, so it reads what it shows in
+few statements: the sitting with its exam in one, the subjects with their attempts used in
+one, and it voids overdue recordings only when one of those it read is overdue.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from vexam.core.context import Ctx, Principal
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
-from vexam.exams.models import ExamEvent, Recording, Sitting, SubjectProgress, Submission
+from vexam.exams.models import (
+    Exam,
+    ExamEvent,
+    Recording,
+    Sitting,
+    Subject,
+    SubjectProgress,
+    Submission,
+)
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
 
@@ -117,26 +129,46 @@ def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[
     return "record"
 
 
-async def status(ctx: Ctx, loaded: Loaded, *, device_id: str | None) -> schemas.SittingOut:
-    """The whole sitting: subjects with attempts, recordings, submissions; what comes next."""
+async def _recordings(ctx: Ctx, sitting_id: int, *, fresh: bool = False) -> list[Recording]:
+    statement = select(Recording).where(Recording.sitting_id == sitting_id).order_by(Recording.id)
+    if fresh:  # rows changed by an UPDATE statement since they were loaded
+        statement = statement.execution_options(populate_existing=True)
+    return list((await ctx.session.execute(statement)).scalars())
+
+
+def _overdue(ctx: Ctx, recordings: list[Recording]) -> bool:
+    now = ctx.now()
+    return any(r.state == "recording" and r.ends_by < now for r in recordings)
+
+
+async def status(
+    ctx: Ctx, loaded: Loaded, *, device_id: str | None, void_overdue: bool = False
+) -> schemas.SittingOut:
+    """The whole sitting: subjects with attempts, recordings, submissions; what comes next.
+
+    With `void_overdue`, running recordings past their limit are voided first (as
+    `void_open(overdue_only=True)` does), the statement run only when one of them is.
+    """
     sitting, exam = loaded.sitting, loaded.exam
-    subjects = await service.subjects_of(ctx, exam.id)
-    used = dict(
-        (
-            await ctx.session.execute(
-                select(SubjectProgress.subject_id, SubjectProgress.used).where(
-                    SubjectProgress.sitting_id == sitting.id
-                )
-            )
-        ).all()
+    found = await ctx.session.execute(
+        select(Subject, SubjectProgress.used)
+        .outerjoin(
+            SubjectProgress,
+            and_(
+                SubjectProgress.subject_id == Subject.id,
+                SubjectProgress.sitting_id == sitting.id,
+            ),
+        )
+        .where(Subject.exam_id == exam.id)
+        .order_by(Subject.position)
     )
-    recordings = list(
-        (
-            await ctx.session.execute(
-                select(Recording).where(Recording.sitting_id == sitting.id).order_by(Recording.id)
-            )
-        ).scalars()
-    )
+    rows = found.all()
+    subjects = [subject for subject, _ in rows]
+    used = {subject.id: spent or 0 for subject, spent in rows}
+    recordings = await _recordings(ctx, sitting.id)
+    if void_overdue and _overdue(ctx, recordings):
+        await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
+        recordings = await _recordings(ctx, sitting.id, fresh=True)
     submissions = {
         submission.subject_id: submission
         for submission in (
@@ -209,9 +241,13 @@ async def start(
 
 async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.SittingOut:
     """The caller's sitting; running recordings past their limit are voided first."""
+    # The sitting and its exam in one statement: `own_sitting` then finds both in the
+    # session (held here: the session keeps only weak references).
+    both = select(Sitting, Exam).join(Exam, Exam.id == Sitting.exam_id)
+    held = (await ctx.session.execute(both.where(Sitting.id == sitting_id))).all()
     loaded = await own_sitting(ctx, principal, sitting_id)
-    await void_open(ctx, sitting_id=sitting_id, reason="too_long", overdue_only=True)
-    return await status(ctx, loaded, device_id=ctx.device_id)
+    del held
+    return await status(ctx, loaded, device_id=ctx.device_id, void_overdue=True)
 
 
 async def my_sittings(ctx: Ctx, principal: Principal) -> list[schemas.SittingOut]:
