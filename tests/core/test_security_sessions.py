@@ -45,6 +45,8 @@ async def test_a_planted_token_is_never_promoted(app, client, inbox, new_phone) 
         assert signed_in.status_code == 303, signed_in.text
         issued = signed_in.cookies[SESSION_COOKIE]
         assert issued != planted
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie  # no script, no cross-site
         assert await me(client, issued) == 200
         assert await me(client, planted) == 401
         # The victim's new session is the victim's, not the planted one's owner.
