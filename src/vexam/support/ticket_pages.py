@@ -11,6 +11,7 @@ shown again with the message and what was typed; a done one redirects (303) to i
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Form, Request, Response
@@ -18,7 +19,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
 from vexam.core.auth import Candidate, ServiceCtx, SupportAgent
-from vexam.core.context import Ctx, Principal
+from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import render_message
 from vexam.core.web import Templates, make_router
@@ -92,11 +93,48 @@ async def open_ticket_form(
     return RedirectResponse(f"/help/tickets/{ticket.id}", status_code=303)
 
 
-async def _my_thread(
+async def _thread(
     request: Request, ctx: Ctx, who: Principal, ticket_id: int, status_code: int = 200, **extra: Any
 ) -> Response:
+    """A ticket's page: the candidate's own (phone) or support's console view."""
     ticket = await service.ticket_detail(ctx, who, ticket_id)
+    if who.role is Role.support:
+        extra = {"late": service.lateness(ctx), **extra}
+        return _render(request, "ticket_console.html", status_code, ticket=ticket, **extra)
     return _render(request, "ticket.html", status_code, ticket=ticket, **extra)
+
+
+async def _write(
+    request: Request,
+    ctx: Ctx,
+    who: Principal,
+    ticket_id: int,
+    body: str,
+    done: str,
+    add: Callable[[Ctx, Principal, int, schemas.MessageIn], Awaitable[object]],
+) -> Response:
+    """Post a message with `add` (reply or answer): 303 to `done`, else the thread again
+    with what was typed and why it was refused."""
+    try:
+        await add(ctx, who, ticket_id, schemas.MessageIn.model_validate({"body": body}))
+    except ValidationError:
+        return await _thread(request, ctx, who, ticket_id, 422, typed=body, form_invalid=True)
+    except VexamError as exc:
+        refusal = await _refusal(ctx, exc)
+        return await _thread(request, ctx, who, ticket_id, exc.status, typed=body, **refusal)
+    return RedirectResponse(done, status_code=303)
+
+
+async def _close(request: Request, ctx: Ctx, who: Principal, ticket_id: int, done: str) -> Response:
+    """Close a ticket: 303 to `done`; an already closed one shows its thread with why."""
+    try:
+        await service.close_ticket(ctx, who, ticket_id)
+    except VexamError as exc:
+        if exc.code != "ticket_closed":
+            raise
+        refusal = await _refusal(ctx, exc)
+        return await _thread(request, ctx, who, ticket_id, exc.status, **refusal)
+    return RedirectResponse(done, status_code=303)
 
 
 @router.get("/help/tickets/{ticket_id}")
@@ -104,7 +142,7 @@ async def my_ticket_page(
     request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx
 ) -> Response:
     """One of the candidate's tickets: the thread, a reply form and "close"."""
-    return await _my_thread(request, ctx, who, ticket_id)
+    return await _thread(request, ctx, who, ticket_id)
 
 
 @router.post("/help/tickets/{ticket_id}/messages")
@@ -112,15 +150,8 @@ async def my_ticket_reply(
     request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx, body: FormStr = ""
 ) -> Response:
     """Write again in one's ticket (it waits for support again)."""
-    try:
-        message = schemas.MessageIn.model_validate({"body": body})
-        await service.add_message(ctx, who, ticket_id, message)
-    except ValidationError:
-        return await _my_thread(request, ctx, who, ticket_id, 422, typed=body, form_invalid=True)
-    except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
-        return await _my_thread(request, ctx, who, ticket_id, exc.status, typed=body, **refusal)
-    return RedirectResponse(f"/help/tickets/{ticket_id}", status_code=303)
+    done = f"/help/tickets/{ticket_id}"
+    return await _write(request, ctx, who, ticket_id, body, done, service.add_message)
 
 
 @router.post("/help/tickets/{ticket_id}/close")
@@ -128,14 +159,7 @@ async def my_ticket_close(
     request: Request, ticket_id: int, who: Candidate, ctx: ServiceCtx
 ) -> Response:
     """Close one's own ticket (the question is settled)."""
-    try:
-        await service.close_ticket(ctx, who, ticket_id)
-    except VexamError as exc:
-        if exc.code != "ticket_closed":
-            raise
-        refusal = await _refusal(ctx, exc)
-        return await _my_thread(request, ctx, who, ticket_id, exc.status, **refusal)
-    return RedirectResponse(f"/help/tickets/{ticket_id}", status_code=303)
+    return await _close(request, ctx, who, ticket_id, f"/help/tickets/{ticket_id}")
 
 
 # ---------------------------------------------------------------------------------- support
@@ -158,31 +182,12 @@ async def ticket_queue_page(
     )
 
 
-async def _agent_thread(
-    request: Request,
-    ctx: Ctx,
-    agent: Principal,
-    ticket_id: int,
-    status_code: int = 200,
-    **extra: Any,
-) -> Response:
-    ticket = await service.ticket_detail(ctx, agent, ticket_id)
-    return _render(
-        request,
-        "ticket_console.html",
-        status_code,
-        ticket=ticket,
-        late=service.lateness(ctx),
-        **extra,
-    )
-
-
 @router.get("/support/tickets/{ticket_id}")
 async def ticket_console_page(
     request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx
 ) -> Response:
     """One ticket for support: the candidate (masked), the thread, answer and close."""
-    return await _agent_thread(request, ctx, agent, ticket_id)
+    return await _thread(request, ctx, agent, ticket_id)
 
 
 @router.post("/support/tickets/{ticket_id}/answer")
@@ -190,19 +195,7 @@ async def ticket_answer(
     request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx, body: FormStr = ""
 ) -> Response:
     """Answer from the console; back to the queue of open tickets."""
-    try:
-        message = schemas.MessageIn.model_validate({"body": body})
-        await service.answer(ctx, agent, ticket_id, message)
-    except ValidationError:
-        return await _agent_thread(
-            request, ctx, agent, ticket_id, 422, typed=body, form_invalid=True
-        )
-    except VexamError as exc:
-        refusal = await _refusal(ctx, exc)
-        return await _agent_thread(
-            request, ctx, agent, ticket_id, exc.status, typed=body, **refusal
-        )
-    return RedirectResponse("/support/tickets", status_code=303)
+    return await _write(request, ctx, agent, ticket_id, body, "/support/tickets", service.answer)
 
 
 @router.post("/support/tickets/{ticket_id}/close")
@@ -210,11 +203,4 @@ async def ticket_close(
     request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx
 ) -> Response:
     """Close a ticket from the console."""
-    try:
-        await service.close_ticket(ctx, agent, ticket_id)
-    except VexamError as exc:
-        if exc.code != "ticket_closed":
-            raise
-        refusal = await _refusal(ctx, exc)
-        return await _agent_thread(request, ctx, agent, ticket_id, exc.status, **refusal)
-    return RedirectResponse(f"/support/tickets/{ticket_id}", status_code=303)
+    return await _close(request, ctx, agent, ticket_id, f"/support/tickets/{ticket_id}")
