@@ -22,6 +22,7 @@ from vexam.core.auth import Candidate, ServiceCtx, SupportAgent
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError
 from vexam.core.i18n import render_message
+from vexam.core.policy import current_policy
 from vexam.core.web import Templates, make_router
 from vexam.support import labels, schemas, service
 from vexam.support.models import BODY_MAX, SUBJECT_MAX
@@ -33,10 +34,11 @@ QUEUE_STATES = ("open", "answered", "closed")
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     templates: Templates = request.app.state.templates
-    settings = request.app.state.settings
+    # The hours in force: the operator's platform policy, else the settings'.
+    policy = current_policy(request.app.state.settings, request.app.state.resources)
     values = {
-        "hours_start": settings.support_hours_start,
-        "hours_end": settings.support_hours_end,
+        "hours_start": policy.support_hours_start,
+        "hours_end": policy.support_hours_end,
         "state_labels": labels.TICKET_STATE_LABELS,
         "topic_labels": labels.TOPIC_LABELS,
         "subject_max": SUBJECT_MAX,
