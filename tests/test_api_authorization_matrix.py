@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.routing import Route
 
 from tests.exams.test_exam_setup import exam_body
-from tests.exams.test_sittings import SHA, complete, ready, record
+from tests.exams.test_sittings import PHONE, SHA, complete, ready, record
 from tests.helpers import PASSWORD, app_ctx, bearer
 from tests.identity.conftest import jpeg
 from tests.schools.test_roster import csv_bytes, id_number
@@ -26,12 +26,13 @@ from tests.test_authorization_matrix import (
     OPERATOR,
     REVIEWERS,
     ROLES,
+    SCHOOL_A,
     SIGNED,
     SUPPORT,
     World,
 )
 from tests.test_authorization_matrix import world as world
-from tests.uploads.conftest import b64
+from tests.uploads.conftest import TUS, b64
 from vexam.accounts.models import User
 from vexam.exams.models import PaymentOrder, Sitting, Submission, Upload
 from vexam.identity.models import Identity, IdentityPhoto
@@ -39,12 +40,8 @@ from vexam.identity.models import Identity, IdentityPhoto
 pytestmark = pytest.mark.usefixtures("app")
 
 DEVICE = {"X-Device-Id": "device-a-0001"}  # candidate A's exam device, sent by every caller
-TUS = {"Tus-Resumable": "1.0.0"}
 CANDIDATE_A = frozenset({"candidate_a"})
 SCHOOL_A_STAFF = frozenset({"admin_a", "reviewer_a"})
-# School A's objects: its own admin, and the operator who runs the whole platform.
-SCHOOL_A = frozenset({"admin_a", "operator"})
-NOBODY: frozenset[str] = frozenset()
 
 
 def _all_routes(routes: Any) -> list[Route]:
@@ -405,17 +402,7 @@ def body_of(method: str, path: str, aw: ApiWorld) -> dict[str, Any]:
             }
         },
         ("GET", "/api/v1/staff"): {"params": {"school_id": aw.ids["school_a"]}},
-        ("POST", "/api/v1/sittings/{sitting_id}/device-check"): {
-            "json": {
-                "device_class": "phone",
-                "os_name": "android",
-                "os_version": "13",
-                "camera": True,
-                "microphone": True,
-                "free_bytes": 8 * 1024**3,
-                "upload_kbps": 20000,
-            }
-        },
+        ("POST", "/api/v1/sittings/{sitting_id}/device-check"): {"json": PHONE},
         ("POST", "/api/v1/sittings/{sitting_id}/subjects/{subject_id}/recordings"): {
             "json": {"orientation": "landscape"}
         },

@@ -46,8 +46,13 @@ def _code_hash(secret_key: str, phone: str, purpose: str, code: str) -> str:
     return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
+def seconds_until(now: datetime, at: datetime) -> int:
+    """Whole seconds from `now` to `at`, rounded up and at least 1 (a Retry-After value)."""
+    return max(1, int((at - now).total_seconds() + 0.999))
+
+
 def _rate_limited(now: datetime, retry_at: datetime, **extra: Any) -> VexamError:
-    wait = max(1, int((retry_at - now).total_seconds() + 0.999))
+    wait = seconds_until(now, retry_at)
     return VexamError("sms_rate_limited", retry_at=retry_at, retry_after_s=wait, **extra)
 
 

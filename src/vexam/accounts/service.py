@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vexam.accounts import passwords
-from vexam.accounts.codes import CodeSent, Purpose, consume_code, issue_code
+from vexam.accounts.codes import CodeSent, Purpose, consume_code, issue_code, seconds_until
 from vexam.accounts.models import AuthSession, User
 from vexam.accounts.phones import mask_phone, normalise_phone
 from vexam.core import audit
@@ -140,7 +140,7 @@ async def login_with_password(ctx: Ctx, raw_phone: str, password: str) -> Signed
 
 
 def _locked(now: datetime, locked_until: datetime) -> CountedRefusal:
-    wait = max(1, int((locked_until - now).total_seconds() + 0.999))
+    wait = seconds_until(now, locked_until)
     return CountedRefusal("account_locked", locked_until=locked_until, retry_after_s=wait)
 
 
@@ -164,7 +164,7 @@ async def _check_ip_failures(ctx: Ctx, now: datetime) -> None:
     ).one()
     if count >= settings.login_max_failures_per_ip:
         retry_at = (oldest or now) + window
-        wait = max(1, int((retry_at - now).total_seconds() + 0.999))
+        wait = seconds_until(now, retry_at)
         raise VexamError("login_rate_limited", retry_at=retry_at, retry_after_s=wait)
 
 
