@@ -59,7 +59,7 @@ def nginx_binary() -> str | None:
 def render_site(listen: str, web_ports: list[int], extra_server: str = "") -> str:
     """The site configuration (upstream + server) from deploy/nginx/vexam.conf.template."""
     servers = "\n".join(
-        f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;" for port in web_ports
+        f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=2s;" for port in web_ports
     )
     text = TEMPLATE.read_text()
     for key, value in {
@@ -206,7 +206,7 @@ def wait_for(url: str, pid: int | None, what: str, timeout: float, ok: int = 200
 
 
 async def _admin(pg_url: str, sql: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(f"{pg_url.rstrip('/')}/postgres")
     try:
@@ -231,7 +231,10 @@ def make_bucket(endpoint: str, bucket: str) -> None:
 
 def web_args(port: int) -> list[str]:
     """The command of one web process."""
-    return [str(BIN / "vexam"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # nginx's upstream keepalive_timeout (60 s) stays below --keep-alive; nginx would log
+    # requests in production, the local cluster logs none (uvicorn's access log costs CPU).
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--keep-alive", "75"]
+    return [str(BIN / "vexam"), *args, "--no-access-log"]
 
 
 def start_web(cluster: Cluster, state: dict[str, Any], index: int, env: dict[str, str]) -> None:
@@ -307,8 +310,15 @@ def up(args: argparse.Namespace) -> None:
         "s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], {}
     )
     cluster.save(state)
-    asyncio.run(_admin(args.pg_url, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_admin(args.pg_url, f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any driver error ends `up` with its message
+        sys.exit(f"cannot create database {name} on {args.pg_url}: {exc}\n(then run `down`)")
     state["database_created"] = True
+    # The web processes import while the schema is made (they touch no table until a request
+    # comes, and nginx sends none before they answer); the workers start once it exists.
+    for index, port in enumerate(web_ports):
+        state["pids"][f"web{index}"] = cluster.spawn(f"web{index}", web_args(port), env)
     cluster.save(state)
     wait_for(f"http://127.0.0.1:{s3_port}/moto-api/", state["pids"]["s3"], "moto", 30)
     make_bucket(env["VEXAM_S3_ENDPOINT_URL"], bucket)
@@ -322,10 +332,6 @@ def up(args: argparse.Namespace) -> None:
     )
     if upgrade.returncode:
         sys.exit(f"vexam db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
-
-    # Start every web process first, then wait: they import in parallel.
-    for index, port in enumerate(web_ports):
-        state["pids"][f"web{index}"] = cluster.spawn(f"web{index}", web_args(port), env)
     for index in range(args.workers):
         start_worker(cluster, state, index, env)
     cluster.save(state)
@@ -383,7 +389,8 @@ def down(args: argparse.Namespace) -> None:
     for pid_file in cluster.pids.glob("*.pid"):
         pid_file.unlink()
     cluster.state_file.unlink()
-    print(f"stopped; database {state['db_name']} dropped; logs in {cluster.logs}")
+    dropped = "dropped" if state.get("database_created") else "left alone (not created here)"
+    print(f"stopped; database {state['db_name']} {dropped}; logs in {cluster.logs}")
 
 
 def status(args: argparse.Namespace) -> None:
