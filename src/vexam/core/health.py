@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
 
 from vexam.core.web import make_router, public
 
@@ -27,8 +28,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> Response:
     """The database, the queue and the blob store answer; 503 naming what does not."""
     state = request.app.state
+    session = request.state.db
+    # A signed-in caller's request already holds a transaction (on SQLite, the write lock):
+    # probe the database on it instead of waiting behind it on a second connection.
+    database = session.execute(text("SELECT 1")) if session.in_transaction() else state.db.ping()
     checks = {
-        "database": state.db.ping(),
+        "database": database,
         "queue": state.queue.ping(),
         "storage": state.store.ping(),
     }
@@ -49,7 +54,7 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 @public
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of this process's metrics (restrict it at the proxy)."""

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vexam.core.errors import CATALOGUE, VexamError, json_params
@@ -84,15 +85,77 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(request, code, headers=dict(exc.headers or {}))
 
 
+# SQLSTATE 22021: PostgreSQL cannot store the text (a NUL character, which SQLite keeps).
+_UNSTORABLE_TEXT = "22021"
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    # Text the database cannot hold is bad input; every other database error is a crash.
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNSTORABLE_TEXT:
+        log.info("refused text the database cannot store on %s", request.url.path)
+        return problem_response(request, "invalid_request", {"errors": []})
+    raise exc
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Full detail goes to the server log only; the client gets a stable code.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, "internal_error")
 
 
+# The problem document every refusal is answered with (problem_body), as OpenAPI declares it.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem; `code` is a catalogue code, other members its params.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "enum": sorted(CATALOGUE)},
+        "instance": {"type": "string"},
+    },
+}
+_PROBLEM_RESPONSE = {
+    "description": "A refusal: a problem document naming its catalogue code",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Declare in the OpenAPI document that every operation may answer a problem: the
+    `default` response replaces FastAPI's `422 HTTPValidationError`, which this app never
+    sends (validation errors are `invalid_request` problems)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                declared = responses.get("422", {}).get("content", {}).get("application/json", {})
+                if declared.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    del responses["422"]
+                responses.setdefault("default", _PROBLEM_RESPONSE)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Problem"] = PROBLEM_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Route every refusal and crash through the catalogue."""
+    """Route every refusal and crash through the catalogue (and document it in OpenAPI)."""
     app.add_exception_handler(VexamError, _vexam_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+    document_problems(app)

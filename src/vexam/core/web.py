@@ -7,7 +7,7 @@ import hmac
 import re
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
@@ -36,14 +36,46 @@ def is_public(endpoint: object) -> bool:
     return bool(getattr(endpoint, PUBLIC_ATTR, False))
 
 
+# Row ids are signed 64-bit integers in SQLite and PostgreSQL; the drivers raise on a larger one.
+ROW_ID_RANGE = range(-(2**63), 2**63)
+
+
+def _int_params(route: APIRoute, kind: str) -> tuple[str, ...]:
+    """Names of the route's `kind` ("path" or "query") parameters declared as integers."""
+    fields = route.dependant.path_params if kind == "path" else route.dependant.query_params
+    return tuple(
+        field.alias
+        for field in fields
+        if int in (get_args(field.field_info.annotation) or (field.field_info.annotation,))
+    )
+
+
+def _out_of_range(raw: str) -> bool:
+    try:
+        return int(raw) not in ROW_ID_RANGE
+    except ValueError:
+        return False  # not a number: request validation refuses it
+
+
 class UnitOfWorkRoute(APIRoute):
-    """A route whose whole request runs in one unit of work, committed before responding."""
+    """A route whose whole request runs in one unit of work, committed before responding.
+
+    An integer path or query parameter beyond 64 bits names no row: it is refused
+    (`not_found`, or `invalid_request` for a query) before the handler runs.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap FastAPI's handler in `Database.unit_of_work()`."""
         original = super().get_route_handler()
+        path_ints, query_ints = _int_params(self, "path"), _int_params(self, "query")
 
         async def handler(request: Request) -> Response:
+            if any(_out_of_range(request.path_params.get(name, "")) for name in path_ints):
+                raise VexamError("not_found")
+            for name in query_ints:
+                if any(_out_of_range(raw) for raw in request.query_params.getlist(name)):
+                    error = {"loc": ["query", name], "type": "less_than_equal"}
+                    raise VexamError("invalid_request", errors=[error])
             async with request.app.state.db.unit_of_work() as session:
                 request.state.db = session
                 return await original(request)

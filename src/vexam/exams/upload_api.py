@@ -125,14 +125,14 @@ def require_tus(request: Request) -> None:
 
 
 def _whole_number(value: str | None, code: str) -> int:
-    if value is None or not value.isdigit() or len(value) > 19:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise VexamError(code)
     return int(value)
 
 
 def _content_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
-    return int(value) if value is not None and value.isdigit() else None
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 def upload_checksum(request: Request) -> bytes | None:

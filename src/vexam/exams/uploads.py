@@ -171,7 +171,7 @@ async def create(
     if length > limit:
         raise VexamError("upload_too_large", max_bytes=limit)
     raw_id = metadata.get("submission_id", "")
-    if not raw_id.isdigit():
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:  # ids are 64-bit
         raise VexamError("upload_metadata_invalid")
     target = await _target(ctx, principal, int(raw_id))
     now = ctx.now()

@@ -57,7 +57,9 @@ PROVINCES: dict[str, tuple[str, str]] = {
     "83": ("台湾", "台湾省"),
 }
 
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
+# ASCII digits only: `\d` would also match other scripts' digits, which int() reads but
+# the check character does not.
+_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 _SPACES = re.compile(r"[\s\u3000]+")
 
 

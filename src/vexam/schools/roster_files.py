@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,7 +125,10 @@ def _cell_text(value: Any) -> str:
         return str(int(value))
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value).strip()
+    text = str(value).strip()
+    if "\x00" in text:  # no text column holds one; PostgreSQL could not store it
+        raise RosterFileError("unreadable")
+    return text
 
 
 def _rows_of(
@@ -177,6 +181,8 @@ class _Counting(io.RawIOBase):
             self.pending = self.pending[size:]
         else:
             chunk = self.inner.read(len(view))
+            if b"\x00" in chunk:  # as in the sample: a binary file, not CSV text
+                raise RosterFileError("unreadable")
             size = len(chunk)
             view[:size] = chunk
         self.done += size
@@ -233,12 +239,27 @@ def read_rows(stream: IO[bytes], progress: Progress | None = None) -> Iterator[R
         progress(total, total)
 
 
+# What openpyxl raises on a damaged workbook: a bad zip, a missing part, bad XML (a
+# SyntaxError from ElementTree or lxml), bad compressed data, values it cannot read, no sheet.
+_BROKEN_XLSX = (
+    zipfile.BadZipFile,
+    KeyError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    zlib.error,
+    EOFError,
+    IndexError,
+    TypeError,
+)
+
+
 def _xlsx_rows(data: IO[bytes], progress: Progress | None) -> Iterator[RawRow]:
     from openpyxl import load_workbook
 
     try:
         book = load_workbook(data, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError):
+    except _BROKEN_XLSX:
         raise RosterFileError("unreadable") from None
     try:
         sheet = book.worksheets[0]
@@ -248,6 +269,11 @@ def _xlsx_rows(data: IO[bytes], progress: Progress | None) -> Iterator[RawRow]:
         yield from _rows_of(lines, report, cells_are_text=False)
         if progress:
             progress(total, total)
+    except RosterFileError:
+        raise
+    except _BROKEN_XLSX:
+        # Read-only sheets are parsed while iterating: damaged XML or zip data shows here.
+        raise RosterFileError("unreadable") from None
     finally:
         book.close()
 
