@@ -190,6 +190,7 @@ async def test_staff_list_filters_create_and_deactivate(app, client, operator, n
     made = await operator.post("/operator/staff", role="operator", phone=colleague)
     platform = await follow(operator, made)
     assert 'data-role="operator"' in platform.text and colleague[-4:] in platform.text
+    assert platform.text.count('data-testid="own-account"') == 1  # no form to lock oneself out
     async with app.state.db.unit_of_work() as session:
         made_id = await session.scalar(select(User.id).where(User.phone == colleague))
     (entry,) = [

@@ -103,6 +103,8 @@ def test_admin_imports_fixes_the_roster_and_sees_a_submission_arrive(
     page.locator("input[name=password]").fill(PASSWORD)
     page.locator("button[name=action][value=login]").click()
     page.get_by_test_id("school-link").click()
+    expect(page.get_by_test_id("exam-piano-live").get_by_test_id("copy-exam")).to_be_visible()
+    save_screenshot(page, "school-main-exams")
     page.get_by_test_id("exam-piano-live").get_by_test_id("roster-link").click()
     expect(page.get_by_test_id("roster-empty")).to_be_visible()
 
