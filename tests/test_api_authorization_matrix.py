@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.routing import Route
 
@@ -56,11 +57,12 @@ def _all_routes(routes: Any) -> list[Route]:
 
 
 def api_routes(app: Any) -> list[tuple[str, str]]:
-    """Every (method, path) under /api/."""
+    """Every (method, path) under /api/, and every plain route elsewhere (the page matrix
+    walks the pages' APIRoutes only)."""
     return sorted(
         (method, route.path)
         for route in _all_routes(app.routes)
-        if route.path.startswith("/api/")
+        if route.path.startswith("/api/") or not isinstance(route, APIRoute)
         for method in route.methods or ()
     )
 
@@ -170,6 +172,8 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("HEAD", "/api/openapi.json"): Rule(EVERYONE, public=True),
     ("GET", "/api/docs"): Rule(EVERYONE, public=True),
     ("HEAD", "/api/docs"): Rule(EVERYONE, public=True),
+    ("GET", "/docs/oauth2-redirect"): Rule(EVERYONE, public=True),  # Swagger UI's helper page
+    ("HEAD", "/docs/oauth2-redirect"): Rule(EVERYONE, public=True),
     ("OPTIONS", "/api/v1/uploads"): Rule(EVERYONE, public=True),  # tus discovery / CORS
     ("HEAD", "/api/v1/uploads/{upload_id}"): Rule(CANDIDATE_A),  # the offset of an upload
     ("POST", "/api/v1/uploads"): Rule(CANDIDATE_A),

@@ -12,7 +12,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from vexam.core.security import CONTENT_SECURITY_POLICY, SecurityHeaders
-from vexam.main import TEMPLATE_DIRS
+from vexam.main import TEMPLATE_DIRS, create_app
 
 
 def directives(policy: str) -> dict[str, list[str]]:
@@ -57,6 +57,29 @@ async def test_every_response_carries_the_headers(client, path, headers) -> None
     assert "geolocation=()" in permissions
     # The test app's base_url is http://...: no HSTS over plain HTTP.
     assert "strict-transport-security" not in response.headers
+
+
+async def test_only_the_openapi_page_gets_the_docs_policy(client) -> None:
+    """/api/docs (Swagger UI: an inline start-up script and a CDN bundle) gets its own
+    policy; it may still not be framed."""
+    docs = await client.get("/api/docs")
+    assert docs.status_code == 200
+    policy = directives(docs.headers["content-security-policy"])
+    assert "https://cdn.jsdelivr.net" in policy["script-src"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert docs.headers["x-frame-options"] == "DENY"
+
+
+async def test_the_app_sends_hsts_when_its_base_url_is_https(settings, clock, resources) -> None:
+    """create_app wires the settings in: an https:// base_url turns HSTS on."""
+    secure = settings.model_copy(update={"base_url": "https://exam.example.edu"})
+    app = create_app(secure, clock=clock, resources=resources)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/login")
+    assert response.status_code == 200
+    assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
 
 
 async def _plain(scope: Scope, receive: Receive, send: Send) -> None:
