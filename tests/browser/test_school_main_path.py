@@ -7,16 +7,19 @@ the exam and submits through the API — appear on the exam's dashboard.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveApp, save_screenshot
-from tests.browser.test_school_pages import LAPTOP, no_sideways_scroll, roster_names
+from tests.browser.test_school_pages import (
+    laptop,  # noqa: F401 - a fixture
+    no_sideways_scroll,
+    roster_names,
+)
 from tests.conftest import Sms
 from tests.exams.test_enrollment import certified_candidate
 from tests.exams.test_sittings import complete, ready, record, submit
@@ -32,17 +35,6 @@ pytestmark = pytest.mark.browser
 OPERATOR = Principal(0, Role.operator, None, None, 0, "")
 
 
-@pytest.fixture
-def laptop(browser: Browser) -> Iterator[Page]:
-    """A laptop-sized tab whose browser asks for Chinese pages."""
-    context = browser.new_context(viewport=LAPTOP, locale="zh-CN")
-    context.set_default_timeout(10_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-
-
 def roster_file(page: Page, data: bytes, name: str) -> None:
     """Upload a CSV roster from the roster page and wait for its preview."""
     page.get_by_test_id("roster-file").set_input_files(
@@ -53,7 +45,10 @@ def roster_file(page: Page, data: bytes, name: str) -> None:
 
 
 def test_admin_imports_fixes_the_roster_and_sees_a_submission_arrive(
-    laptop: Page, live_app: LiveApp, new_phone: Any, sms: Any
+    laptop: Page,  # noqa: F811
+    live_app: LiveApp,
+    new_phone: Any,
+    sms: Any,
 ) -> None:
     page, phone = laptop, new_phone()
     made: dict[str, Any] = {}
