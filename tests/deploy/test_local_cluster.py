@@ -39,6 +39,7 @@ from tests.deploy.cluster import (
     stop_cluster,
     submit_takes,
 )
+from vexam.accounts.phones import mask_phone
 from vexam.config import Settings
 from vexam.core.audit import AuditEntry
 from vexam.core.clock import FrozenClock
@@ -174,6 +175,23 @@ async def _assert_nothing_lost(settings: Settings, takes: list[Take]) -> None:
     for action in ("upload.created", "upload.received", "upload.verified"):
         assert counts.get(action) == len(takes), (action, counts)
     assert counts.get("upload.media_checked", 0) >= len(takes), counts
+
+
+async def _workers_take_jobs(cluster: Cluster, phone: str) -> None:
+    """The worker processes took jobs again once Redis came back: an SMS code asked for now
+    is sent (the console sender prints it in a worker's log)."""
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        asked = await client.post(
+            "/api/v1/auth/sms-codes", json={"phone": phone, "purpose": "login"}
+        )
+    assert asked.status_code == 202, asked.text
+    line = f"[vexam SMS → {mask_phone(phone)}]"
+
+    async def sent() -> bool:
+        logs = [cluster.dir / "logs" / f"worker{i}.log" for i in range(2)]
+        return any(line in path.read_text(errors="replace") for path in logs)
+
+    await _until(sent, 20, "a worker sending the SMS after the Redis outage")
 
 
 async def _assert_scores_kept(settings: Settings, exam_id: int, scored: set[str]) -> None:
@@ -343,6 +361,7 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     takes += late
     assert cluster.redis.port and patches >= 14
     cluster.redis.resume()
+    await _workers_take_jobs(cluster, world["people"][1][0])
 
     assert await _recover(cluster, settings) >= 1  # the sweep found lost work and did it
     await _until(lambda: _settled(settings, takes), 30, lambda: _states(settings, takes))
