@@ -179,6 +179,7 @@ TABLE: dict[tuple[str, str], Rule] = {
     ("POST", "/operator/staff/{user_id}/active"): Rule(OPERATOR, fake=True),
     ("GET", "/operator/policy"): Rule(OPERATOR),
     ("POST", "/operator/policy"): Rule(OPERATOR),
+    ("POST", "/operator/policy/reset"): Rule(OPERATOR),
     ("GET", "/operator/refunds"): Rule(OPERATOR),
     ("POST", "/operator/refunds"): Rule(OPERATOR),
     # School console: school A's exam.

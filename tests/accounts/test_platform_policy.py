@@ -124,6 +124,23 @@ async def test_operator_saves_the_policy_and_every_reader_follows(
     helped = await client.get("/help", headers={"Accept": "text/html"})
     assert "21:00" in helped.text
 
+    # Back to the server's defaults: the row goes (audited) and the gate follows at once.
+    assert 'data-testid="reset-policy-form"' in page.text
+    reset = await follow(operator, await operator.post("/operator/policy/reset"))
+    assert 'data-stored="no"' in reset.text and 'data-testid="reset-policy-form"' not in reset.text
+    assert f'value="{settings.min_client_version}"' in reset.text
+    again = await client.get("/api/v1/me", headers={"X-Client-Version": "2.4.9"})
+    assert again.status_code == 401
+    async with app_ctx(app) as ctx:
+        assert await ctx.session.get(PlatformPolicyRow, policies.ROW_ID) is None
+        entry = await ctx.session.scalar(
+            select(AuditEntry)
+            .where(AuditEntry.action == "policy.reset")
+            .order_by(AuditEntry.id.desc())
+            .limit(1)
+        )
+        assert entry is not None and entry.detail["before"]["min_client_version"] == "2.5.0"
+
 
 @pytest.mark.parametrize(
     ("change", "element"),

@@ -38,7 +38,13 @@ FIELD_LABELS = {
     "support_hours_end": N_("Support closes at"),
     "support_sla_minutes": N_("A manual review is due within (minutes of service hours)"),
 }
-SAVED = N_("The platform policy was saved. It is in force on every server within a minute.")
+NOTICES = {
+    "saved": N_("The platform policy was saved. It is in force on every server within a minute."),
+    "reset": N_(
+        "The saved policy was removed: the server's defaults are in force again on every "
+        "server within a minute."
+    ),
+}
 TEXT_FIELDS = (
     "min_client_version",
     "support_hours_start",
@@ -187,8 +193,9 @@ async def _page(request: Request, ctx: Ctx, status_code: int = 200, **extra: Any
 @router.get("/operator/policy")
 async def policy_page(request: Request, principal: OperatorOnly, ctx: ServiceCtx) -> Response:
     """The platform policy in force, its form, and the read-only server settings."""
-    done = request.query_params.get("done") == "saved"
-    return await _page(request, ctx, notice=gettext(ctx.locale, SAVED) if done else None)
+    done = request.query_params.get("done", "")
+    notice = gettext(ctx.locale, NOTICES[done]) if done in NOTICES else None
+    return await _page(request, ctx, notice=notice)
 
 
 @router.post("/operator/policy")
@@ -201,3 +208,10 @@ async def policy_submit(request: Request, principal: OperatorOnly, ctx: ServiceC
         refusal = await _refusal(ctx, exc)
         return await _page(request, ctx, exc.status, typed=typed, **refusal)
     return RedirectResponse("/operator/policy?done=saved", status_code=303)
+
+
+@router.post("/operator/policy/reset")
+async def policy_reset(request: Request, principal: OperatorOnly, ctx: ServiceCtx) -> Response:
+    """Remove the saved policy: the server's defaults are in force again (audited)."""
+    await policies.reset_policy(ctx, principal)
+    return RedirectResponse("/operator/policy?done=reset", status_code=303)

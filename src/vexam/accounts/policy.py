@@ -3,7 +3,8 @@ process reads it through its `vexam.core.policy.PolicyCache` (see there for fres
 
 `save_policy` checks each value and answers `policy_setting_invalid` naming the setting and
 the rule, writes the one row, audits the change (`policy.updated`, before and after) and,
-once the transaction commits, puts the new policy in this process's cache.
+once the transaction commits, puts the new policy in this process's cache. `reset_policy`
+deletes the row (`policy.reset`): the settings' defaults are in force again.
 """
 
 from __future__ import annotations
@@ -119,11 +120,40 @@ async def save_policy(ctx: Ctx, principal: Principal, policy: PlatformPolicy) ->
         before=_audited(before),
         after=_audited(saved),
     )
-    cache = policy_cache(ctx.extra)
-    if cache is not None:
-
-        async def _use_now() -> None:
-            cache.put(saved)
-
-        after_commit(ctx.session, _use_now)
+    _use_after_commit(ctx, saved)
     return saved
+
+
+async def reset_policy(ctx: Ctx, principal: Principal) -> PlatformPolicy:
+    """Forget the stored policy (operators only), audited: the settings' defaults are in force
+    again, in this process after the commit, in the others within their cache's TTL."""
+    if principal.role is not Role.operator:
+        raise VexamError("forbidden")
+    row = await ctx.session.get(PlatformPolicyRow, ROW_ID)
+    defaults = PlatformPolicy.defaults(ctx.settings)
+    if row is not None:
+        before = _of_row(row)
+        await ctx.session.delete(row)
+        await ctx.session.flush()
+        await audit.record(
+            ctx,
+            "policy.reset",
+            "platform_policy",
+            ROW_ID,
+            before=_audited(before),
+            after=_audited(defaults),
+        )
+    _use_after_commit(ctx, None)
+    return defaults
+
+
+def _use_after_commit(ctx: Ctx, policy: PlatformPolicy | None) -> None:
+    """Put `policy` (None: the defaults) in this process's cache once the change commits."""
+    cache = policy_cache(ctx.extra)
+    if cache is None:
+        return
+
+    async def _use_now() -> None:
+        cache.put(policy)
+
+    after_commit(ctx.session, _use_now)
