@@ -241,6 +241,7 @@ def settings_of(env: dict[str, str]) -> Settings:
 async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
     """The demo's data (its exam open now, free, with a roster), and every demo person of
     the roster certified on an account of their own: (exam id, [(phone, province code)])."""
+    import vexam.main as main
     from vexam.accounts import service as accounts
     from vexam.core.clock import SystemClock
     from vexam.core.context import Principal, Role
@@ -258,10 +259,15 @@ async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
     from vexam.identity import decisions, schemas, service, verification
     from vexam.schools import service as schools
 
-    await seed_demo(settings)
+    # The demo builds its S3 client and resources per unit of work (0.5 s each for boto3):
+    # here once.
+    store, resources = main.build_store(settings), main.build_resources(settings)
+    originals = main.build_store, main.build_resources
+    main.build_store, main.build_resources = (lambda _: store), (lambda _: resources)
     db, clock = Database(settings.effective_database_url), SystemClock()
     people: list[tuple[str, str]] = []
     try:
+        await seed_demo(settings)
         async with _ctx(db, settings, clock) as ctx:
             agent = await accounts.user_by_phone(ctx.session, "13900000004")
             school = await schools.school_by_slug(ctx, DEMO_SCHOOL)
@@ -299,6 +305,7 @@ async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
                     ctx, by, review.id, schemas.DecisionIn(decision="approve", reason="test")
                 )
     finally:
+        main.build_store, main.build_resources = originals
         await db.dispose()
     return exam_id, people
 
