@@ -2,16 +2,18 @@
 rules a new exam starts from, support's service hours and review deadline.
 
 Settings give the defaults; a policy the operator stored (table `platform_policy`, read by
-`vexam.accounts.policy`) overrides them. Readers never wait on the database: each process
-keeps a snapshot in a `PolicyCache` (one per app or worker, in `ctx.extra`), read
-synchronously. The snapshot is refreshed
+`vexam.accounts.policy`) overrides them. No request reads the table: each process keeps a
+snapshot in a `PolicyCache` (one per app or worker, in `ctx.extra`), read synchronously by
+`current_policy`. The snapshot is refreshed
 
 - at once in the process that saved a change (after its commit), and
 - from the database at most every `ttl` seconds (default 30) by any process: web processes
   refresh on their requests (the client version gate asks before it answers), and async
   code reading through `policy_now(ctx)` refreshes a stale snapshot in its own session.
 
-So another process sees an operator's change within `ttl` seconds of its next request.
+So another web process sees an operator's change within `ttl` seconds of its next request.
+A worker process only refreshes when its code calls `policy_now`: a job that needs the
+latest policy (none does today) calls it before reading.
 """
 
 from __future__ import annotations
