@@ -1,5 +1,6 @@
 """SPEC §4 operator console in a real Chromium: an operator creates a school and its admin from
-the browser alone, and that admin signs in and sees the school's console. Every page in
+the browser alone, changes the platform policy and goes back to its defaults, and the new
+admin signs in and sees the school's console. Every page in
 Chinese and English with no text of the other language, on a laptop (1280×800) and a tablet
 (768 wide) without sideways scrolling.
 """
@@ -12,11 +13,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from sqlalchemy import delete
 
 from tests.browser.conftest import LiveApp, save_screenshot, sign_in
 from tests.browser.test_candidate_home import untranslated
 from tests.helpers import PASSWORD, app_ctx
 from vexam.accounts import service as accounts
+from vexam.accounts.models import PlatformPolicyRow
 from vexam.core.context import Role
 
 pytestmark = pytest.mark.browser
@@ -64,8 +67,23 @@ def all_said_in(page: Page, locale: str) -> None:
     assert words == [], (page.url, words)
 
 
+def _forget_policy(live_app: LiveApp) -> Any:
+    """A coroutine factory deleting any saved platform policy (the run shares a database)."""
+
+    async def _forget() -> None:
+        async with app_ctx(live_app.app, "browser-tests") as ctx:
+            await ctx.session.execute(delete(PlatformPolicyRow))
+
+    return _forget
+
+
 def test_operator_creates_a_school_and_its_admin(
-    browser: Browser, laptop: BrowserContext, live_server: str, operator: str, new_phone: Any
+    browser: Browser,
+    laptop: BrowserContext,
+    live_app: LiveApp,
+    live_server: str,
+    operator: str,
+    new_phone: Any,
 ) -> None:
     """Schools → new school → its page → its admin → the admin's school console."""
     page = laptop.new_page()
@@ -108,6 +126,19 @@ def test_operator_creates_a_school_and_its_admin(
     save_screenshot(page, "operator-staff-zh")
     page.goto(f"{live_server}/operator/policy")
     save_screenshot(page, "operator-policy-zh")
+    # The operator changes the review deadline, then goes back to the server's defaults.
+    try:
+        page.locator("#support_sla_minutes").fill("90")
+        page.locator("#device-tablet").check()
+        page.get_by_test_id("save-policy").click()
+        expect(page.get_by_test_id("policy-source")).to_have_attribute("data-stored", "yes")
+        expect(page.locator("#support_sla_minutes")).to_have_value("90")
+        expect(page.locator("#device-tablet")).to_be_checked()
+        page.get_by_test_id("reset-policy").click()
+        expect(page.get_by_test_id("policy-source")).to_have_attribute("data-stored", "no")
+        expect(page.locator("#device-tablet")).not_to_be_checked()
+    finally:
+        live_app.run(_forget_policy(live_app))
 
     page.locator("a[lang=en]").click()  # the language link: English from here on
     expect(page.locator("html")).to_have_attribute("lang", "en")
