@@ -431,10 +431,12 @@ async def resumable_upload(
     chunk: int,
     deadline: float,
     on_patch: Any = None,
+    last_after: asyncio.Event | None = None,
 ) -> list[str]:
     """Upload `take.data` with tus, PATCH n going to urls[n % len(urls)]; on any failure
     (connection refused or cut, 4xx lock, 5xx) ask the next URL for the offset and go on,
-    as tus clients do. Returns the URL each successful PATCH went to."""
+    as tus clients do; the PATCH that completes the upload waits for `last_after`. Returns
+    the URL each successful PATCH went to."""
     served: list[str] = []
     loop = asyncio.get_running_loop()
     turn = 0
@@ -450,6 +452,8 @@ async def resumable_upload(
                 if offset == len(take.data):
                     return served
                 body = take.data[offset : offset + chunk]
+                if last_after is not None and offset + len(body) == len(take.data):
+                    await last_after.wait()
                 patched = await client.patch(
                     base + take.location,
                     content=body,
