@@ -33,6 +33,7 @@ AUDIT_ACTION_LABELS = {
     "staff.deactivated": N_("Staff account disabled"),
     "school.created": N_("School created"),
     "policy.updated": N_("Platform policy changed"),
+    "policy.reset": N_("Platform policy reset to the defaults"),
     "audit.searched": N_("Audit log searched"),
     "identity.id_photo_uploaded": N_("ID card photo uploaded"),
     "identity.submitted": N_("Identity details submitted"),
