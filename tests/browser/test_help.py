@@ -85,6 +85,7 @@ NOT_FOR_CANDIDATES = {
     "media_link_expired",
     "media_not_ready",
     "media_range_invalid",
+    "policy_setting_invalid",
 }
 
 

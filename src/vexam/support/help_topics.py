@@ -104,12 +104,23 @@ TOPICS: tuple[Topic, ...] = (
                 "in with an SMS code, or reset the password, right away."
             ),
             N_(
+                "Many wrong passwords from one network (a school or an internet café, say) "
+                "pause password sign-in from there for a while; the message says when to try "
+                "again. Signing in with an SMS code still works."
+            ),
+            N_(
                 "An app that is too old is refused with a message saying which version to "
                 "install: update the app, then sign in again."
             ),
         ),
         N_("login failed cannot sign in locked account wrong password old app version update"),
-        ("login_failed", "account_locked", "client_outdated", "account_disabled"),
+        (
+            "login_failed",
+            "account_locked",
+            "login_rate_limited",
+            "client_outdated",
+            "account_disabled",
+        ),
         (("/login?mode=sms", N_("Sign in with an SMS code")),),
     ),
     Topic(
