@@ -30,6 +30,16 @@ async def test_ids_past_64_bits_name_nothing(app, client, new_phone) -> None:
     assert largest.json()["code"] == "exam_not_found"
 
 
+async def test_body_ids_past_64_bits_are_invalid(client, new_phone, app) -> None:
+    """Regression: a staff account for a school id past 64 bits was a 500 (the driver
+    raised); the body field is refused as `invalid_request`."""
+    operator = bearer(await staff(app, client, new_phone(), "operator"))
+    body = {"phone": new_phone(), "role": "school_admin", "school_id": int(HUGE)}
+    response = await client.post("/api/v1/staff", json=body, headers=operator)
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_request")
+    assert ["body", "school_id"] in [error["loc"] for error in response.json()["errors"]]
+
+
 async def test_text_with_nul_is_a_bad_request_not_a_crash(app, client, inbox, new_phone) -> None:
     """A NUL character in a name or a search (PostgreSQL cannot store or compare it: once
     a 500) is refused as `invalid_request` there, and simply kept or matched on SQLite."""

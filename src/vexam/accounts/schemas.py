@@ -105,7 +105,7 @@ class StaffIn(BaseModel):
 
     phone: str = Field(max_length=32, examples=["13900139000"])
     role: Literal[Role.school_admin, Role.reviewer, Role.support, Role.operator]
-    school_id: int | None = None
+    school_id: int | None = Field(None, ge=1, le=2**63 - 1)  # a row id: 64 bits
     display_name: str | None = Field(None, max_length=100)
     password: str | None = Field(
         None,
