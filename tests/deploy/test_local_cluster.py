@@ -376,6 +376,8 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
         scored.update(await score_all(client, reviewer, loop.time() + 30))
     await _assert_scores_kept(settings, world["exam_id"], scored)
     assert "running" in cluster.run("status")  # every process up, /readyz answers 200
+    every = [f for take in takes for f in take.failures]
+    assert not [f for f in every if f.startswith("RuntimeError: HEAD 502")]  # a process was up
     failed = Counter(f.split(" {")[0][:60] for take in takes for f in take.failures)
     print(f"\nworkers killed at {at_kill}; retried during the faults: {dict(failed)}")
     print(f"scores given: {len(scored)}; jobs the recovery sweep ran: {recovered}")

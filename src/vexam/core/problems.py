@@ -90,11 +90,23 @@ _UNSTORABLE_TEXT = "22021"
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    # Text the database cannot hold is bad input; every other database error is a crash.
+    # Text the database cannot hold is bad input; a lost connection (the database restarting)
+    # is a 503 to retry; every other database error is a crash.
     if getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNSTORABLE_TEXT:
         log.info("refused text the database cannot store on %s", request.url.path)
         return problem_response(request, "invalid_request", {"errors": []})
+    if getattr(exc, "connection_invalidated", False):
+        return await _unreachable(request, exc)
     raise exc
+
+
+async def _unreachable(request: Request, exc: Exception) -> Response:
+    # Answered, not raised: an exception reaching the server cuts the connection, and a proxy
+    # then takes this healthy process for a dead one (issue 10: PostgreSQL restarting).
+    # The class name only: the statement and its parameters (personal data) stay out of logs.
+    cause = type(getattr(exc, "orig", None) or exc).__name__
+    log.warning("unreachable dependency on %s %s (%s)", request.method, request.url.path, cause)
+    return problem_response(request, "service_unavailable", headers={"Retry-After": "2"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -157,5 +169,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _unreachable)  # e.g. the database refusing
     app.add_exception_handler(Exception, _unexpected)
     document_problems(app)
