@@ -301,6 +301,7 @@ def up(args: argparse.Namespace) -> None:
         env[key] = value
     cluster.env_file.write_text(
         "# vexam local cluster (deploy/local-cluster); read by `set -a; . env`\n"
+        + f"VEXAM_URL={state['url']}\n"  # where clients go (nginx); not a setting
         + "".join(f"{key}={value}\n" for key, value in env.items())
     )
     cluster.env_file.chmod(0o600)
