@@ -17,7 +17,7 @@ processes' and nginx's own CPU from /proc; PostgreSQL's is not counted), the cli
 per request; the vexam mix per request kind; the ratio to the peer (mean of its two runs);
 PASS/MISS per goal: ≥ 1,000 requests/s, p99 ≤ 100 ms, ≥ 0.5× the peer, zero errors. Exits
 1 on errors only (the machine is shared: the figures are reported, not judged).
-`--smoke`: 1 process each, 30 candidates, 8 at a time, 1 + 3 s per run.
+`--smoke`: 1 process each, 30 candidates, 8 at a time, 1 + 3 s per run, no status-only run.
 
 `--direct` skips the cluster and nginx: both apps as N uvicorn processes started here (local
 store, no workers; the client spreads the candidates over them); `--server-src DIR` then
@@ -292,8 +292,9 @@ def report(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> bool:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(_row("peer (1st run)", peers[0]))
     print(_row("vexam exam-day mix", vexam, f"{ratio:.2f}"))
-    polls = summary(runs["status"])
-    print(_row("vexam status polls alone", polls, f"{polls['rps'] / peer_rps:.2f}"))
+    if "status" in runs:
+        polls = summary(runs["status"])
+        print(_row("vexam status polls alone", polls, f"{polls['rps'] / peer_rps:.2f}"))
     print(_row("peer (2nd run)", peers[1]))
     print("\nvexam per request kind:")
     print("| kind | share | p50 ms | p95 ms | p99 ms |")
@@ -383,7 +384,8 @@ def main() -> None:
         print(f"seeded {args.candidates} candidates in {time.monotonic() - started:.1f} s")
         runs["peer-1"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-1")
         runs["vexam"] = _load("vexam", vexam_urls, vexam_pids, work, args, video, "vexam")
-        runs["status"] = _load("status", vexam_urls, vexam_pids, work, args, video, "status")
+        if not args.smoke:
+            runs["status"] = _load("status", vexam_urls, vexam_pids, work, args, video, "status")
         runs["peer-2"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-2")
     finally:
         if nginx is not None:
