@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # (s3 when storage_url is s3://..., else local).
     upload_store: Literal["auto", "local", "s3"] = "auto"
     upload_part_bytes: int = Field(5 * 1024**2, ge=5 * 1024**2)  # S3 part size (S3 minimum 5 MiB)
-    upload_lease_seconds: float = Field(120.0, gt=0)  # a PATCH's hold on an upload (S3 store)
+    upload_lease_seconds: float = Field(30.0, gt=0)  # a PATCH's hold on an upload (S3 store)
 
     # Media checks after verification (SPEC §6) and playback links (SPEC §8).
     media_sample_seconds: float = Field(1.0, ge=0.2, le=10)  # face audit: one frame per this
