@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -69,11 +70,16 @@ class Fuzzer:
         self.loop = loop
         self.sms = sms
         self.new_phone = new_phone
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        # Addresses of this run alone: the rate limits (SMS codes, failed sign-ins) count
+        # per address in the database the whole test session shares.
+        address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}"
+        transport = httpx.ASGITransport(
+            app=app, raise_app_exceptions=False, client=(f"{address}.1", 40000)
+        )
         self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         # Signing in again comes from another address: the fuzzed failed sign-ins of this
         # one may have reached its limit (login_rate_limited).
-        other = httpx.ASGITransport(app=app, client=("10.99.0.1", 40000))
+        other = httpx.ASGITransport(app=app, client=(f"{address}.2", 40000))
         self.login_client = httpx.AsyncClient(transport=other, base_url="http://testserver")
         self.auth: dict[str, str] = {}
         self.known: dict[str, int] = {}
@@ -84,7 +90,7 @@ class Fuzzer:
 
     async def sign_in(self, role: str) -> None:
         """Give `self.auth` the headers of a fresh `role` account (none when anonymous)."""
-        self.auth = {"X-Device-Id": "fuzz-device-0001"}
+        self.auth = {"X-Device-Id": f"fuzz-{secrets.token_hex(6)}"}
         self.phone = self.new_phone()
         if role == "candidate":
             body = await register(self.client, Sms(self.app, self.sms), self.phone)
