@@ -130,6 +130,7 @@ INLINE = [
     (re.compile(r"\son[a-z]+\s*=", re.I), "inline event handler (on...=)"),
     (re.compile(r"\sstyle\s*=", re.I), 'style="..." attribute'),
     (re.compile(r"javascript:", re.I), "javascript: URL"),
+    (re.compile(r"<style[\s>]", re.I), "inline <style> block"),
 ]
 
 
@@ -153,6 +154,7 @@ def test_the_inline_checks_catch_what_they_look_for() -> None:
         '<button onclick="go()">',
         '<p style="color: red">',
         '<a href="javascript:go()">',
+        "<style>\n  .grid { display: grid; }\n</style>",
     ]
     for (pattern, _), sample in zip(INLINE, samples, strict=True):
         assert pattern.search(sample), sample
