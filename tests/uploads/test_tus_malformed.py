@@ -133,6 +133,8 @@ async def test_malformed_creations_are_refused_with_codes(
     if (wrong := refused(giant_auth, 401, "not_authenticated")) is not None:
         problems.append(f"giant Authorization: {wrong}")
     assert not problems, "\n".join(problems)
+    too_large = await create_upload(client, sub, **{"Upload-Length": str(2**40)})
+    assert too_large.json()["max_bytes"] == app.state.settings.upload_max_bytes < 2**40
     assert (await create_upload(client, sub, **{"Upload-Metadata": meta})).status_code == 201
 
 
