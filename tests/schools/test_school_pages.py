@@ -389,3 +389,15 @@ async def test_other_schools_and_other_roles_get_nothing(app, client, school, ne
     assert f'data-testid="exam-{exam["code"]}"' in chosen.text
     assert f"/school/exams/new?school_id={school['id']}" in chosen.text
     assert (await client.get(f"{base}/roster", headers=operator)).status_code == 200
+
+
+async def test_exam_list_and_roster_name_the_exam_in_the_page_language(client, school) -> None:
+    """The exam list's column is the exam (考试), not a person's name (姓名); the roster's
+    browser title shows the English name on English pages, like its heading."""
+    exam = await api_exam(client, school)
+    home = await client.get("/school", headers=school["admin"])
+    header = re.search(r"<thead>(.*?)</thead>", home.text, re.S)
+    assert header and "<th>考试</th>" in header.group(1) and "姓名" not in header.group(1)
+    english = {**school["admin"], "Accept-Language": "en"}
+    roster = await client.get(f"/school/exams/{exam['id']}/roster", headers=english)
+    assert "<title>Roster · Piano performance</title>" in roster.text
