@@ -12,7 +12,9 @@ import pytest
 from tests.helpers import bearer, staff
 from tests.identity.conftest import new_id_number, to_review
 from tests.support.test_support_console import EN, HTML, new_candidate
-from vexam.support.labels import AUDIT_ACTION_LABELS, AUDIT_SUBJECT_LABELS
+from vexam.core.context import Role
+from vexam.support.labels import AUDIT_ACTION_LABELS, AUDIT_ACTOR_LABELS, AUDIT_SUBJECT_LABELS
+from vexam.support.pages import _role_label
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "vexam"
 # Actions built from a value at run time: their prefix and every value they take.
@@ -73,6 +75,22 @@ def test_every_audit_action_and_subject_has_a_label() -> None:
     assert len(actions) > 50
     assert actions - AUDIT_ACTION_LABELS.keys() == set()
     assert subjects - AUDIT_SUBJECT_LABELS.keys() == set()
+
+
+def test_every_audit_actor_that_is_not_a_role_has_a_label() -> None:
+    """An entry written for a payment gateway's callback names its actor ("payment_provider"
+    was shown raw in the audit search)."""
+    actors = {
+        keyword.value.value
+        for path in SRC.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        for keyword in node.keywords
+        if keyword.arg == "actor_role" and isinstance(keyword.value, ast.Constant)
+    }
+    assert "payment_provider" in actors
+    assert actors - {role.value for role in Role} - AUDIT_ACTOR_LABELS.keys() == set()
+    assert _role_label("payment_provider") == "Payment provider"  # what the page translates
 
 
 @pytest.mark.usefixtures("app")

@@ -100,6 +100,10 @@ AUDIT_ACTION_LABELS = {
     "ticket.answered": N_("Ticket answered"),
     "ticket.closed": N_("Ticket closed"),
 }
+# Who acted, when it is not a signed-in account's role (a gateway's callback).
+AUDIT_ACTOR_LABELS = {
+    "payment_provider": N_("Payment provider"),
+}
 # What an audit entry is about (its subject type).
 AUDIT_SUBJECT_LABELS = {
     "user": N_("Account"),

@@ -199,4 +199,4 @@ def _role_label(role: str) -> str:
     try:
         return Role(role).label
     except ValueError:
-        return role
+        return labels.label(labels.AUDIT_ACTOR_LABELS, role)
