@@ -183,10 +183,26 @@ class PatchWriter:
 
     @classmethod
     def open(cls, path: Path, offset: int, *, checksummed: bool) -> PatchWriter:
-        """Lock the file and check `offset` against its size.
+        """Lock the file and check `offset` against its size (blocking: a marker left by an
+        unfinished checksummed PATCH is recovered, with a sync).
 
         Raises UploadBusy (another PATCH holds it), UploadFileMissing, or OffsetMismatch.
         """
+        writer = cls._lock(path, offset, checksummed=checksummed, recover=True)
+        assert writer is not None
+        return writer
+
+    @classmethod
+    def open_quick(cls, path: Path, offset: int) -> PatchWriter | None:
+        """As `open` for a PATCH without a checksum, but None where `open` would wait for the
+        disk (a marker to recover): fit for the event loop (open, a non-blocking lock and
+        fstat only wait for cached metadata)."""
+        return cls._lock(path, offset, checksummed=False, recover=False)
+
+    @classmethod
+    def _lock(
+        cls, path: Path, offset: int, *, checksummed: bool, recover: bool
+    ) -> PatchWriter | None:
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError as exc:
@@ -197,7 +213,11 @@ class PatchWriter:
             os.close(fd)
             raise UploadBusy(str(path)) from None
         try:
-            _recover(fd, path)
+            if recover:
+                _recover(fd, path)
+            elif os.path.lexists(_marker(path)):
+                os.close(fd)
+                return None
             size = os.fstat(fd).st_size
             if size != offset:
                 raise OffsetMismatch(size)
@@ -314,13 +334,16 @@ async def append(
 
     `upload_locked`, `upload_not_found`, `upload_offset_mismatch`, `upload_exceeds_length`,
     `upload_chunk_checksum_mismatch` (nothing kept). A checksummed body cut short keeps
-    nothing and answers the old offset. Two thread hops per PATCH: one to lock, and one for
-    the last write with the sync; the writes between go to the page cache on the loop
-    (see `WRITE_BUFFER`)."""
+    nothing and answers the old offset. One thread hop per PATCH, for the last write with
+    the sync: the lock is taken on the loop (`PatchWriter.open_quick`; in a thread only when
+    a checksum's marker must be written or recovered), and the writes between go to the page
+    cache on the loop (see `WRITE_BUFFER`)."""
     try:
-        writer = await asyncio.to_thread(
-            PatchWriter.open, path, offset, checksummed=checksum is not None
-        )
+        writer = PatchWriter.open_quick(path, offset) if checksum is None else None
+        if writer is None:
+            writer = await asyncio.to_thread(
+                PatchWriter.open, path, offset, checksummed=checksum is not None
+            )
     except UploadBusy:
         raise VexamError("upload_locked") from None
     except UploadFileMissing:

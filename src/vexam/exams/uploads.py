@@ -22,11 +22,11 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, column, delete, func, select, table, update
 from starlette.requests import ClientDisconnect
 
 from vexam.config import Settings
@@ -35,8 +35,7 @@ from vexam.core.context import Ctx, Principal
 from vexam.core.db import after_commit, after_rollback
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import upload_files as files
-from vexam.exams.models import Sitting, Submission, Upload
-from vexam.exams.sittings import load
+from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
 
 VERIFY_JOB = "uploads.verify"
 SWEEP_JOB = "uploads.sweep"
@@ -140,22 +139,73 @@ def max_size(settings: Settings) -> int:
     return limit
 
 
-@dataclass
-class Target:
-    """The submission an upload is for, and when its upload period ends."""
-
-    submission: Submission
-    ends_at: datetime
+# Read by table name, as the exams models refer to them: the identity and schools domains'
+# models are theirs (`sittings.load` reaches the same rows through their services).
+_IDENTITIES = table("identities", column("user_id"), column("id_number_index"))
+_ROSTER_ROWS = table("roster_rows", column("id"), column("exam_id"), column("id_number_index"))
 
 
-async def _target(ctx: Ctx, principal: Principal, submission_id: int) -> Target:
-    submission = await ctx.session.get(Submission, submission_id)
-    sitting = await ctx.session.get(Sitting, submission.sitting_id) if submission else None
-    if submission is None or sitting is None or sitting.user_id != principal.user_id:
-        raise VexamError("submission_not_found")
-    loaded = await load(ctx, sitting)
-    ends_at = loaded.window_end + timedelta(minutes=loaded.exam.upload_grace_minutes)
-    return Target(submission, ends_at)
+def _uploads_of_submission(*states: str) -> Any:
+    return (
+        select(func.count())
+        .where(Upload.submission_id == Submission.id, Upload.state.in_(states))
+        .scalar_subquery()
+    )
+
+
+async def _creation_facts(ctx: Ctx, submission_id: int) -> Any:
+    """In one round trip, what a creation checks of a submission: its owner, declared size,
+    upload period (the candidate's window end, as `sittings.load` and
+    `accommodations.Granted.window_end` define it, plus the exam's grace) and how many
+    uploads it has finished and receiving. None for an unknown submission."""
+    found = await ctx.session.execute(
+        select(
+            Submission.size_bytes,
+            Sitting.user_id,
+            Exam.formal_ends_at,
+            Exam.upload_grace_minutes,
+            Accommodation.window_ends_at,
+            _uploads_of_submission(*FINISHED).label("finished"),
+            _uploads_of_submission("receiving").label("receiving"),
+        )
+        .select_from(Submission)
+        .join(Sitting, Sitting.id == Submission.sitting_id)
+        .join(Exam, Exam.id == Sitting.exam_id)
+        .outerjoin(_IDENTITIES, _IDENTITIES.c.user_id == Sitting.user_id)
+        .outerjoin(
+            _ROSTER_ROWS,
+            and_(
+                _ROSTER_ROWS.c.exam_id == Exam.id,
+                _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index,
+            ),
+        )
+        .outerjoin(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
+        .where(Submission.id == submission_id)
+    )
+    return found.one_or_none()
+
+
+async def _replace_receiving(ctx: Ctx, submission_id: int, expected: int) -> None:
+    """Delete the submission's unfinished uploads (their bytes after commit);
+    `upload_already_complete` when one of them finished meanwhile."""
+    gone = (
+        await ctx.session.execute(
+            delete(Upload)
+            .where(Upload.submission_id == submission_id, Upload.state == "receiving")
+            .returning(Upload.id, Upload.multipart_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for upload_id, ref in gone:
+        _remove_after_commit(ctx, upload_id, ref)
+    if len(gone) < expected:  # one settled between our read and this delete
+        finished = await ctx.session.scalar(
+            select(func.count()).where(
+                Upload.submission_id == submission_id, Upload.state.in_(FINISHED)
+            )
+        )
+        if finished:
+            raise VexamError("upload_already_complete")
 
 
 async def create(
@@ -166,6 +216,7 @@ async def create(
     `upload_too_large`, `upload_metadata_invalid`, `submission_not_found`,
     `upload_expired`, `upload_length_mismatch`, `upload_already_complete`. An unfinished
     earlier upload of the same submission is replaced (its client lost its address).
+    Lean: one statement for every check, the new row and its audit entry in one flush.
     """
     limit = max_size(ctx.settings)
     if length > limit:
@@ -173,56 +224,51 @@ async def create(
     raw_id = metadata.get("submission_id", "")
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:  # ids are 64-bit
         raise VexamError("upload_metadata_invalid")
-    target = await _target(ctx, principal, int(raw_id))
+    submission_id = int(raw_id)
+    facts = await _creation_facts(ctx, submission_id)
+    if facts is None or facts.user_id != principal.user_id:
+        raise VexamError("submission_not_found")
+    window_end = facts.formal_ends_at
+    if facts.window_ends_at is not None and facts.window_ends_at > window_end:
+        window_end = facts.window_ends_at
+    ends_at = window_end + timedelta(minutes=facts.upload_grace_minutes)
     now = ctx.now()
-    if now >= target.ends_at:
-        raise VexamError("upload_expired", ended_at=target.ends_at)
-    submission = target.submission
-    if length != submission.size_bytes:
-        raise VexamError("upload_length_mismatch", length=length, declared=submission.size_bytes)
-    earlier = list(
-        (
-            await ctx.session.execute(
-                select(Upload).where(Upload.submission_id == submission.id).with_for_update()
-            )
-        ).scalars()
-    )
-    if any(upload.state in FINISHED for upload in earlier):
+    if now >= ends_at:
+        raise VexamError("upload_expired", ended_at=ends_at)
+    if length != facts.size_bytes:
+        raise VexamError("upload_length_mismatch", length=length, declared=facts.size_bytes)
+    if facts.finished:
         raise VexamError("upload_already_complete")
-    for old in earlier:
-        if old.state == "receiving":
-            await ctx.session.delete(old)
-            _remove_after_commit(ctx, old.id, old.multipart_id)
+    if facts.receiving:
+        await _replace_receiving(ctx, submission_id, facts.receiving)
+    store = store_of(ctx)
+    upload_id = secrets.token_hex(16)
+    ref = await store.create(upload_id)
+
+    async def _undo() -> None:
+        await store.remove(upload_id, ref)
+
+    after_rollback(ctx.session, _undo)  # also when the insert below fails
     upload = Upload(
-        id=secrets.token_hex(16),
-        submission_id=submission.id,
+        id=upload_id,
+        submission_id=submission_id,
         user_id=principal.user_id,
         length=length,
         received=0,
         state="receiving",
-        expires_at=target.ends_at,
+        expires_at=ends_at,
         metadata_={k: v[:200] for k, v in list(metadata.items())[:10]},
         media={},
+        multipart_id=ref,
+        part_size=ctx.settings.upload_part_bytes if ref is not None else None,
+        parts_done=0,
         created_at=now,
         updated_at=now,
     )
-    store = store_of(ctx)
-    ref = await store.create(upload.id)
-    upload.multipart_id = ref
-    upload.part_size = ctx.settings.upload_part_bytes if ref is not None else None
     ctx.session.add(upload)
-    try:
-        await ctx.session.flush()
-    except BaseException:
-        await store.remove(upload.id, ref)
-        raise
-
-    async def _undo() -> None:
-        await store.remove(upload.id, ref)
-
-    after_rollback(ctx.session, _undo)
+    # The audit entry's flush inserts the upload too.
     await audit.record(
-        ctx, "upload.created", "upload", upload.id, submission_id=submission.id, length=length
+        ctx, "upload.created", "upload", upload_id, submission_id=submission_id, length=length
     )
     return upload
 
@@ -375,38 +421,61 @@ def _record_progress(ctx: Ctx, upload: Upload, size: int) -> bool:
 async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
     """Settle an upload whose bytes are all in: False when its SHA-256 is not the declared one
     (state `hash_mismatch`, kept for support); else `received` and the media check queued.
-    Idempotent: an upload already settled answers as it was settled."""
-    upload = await ctx.session.get(Upload, upload_id, populate_existing=True)
-    if upload is None:
+    Idempotent: an upload already settled answers as it was settled.
+
+    Lean: one read (the upload with its submission's declared hash), two conditional updates
+    (an Upload object of this session is brought up to date) and the audit entry."""
+    found = (
+        await ctx.session.execute(
+            select(
+                Upload.state,
+                Upload.length,
+                Upload.multipart_id,
+                Upload.parts_done,
+                Upload.submission_id,
+                Submission.sha256,
+            )
+            .join(Submission, Submission.id == Upload.submission_id)
+            .where(Upload.id == upload_id)
+        )
+    ).one_or_none()
+    if found is None:
         return True
-    if upload.state != "receiving":
-        return upload.state != "hash_mismatch"
+    if found.state != "receiving":
+        return bool(found.state != "hash_mismatch")
     store = store_of(ctx)
-    await store.finish(upload_id, upload.multipart_id, upload.parts_done)
+    await store.finish(upload_id, found.multipart_id, found.parts_done)
     if digest is None:
         digest = await store.sha256(upload_id)
-    submission = await ctx.session.get(Submission, upload.submission_id)
-    assert submission is not None
     now = ctx.now()
-    good = digest == submission.sha256
-    upload.state = "received" if good else "hash_mismatch"
-    upload.sha256 = digest
-    upload.received = upload.length
-    upload.completed_at = now
-    upload.updated_at = now
-    submission.upload_state = upload.state
-    await ctx.session.flush()
+    good = bool(digest == found.sha256)
+    state = "received" if good else "hash_mismatch"
+    settled = await ctx.session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.state == "receiving")
+        .values(state=state, sha256=digest, received=found.length, completed_at=now, updated_at=now)
+    )
+    if not _rowcount(settled):  # another request settled it meanwhile
+        again = await ctx.session.scalar(select(Upload.state).where(Upload.id == upload_id))
+        return bool(again != "hash_mismatch")
+    await ctx.session.execute(
+        update(Submission).where(Submission.id == found.submission_id).values(upload_state=state)
+    )
     await audit.record(
         ctx,
         "upload.received" if good else "upload.checksum_mismatch",
         "upload",
-        upload.id,
-        submission_id=submission.id,
+        upload_id,
+        submission_id=found.submission_id,
         sha256=digest,
     )
     if good:
-        ctx.enqueue(VERIFY_JOB, {"upload_id": upload.id})
+        ctx.enqueue(VERIFY_JOB, {"upload_id": upload_id})
     return good
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def terminate(ctx: Ctx, principal: Principal, upload_id: str) -> None:
