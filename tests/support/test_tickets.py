@@ -5,6 +5,7 @@ forms carry the CSRF token; every state change is audited; open questions are ca
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -92,6 +93,9 @@ async def test_open_answer_reopen_close_with_due_times(client, inbox, new_phone,
         headers={**agent, **HTML},
     )
     assert answered.status_code == 303
+    # The agent lands back on the queue, told the answer went out and where the ticket went.
+    queue = await client.get(answered.headers["location"], headers={**agent, **HTML})
+    assert re.search(rf'class="alert notice"[^>]*>[^<]*#{ticket["id"]}\D', queue.text)
     mine = (await client.get(f"{TICKETS}/{ticket['id']}", headers=who)).json()
     assert mine["state"] == "answered" and mine["due_at"] is None
     assert [m["side"] for m in mine["messages"]] == ["candidate", "support"]

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from vexam.core.auth import Candidate, ServiceCtx, SupportAgent
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.errors import CATALOGUE, VexamError
-from vexam.core.i18n import render_message
+from vexam.core.i18n import N_, gettext, render_message
 from vexam.core.policy import current_policy
 from vexam.core.web import Templates, make_router
 from vexam.support import labels, schemas, service
@@ -30,6 +30,7 @@ from vexam.support.models import BODY_MAX, SUBJECT_MAX
 router = make_router(include_in_schema=False)
 FormStr = Annotated[str, Form()]
 QUEUE_STATES = ("open", "answered", "closed")
+ANSWER_SENT = N_("Answer sent to ticket #{ticket}: it is now under “Answered”.")
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -169,14 +170,23 @@ async def my_ticket_close(
 
 @router.get("/support/tickets")
 async def ticket_queue_page(
-    request: Request, agent: SupportAgent, ctx: ServiceCtx, state: str = "open"
+    request: Request,
+    agent: SupportAgent,
+    ctx: ServiceCtx,
+    state: str = "open",
+    answered: int | None = None,
 ) -> Response:
-    """The tickets in `state`: open ones the earliest due first, late ones highlighted."""
+    """The tickets in `state`: open ones the earliest due first, late ones highlighted;
+    `answered` (a ticket id) says that answer was sent and where the ticket went."""
     chosen = state if state in QUEUE_STATES else "open"
     rows = await service.ticket_queue(ctx, chosen)
+    notice = (
+        gettext(ctx.locale, ANSWER_SENT).format(ticket=answered) if answered is not None else None
+    )
     return _render(
         request,
         "ticket_queue.html",
+        notice=notice,
         rows=rows,
         state=chosen,
         states=QUEUE_STATES,
@@ -196,8 +206,9 @@ async def ticket_console_page(
 async def ticket_answer(
     request: Request, ticket_id: int, agent: SupportAgent, ctx: ServiceCtx, body: FormStr = ""
 ) -> Response:
-    """Answer from the console; back to the queue of open tickets."""
-    return await _write(request, ctx, agent, ticket_id, body, "/support/tickets", service.answer)
+    """Answer from the console; back to the queue of open tickets, saying it was sent."""
+    done = f"/support/tickets?answered={ticket_id}"
+    return await _write(request, ctx, agent, ticket_id, body, done, service.answer)
 
 
 @router.post("/support/tickets/{ticket_id}/close")
