@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.identity.conftest import new_id_number, to_review
@@ -47,6 +49,9 @@ async def test_support_decides_a_review_from_the_pages(client, candidate, agent)
         headers={**agent, **HTML},
     )
     assert done.status_code == 303
+    # Back on the queue, the agent is told the review was approved and where it went.
+    after = await client.get(done.headers["location"], headers={**agent, **HTML})
+    assert re.search(rf'class="alert notice"[^>]*>[^<]*#{review["id"]}\D', after.text)
     state = (await client.get("/api/v1/identity", headers=who)).json()
     assert state["status"] == "certified"
     assert (await client.get("/support/reviews", headers={**who, **HTML})).status_code == 403

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from vexam.core.auth import CurrentPrincipal, ServiceCtx, SupportAgent
 from vexam.core.db import KeepChanges
 from vexam.core.errors import CATALOGUE, VexamError
-from vexam.core.i18n import render_message
+from vexam.core.i18n import N_, gettext, render_message
 from vexam.core.web import Templates, make_router
 from vexam.identity import decisions, labels, schemas, service
 from vexam.identity.idnumbers import mask_id_number
@@ -19,6 +19,10 @@ from vexam.support import service as support
 
 router = make_router(include_in_schema=False)
 FormStr = Annotated[str, Form()]
+
+
+REVIEW_APPROVED = N_("Review #{review} approved: the candidate is certified (see “Approved”).")
+REVIEW_REJECTED = N_("Review #{review} rejected (see “Rejected”).")
 
 
 def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -49,12 +53,25 @@ async def identity_page(request: Request, principal: CurrentPrincipal, ctx: Serv
 
 @router.get("/support/reviews")
 async def reviews_page(
-    request: Request, agent: SupportAgent, ctx: ServiceCtx, state: str = "open"
+    request: Request,
+    agent: SupportAgent,
+    ctx: ServiceCtx,
+    state: str = "open",
+    approved: int | None = None,
+    rejected: int | None = None,
 ) -> Response:
-    """The manual-review queue, the earliest due first; overdue ones highlighted."""
+    """The manual-review queue, the earliest due first; overdue ones highlighted.
+    `approved` / `rejected` (a review id) say the decision just made and where it went."""
     chosen = state if state in ("open", "approved", "rejected") else "open"
     rows = await decisions.list_reviews(ctx, chosen)
-    return _render(request, "reviews.html", rows=rows, state=chosen, late=_lateness(ctx))
+    notice = None
+    if approved is not None:
+        notice = gettext(ctx.locale, REVIEW_APPROVED).format(review=approved)
+    elif rejected is not None:
+        notice = gettext(ctx.locale, REVIEW_REJECTED).format(review=rejected)
+    return _render(
+        request, "reviews.html", rows=rows, state=chosen, late=_lateness(ctx), notice=notice
+    )
 
 
 @router.get("/support/reviews/{review_id}")
@@ -97,7 +114,8 @@ async def review_decision(
             error_code=exc.code,
             late=_lateness(ctx),
         )
-    return RedirectResponse("/support/reviews", status_code=303)
+    done = "approved" if body.decision == "approve" else "rejected"
+    return RedirectResponse(f"/support/reviews?{done}={review_id}", status_code=303)
 
 
 @router.post("/support/reviews/{review_id}/revoke")
