@@ -3,16 +3,17 @@
 A school admin grants extra attempts (added to every subject), extra recording seconds
 (added to every subject's limit) and a later end of the formal window, always with a written
 reason; every change is audited with the values before and after. Granting nothing removes
-the accommodation. The exam engine asks `granted_to` what applies to a candidate.
+the accommodation. The exam engine asks `granted_to` what applies to a candidate, or reads
+it in the statement it already runs (`with_granted`, `granted_from`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, and_, column, delete, select, table
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
@@ -23,6 +24,17 @@ from vexam.exams.service import MAX_ATTEMPTS, MAX_RECORDING_SECONDS, get_exam, s
 from vexam.schools import roster as rosters
 
 MAX_WINDOW_EXTENSION = timedelta(days=30)
+# Other domains' tables by name (their models are theirs): the account's certification and
+# the roster rows, joined on the ID number's blind index as `granted_to` looks them up.
+_IDENTITIES = table("identities", column("user_id"), column("id_number_index"))
+_ROSTER_ROWS = table("roster_rows", column("id"), column("exam_id"), column("id_number_index"))
+# What `with_granted` adds to a statement's columns, for `granted_from`.
+GRANTED_COLUMNS = (
+    Accommodation.extra_attempts,
+    Accommodation.extra_seconds,
+    Accommodation.window_ends_at,
+)
+_Ts = TypeVarTuple("_Ts")
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,47 @@ async def list_granted(
         row = await rosters.get_row(ctx, principal, exam.id, item.roster_row_id)
         out.append(accommodation_out(item, row))
     return out
+
+
+def with_granted(statement: Select[*_Ts], user_id: Any, exam_id: Any) -> Select[*_Ts]:
+    """`statement` outer-joined to the accommodation of the account `user_id` (a column) for
+    the exam `exam_id` (a column): select `GRANTED_COLUMNS`, read them with `granted_from`.
+
+    The same rows as `granted_to` after the account's certification: its ID number's blind
+    index, the exam's roster row of it, that row's accommodation; at most one row each.
+    """
+    return (
+        statement.outerjoin(_IDENTITIES, _IDENTITIES.c.user_id == user_id)
+        .outerjoin(
+            _ROSTER_ROWS,
+            and_(
+                _ROSTER_ROWS.c.exam_id == exam_id,
+                _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index,
+            ),
+        )
+        .outerjoin(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
+    )
+
+
+def granted_from(
+    extra_attempts: int | None, extra_seconds: int | None, window_ends_at: datetime | None
+) -> Granted:
+    """What `GRANTED_COLUMNS` read through `with_granted` grant (all None: nothing)."""
+    return Granted(extra_attempts or 0, extra_seconds or 0, window_ends_at)
+
+
+async def granted_to_user(ctx: Ctx, user_id: int, exam_id: int) -> Granted:
+    """What the account is granted for the exam (nothing without a certification), in one
+    statement."""
+    found = await ctx.session.execute(
+        select(*GRANTED_COLUMNS)
+        .select_from(_IDENTITIES)
+        .join(_ROSTER_ROWS, _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index)
+        .join(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
+        .where(_IDENTITIES.c.user_id == user_id, _ROSTER_ROWS.c.exam_id == exam_id)
+    )
+    row = found.one_or_none()
+    return granted_from(*row) if row is not None else Granted()
 
 
 async def granted_to(ctx: Ctx, exam_id: int, id_number_index: str) -> Granted:

@@ -17,7 +17,6 @@ from sqlalchemy import and_, select
 from vexam.core.context import Ctx, Principal
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
 from vexam.exams.models import (
-    Exam,
     ExamEvent,
     Recording,
     Sitting,
@@ -241,12 +240,7 @@ async def start(
 
 async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.SittingOut:
     """The caller's sitting; running recordings past their limit are voided first."""
-    # The sitting and its exam in one statement: `own_sitting` then finds both in the
-    # session (held here: the session keeps only weak references).
-    both = select(Sitting, Exam).join(Exam, Exam.id == Sitting.exam_id)
-    held = (await ctx.session.execute(both.where(Sitting.id == sitting_id))).all()
     loaded = await own_sitting(ctx, principal, sitting_id)
-    del held
     return await status(ctx, loaded, device_id=ctx.device_id, void_overdue=True)
 
 

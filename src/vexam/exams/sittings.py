@@ -191,26 +191,31 @@ class Loaded:
         return self.granted.window_end(self.exam)
 
 
-async def _granted(ctx: Ctx, user_id: int, exam_id: int) -> accommodations.Granted:
-    certified = await identity.identity_of(ctx, user_id)
-    if certified is None:
-        return accommodations.Granted()
-    return await accommodations.granted_to(ctx, exam_id, certified.id_number_index)
-
-
 async def load(ctx: Ctx, sitting: Sitting) -> Loaded:
     """The sitting with its exam and accommodation."""
     exam = await ctx.session.get(Exam, sitting.exam_id)
     assert exam is not None
-    return Loaded(sitting, exam, await _granted(ctx, sitting.user_id, exam.id))
+    granted = await accommodations.granted_to_user(ctx, sitting.user_id, exam.id)
+    return Loaded(sitting, exam, granted)
 
 
 async def own_sitting(ctx: Ctx, principal: Principal, sitting_id: int) -> Loaded:
-    """The caller's sitting; `sitting_not_found` for absent and other people's sittings."""
-    sitting = await ctx.session.get(Sitting, sitting_id)
-    if sitting is None or sitting.user_id != principal.user_id:
+    """The caller's sitting; `sitting_not_found` for absent and other people's sittings.
+
+    One statement: the sitting, its exam and what the candidate is granted.
+    """
+    statement = accommodations.with_granted(
+        select(Sitting, Exam, *accommodations.GRANTED_COLUMNS).join(
+            Exam, Exam.id == Sitting.exam_id
+        ),
+        Sitting.user_id,
+        Sitting.exam_id,
+    )
+    found = (await ctx.session.execute(statement.where(Sitting.id == sitting_id))).one_or_none()
+    if found is None or found[0].user_id != principal.user_id:
         raise VexamError("sitting_not_found")
-    return await load(ctx, sitting)
+    sitting, exam, attempts, seconds, ends_at = found
+    return Loaded(sitting, exam, accommodations.granted_from(attempts, seconds, ends_at))
 
 
 def ensure_open(ctx: Ctx, loaded: Loaded) -> None:
