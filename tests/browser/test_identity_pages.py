@@ -151,8 +151,19 @@ def test_typed_identity_goes_to_a_person_and_the_page_follows(
     existing_account: tuple[str, str],
     engines: IdentityEngines,
 ) -> None:
-    """§3: typed with no card photo → manual review with its due time; approval shows up."""
+    """§3: typed with no card photo → manual review with its due time; approval shows up.
+    The form fits the phone in English too (its two photo buttons overflowed by 31 px)."""
     sign_in(phone, live_server, existing_account)
+    for lang in ("en", "zh-CN"):
+        phone.locator("nav.lang a").click()
+        expect(phone.locator("html")).to_have_attribute("lang", lang)
+        expect(phone.locator("#keep-photo")).to_be_visible()
+        # Measured on the button: a mobile page zooms out to fit, so the page's scroll width
+        # against window.innerWidth does not show the overflow.
+        right = phone.evaluate(
+            "document.querySelector('#keep-photo').getBoundingClientRect().right"
+        )
+        assert right <= phone.evaluate("document.documentElement.clientWidth"), lang
     number = new_id_number()
     phone.locator("select[name=document_type]").select_option("temporary_id")
     expect(phone.locator("#photo-field")).to_be_hidden()
