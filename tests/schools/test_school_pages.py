@@ -235,6 +235,10 @@ async def test_roster_preview_commit_correct_and_accommodate(app, client, school
     assert 'data-row="3" data-reason="check_character"' in preview.text
     assert 'data-row="5" data-reason="duplicate"' in preview.text
     assert "the last character does not match" in preview.text and "repeats row 2" in preview.text
+    # A left-out row is not on the roster, so it is fixed in the file (it said "or correct the
+    # rows afterwards", which a new admin looked for in vain).
+    assert "import it again: the rows already imported are updated" in preview.text
+    assert "afterwards" not in preview.text
     assert wrong not in preview.text
     assert (await client.get(base, headers=school["admin"])).text.count("roster-row") == 0
 
