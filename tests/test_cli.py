@@ -164,6 +164,9 @@ def test_demo_runs_and_a_person_can_register_with_the_printed_code(tmp_path: Pat
             pytest.fail("demo did not become ready:\n" + log_path.read_text())
         banner = log_path.read_text()
         assert f"{base}/" in banner and DEMO_PASSWORD in banner
+        # Typing alone is not enough: the page asks for two pictures before the review starts.
+        flat = " ".join(banner.split())
+        assert "sends any ID-card photo and selfie for the manual review" in flat
         for phone, role, _ in DEMO_ACCOUNTS:
             assert phone in banner
             status, body = _post(

@@ -288,7 +288,8 @@ def demo(
     )
     console.print(
         f"    13900000005 certifies at /identity by typing {by_hand.name} {by_hand.id_number}"
-        f" ({by_hand.province}); 13900000004 approves at /support/reviews"
+        f" ({by_hand.province}), then sends any ID-card photo and selfie for the manual review;"
+        " 13900000004 approves it at /support/reviews"
     )
     console.print(
         f"    13900000006 is certified as {ready.name} ({ready.province}): apply at /exams"

@@ -6,7 +6,8 @@ the demo always has an exam open for applications (its formal window next week) 
 whose formal window is open now.
 
 The demo candidate `13900000005` certifies at /identity by typing the first person of
-`DEMO_PEOPLE` (no photo: the support agent approves the manual review at /support/reviews).
+`DEMO_PEOPLE` (no card photo read: the page then asks for any ID-card photo and selfie, and the
+support agent approves the manual review at /support/reviews).
 The candidate `13900000006` is certified already (through a manual review the demo support
 agent approved, with drawn placeholder photos) so applying and paying can be tried at once,
 and has asked support one question (an open ticket in the agent's queue at /support/tickets).
