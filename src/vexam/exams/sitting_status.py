@@ -4,15 +4,17 @@
 has ended shows as absent.
 
 The candidate's app polls the status call all through the exam, so it reads what it shows in
-few statements: the sitting with its exam in one, the subjects with their attempts used in
-one, and it voids overdue recordings only when one of those it read is overdue.
+few statements, built once: the sitting with its exam and accommodation in one, the subjects
+with their attempts used and submissions in one, the recordings, the flagged events, the
+uploads' progress (when anything was submitted); it voids overdue recordings only when one of
+those it read is overdue.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 
 from vexam.core.context import Ctx, Principal
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
@@ -26,14 +28,44 @@ from vexam.exams.models import (
 )
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
+# The status call's statements, built once (with parameters): on a poll their construction
+# and cache keys cost more CPU than running them.
+_FLAGS = (
+    select(ExamEvent.recording_id, ExamEvent.kind)
+    .where(ExamEvent.sitting_id == bindparam("sitting_id"), ExamEvent.action == "flag")
+    .order_by(ExamEvent.id)
+)
+# The exam's subjects with the sitting's attempts used and submission of each (both unique
+# per sitting and subject).
+_SUBJECTS = (
+    select(Subject, SubjectProgress.used, Submission)
+    .outerjoin(
+        SubjectProgress,
+        and_(
+            SubjectProgress.subject_id == Subject.id,
+            SubjectProgress.sitting_id == bindparam("sitting_id"),
+        ),
+    )
+    .outerjoin(
+        Submission,
+        and_(
+            Submission.subject_id == Subject.id,
+            Submission.sitting_id == bindparam("sitting_id"),
+        ),
+    )
+    .where(Subject.exam_id == bindparam("exam_id"))
+    .order_by(Subject.position)
+)
+_RECORDINGS = (
+    select(Recording).where(Recording.sitting_id == bindparam("sitting_id")).order_by(Recording.id)
+)
+# Rows changed by an UPDATE statement since they were loaded.
+_RECORDINGS_FRESH = _RECORDINGS.execution_options(populate_existing=True)
+
 
 async def flags_by_recording(ctx: Ctx, sitting_id: int) -> dict[int | None, list[str]]:
     """Flagged event kinds per recording (None: events while nothing was recording)."""
-    found = await ctx.session.execute(
-        select(ExamEvent.recording_id, ExamEvent.kind)
-        .where(ExamEvent.sitting_id == sitting_id, ExamEvent.action == "flag")
-        .order_by(ExamEvent.id)
-    )
+    found = await ctx.session.execute(_FLAGS, {"sitting_id": sitting_id})
     out: dict[int | None, list[str]] = {}
     for recording_id, kind in found.all():
         out.setdefault(recording_id, []).append(kind)
@@ -129,10 +161,8 @@ def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[
 
 
 async def _recordings(ctx: Ctx, sitting_id: int, *, fresh: bool = False) -> list[Recording]:
-    statement = select(Recording).where(Recording.sitting_id == sitting_id).order_by(Recording.id)
-    if fresh:  # rows changed by an UPDATE statement since they were loaded
-        statement = statement.execution_options(populate_existing=True)
-    return list((await ctx.session.execute(statement)).scalars())
+    statement = _RECORDINGS_FRESH if fresh else _RECORDINGS
+    return list((await ctx.session.execute(statement, {"sitting_id": sitting_id})).scalars())
 
 
 def _overdue(ctx: Ctx, recordings: list[Recording]) -> bool:
@@ -149,31 +179,15 @@ async def status(
     `void_open(overdue_only=True)` does), the statement run only when one of them is.
     """
     sitting, exam = loaded.sitting, loaded.exam
-    found = await ctx.session.execute(
-        select(Subject, SubjectProgress.used)
-        .outerjoin(
-            SubjectProgress,
-            and_(
-                SubjectProgress.subject_id == Subject.id,
-                SubjectProgress.sitting_id == sitting.id,
-            ),
-        )
-        .where(Subject.exam_id == exam.id)
-        .order_by(Subject.position)
-    )
+    found = await ctx.session.execute(_SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id})
     rows = found.all()
-    subjects = [subject for subject, _ in rows]
-    used = {subject.id: spent or 0 for subject, spent in rows}
+    subjects = [subject for subject, _, _ in rows]
+    used = {subject.id: spent or 0 for subject, spent, _ in rows}
+    submissions = {subject.id: done for subject, _, done in rows if done is not None}
     recordings = await _recordings(ctx, sitting.id)
     if void_overdue and _overdue(ctx, recordings):
         await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
         recordings = await _recordings(ctx, sitting.id, fresh=True)
-    submissions = {
-        submission.subject_id: submission
-        for submission in (
-            await ctx.session.execute(select(Submission).where(Submission.sitting_id == sitting.id))
-        ).scalars()
-    }
     flags = await flags_by_recording(ctx, sitting.id)
     progress = await uploads.progress_by_submission(ctx, [s.id for s in submissions.values()])
     window = _window(ctx, loaded)
