@@ -347,6 +347,56 @@ def test_metadata_parsing() -> None:
     }
 
 
+async def test_a_later_window_granted_extends_the_upload_period(
+    app, client, inbox, new_phone, world, clock
+) -> None:
+    """The upload period is the candidate's own window end (an accommodation's later end) plus
+    the grace, exactly as the sittings compute it; without the grant the upload expired."""
+    from sqlalchemy import select
+
+    from vexam.exams import sittings
+    from vexam.exams.models import Accommodation, Sitting
+    from vexam.identity.models import Identity
+    from vexam.schools.models import RosterRow
+
+    data = b"w" * 100
+    sub = await submitted_with(app, client, inbox, new_phone, world, data, upload_grace_minutes=60)
+    later = WINDOW_END + timedelta(hours=5)
+    async with app_ctx(app) as ctx:
+        sitting = await ctx.session.get(Sitting, sub.sitting_id)
+        assert sitting is not None
+        index = await ctx.session.scalar(
+            select(Identity.id_number_index).where(Identity.user_id == sitting.user_id)
+        )
+        row_id = await ctx.session.scalar(
+            select(RosterRow.id).where(
+                RosterRow.exam_id == sitting.exam_id, RosterRow.id_number_index == index
+            )
+        )
+        assert row_id is not None
+        ctx.session.add(
+            Accommodation(
+                exam_id=sitting.exam_id,
+                roster_row_id=row_id,
+                extra_attempts=0,
+                extra_seconds=0,
+                window_ends_at=later,
+                reason="test",
+                created_at=clock.now(),
+                updated_at=clock.now(),
+            )
+        )
+        await ctx.session.flush()
+        loaded = await sittings.load(ctx, sitting)
+        assert loaded.window_end == later
+    clock.set(WINDOW_END + timedelta(hours=2))  # past the exam's window and grace
+    created = await create_upload(client, sub)
+    assert created.status_code == 201, created.text
+    assert created.headers["upload-expires"] == "Mon, 01 Jun 2026 18:00:00 GMT"
+    clock.set(later + timedelta(minutes=60))
+    assert code(await create_upload(client, sub)) == "upload_expired"
+
+
 async def test_head_repairs_the_offset_and_completes_from_the_file(
     app, client, inbox, new_phone, world, videos
 ) -> None:

@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, column, delete, func, select, table, update
+from sqlalchemy import and_, bindparam, column, delete, func, select, table, update
 from starlette.requests import ClientDisconnect
 
 from vexam.config import Settings
@@ -153,35 +153,53 @@ def _uploads_of_submission(*states: str) -> Any:
     )
 
 
-async def _creation_facts(ctx: Ctx, submission_id: int) -> Any:
-    """In one round trip, what a creation checks of a submission: its owner, declared size,
-    upload period (the candidate's window end, as `sittings.load` and
-    `accommodations.Granted.window_end` define it, plus the exam's grace) and how many
-    uploads it has finished and receiving. None for an unknown submission."""
-    found = await ctx.session.execute(
-        select(
-            Submission.size_bytes,
-            Sitting.user_id,
-            Exam.formal_ends_at,
-            Exam.upload_grace_minutes,
-            Accommodation.window_ends_at,
-            _uploads_of_submission(*FINISHED).label("finished"),
-            _uploads_of_submission("receiving").label("receiving"),
-        )
-        .select_from(Submission)
-        .join(Sitting, Sitting.id == Submission.sitting_id)
-        .join(Exam, Exam.id == Sitting.exam_id)
-        .outerjoin(_IDENTITIES, _IDENTITIES.c.user_id == Sitting.user_id)
-        .outerjoin(
-            _ROSTER_ROWS,
-            and_(
-                _ROSTER_ROWS.c.exam_id == Exam.id,
-                _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index,
-            ),
-        )
-        .outerjoin(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
-        .where(Submission.id == submission_id)
+# What a creation checks of a submission, in one round trip (built once: constructing a
+# statement costs more than running it from SQLAlchemy's compiled cache): its owner,
+# declared size, upload period (the candidate's window end, as `sittings.load` and
+# `accommodations.Granted.window_end` define it, plus the exam's grace) and how many
+# uploads it has finished and receiving.
+_CREATION_FACTS = (
+    select(
+        Submission.size_bytes,
+        Sitting.user_id,
+        Exam.formal_ends_at,
+        Exam.upload_grace_minutes,
+        Accommodation.window_ends_at,
+        _uploads_of_submission(*FINISHED).label("finished"),
+        _uploads_of_submission("receiving").label("receiving"),
     )
+    .select_from(Submission)
+    .join(Sitting, Sitting.id == Submission.sitting_id)
+    .join(Exam, Exam.id == Sitting.exam_id)
+    .outerjoin(_IDENTITIES, _IDENTITIES.c.user_id == Sitting.user_id)
+    .outerjoin(
+        _ROSTER_ROWS,
+        and_(
+            _ROSTER_ROWS.c.exam_id == Exam.id,
+            _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index,
+        ),
+    )
+    .outerjoin(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
+    .where(Submission.id == bindparam("submission_id"))
+)
+# What a completion reads: the upload with its submission's declared hash.
+_COMPLETION_FACTS = (
+    select(
+        Upload.state,
+        Upload.length,
+        Upload.multipart_id,
+        Upload.parts_done,
+        Upload.submission_id,
+        Submission.sha256,
+    )
+    .join(Submission, Submission.id == Upload.submission_id)
+    .where(Upload.id == bindparam("upload_id"))
+)
+
+
+async def _creation_facts(ctx: Ctx, submission_id: int) -> Any:
+    """`_CREATION_FACTS` of a submission; None for an unknown one."""
+    found = await ctx.session.execute(_CREATION_FACTS, {"submission_id": submission_id})
     return found.one_or_none()
 
 
@@ -425,20 +443,7 @@ async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
 
     Lean: one read (the upload with its submission's declared hash), two conditional updates
     (an Upload object of this session is brought up to date) and the audit entry."""
-    found = (
-        await ctx.session.execute(
-            select(
-                Upload.state,
-                Upload.length,
-                Upload.multipart_id,
-                Upload.parts_done,
-                Upload.submission_id,
-                Submission.sha256,
-            )
-            .join(Submission, Submission.id == Upload.submission_id)
-            .where(Upload.id == upload_id)
-        )
-    ).one_or_none()
+    found = (await ctx.session.execute(_COMPLETION_FACTS, {"upload_id": upload_id})).one_or_none()
     if found is None:
         return True
     if found.state != "receiving":
