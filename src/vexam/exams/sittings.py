@@ -68,12 +68,15 @@ async def claim_device(
 ) -> str | None:
     """Hold the candidate's one exam device for this call; the old device id on a handover.
 
-    Free: the insert claims it. Held by this device: a conditional update keeps it. Held by
-    another device: `exam_active_on_other_device`, unless `handover` asks to take it over,
-    which ends the other device (its running recordings are voided, its calls refused).
+    Held by this device: a conditional update keeps it (one statement, the usual case).
+    Free: the insert claims it. Held by another device: `exam_active_on_other_device`, unless
+    `handover` asks to take it over, which ends the other device (its running recordings are
+    voided, its calls refused).
     """
     device = device_of(ctx)
     now = ctx.now()
+    if await _keep_device(ctx, user_id, device, sitting_id):
+        return None
     try:
         async with ctx.session.begin_nested():
             ctx.session.add(
@@ -82,17 +85,11 @@ async def claim_device(
                 )
             )
     except IntegrityError:
-        pass
+        # Claimed meanwhile: by this device (another call of it at once) it is kept.
+        if await _keep_device(ctx, user_id, device, sitting_id):
+            return None
     else:
         await audit.record(ctx, "exam_device.claimed", "user", user_id, sitting_id=sitting_id)
-        return None
-    kept = await ctx.session.execute(
-        update(ExamDeviceLock)
-        .where(ExamDeviceLock.user_id == user_id, ExamDeviceLock.device_id == device)
-        .values(sitting_id=sitting_id)
-        .execution_options(synchronize_session=False)
-    )
-    if kept.rowcount == 1:  # type: ignore[attr-defined]
         return None
     if not handover:
         raise VexamError("exam_active_on_other_device")
@@ -120,6 +117,26 @@ async def claim_device(
         voided_recordings=voided,
     )
     return old
+
+
+_KEEP_DEVICE = (
+    update(ExamDeviceLock)
+    .where(
+        ExamDeviceLock.user_id == bindparam("lock_user_id"),
+        ExamDeviceLock.device_id == bindparam("lock_device_id"),
+    )
+    .values(sitting_id=bindparam("lock_sitting_id"))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def _keep_device(ctx: Ctx, user_id: int, device: str, sitting_id: int) -> bool:
+    """Whether this device holds the lock (now pointing at `sitting_id`)."""
+    kept = await ctx.session.execute(
+        _KEEP_DEVICE,
+        {"lock_user_id": user_id, "lock_device_id": device, "lock_sitting_id": sitting_id},
+    )
+    return bool(kept.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def release_device(ctx: Ctx, principal: Principal) -> bool:
