@@ -41,6 +41,10 @@ async def test_paid_orders_are_found_and_refunded_from_the_list(
     page = await operator.get("/operator/refunds")
     assert number in listed(page.text) and str(unpaid["id"]) not in listed(page.text)
     assert mask_phone(phone) in page.text and phone not in page.text
+    # On English pages the exam goes by its English name; a school with none keeps its own.
+    row = re.search(rf'data-id="{number}".*?</tr>', page.text, re.S)
+    assert row and "Piano performance" in row.group(0) and "钢琴演奏" not in row.group(0)
+    assert "音乐学院" in row.group(0)
     for query in (number, phone, mask_phone(phone), code, code.upper()):
         found = await operator.get("/operator/refunds", q=query)
         assert listed(found.text) == [number], query

@@ -22,7 +22,8 @@ MAX_PAGE_SIZE = 100
 
 @dataclass(frozen=True)
 class OrderRow:
-    """One order of the list, with its exam and school for the operator to recognise it."""
+    """One order of the list, with its exam and school for the operator to recognise it
+    (their English names too, None when the school gave none)."""
 
     id: int
     user_id: int
@@ -31,6 +32,8 @@ class OrderRow:
     exam_name: str
     school_name: str
     amount_cents: int
+    exam_name_en: str | None
+    school_name_en: str | None
     status: str
     paid_at: datetime | None
     refunded_at: datetime | None
@@ -98,6 +101,8 @@ async def list_orders(
             exam_name=exam.name,
             school_name=named[exam.school_id].name if exam.school_id in named else "",
             amount_cents=order.amount_cents,
+            exam_name_en=exam.name_en,
+            school_name_en=named[exam.school_id].name_en if exam.school_id in named else None,
             status=order.status,
             paid_at=order.paid_at,
             refunded_at=order.refunded_at,
