@@ -79,6 +79,7 @@ def review_exam_body() -> dict[str, Any]:
         "subjects": [
             {
                 "name": "练习曲",
+                "name_en": "Étude",
                 "attempts": 2,
                 "max_seconds": 300,
                 "orientation": "landscape",

@@ -23,6 +23,8 @@ async def test_console_settings_assignments_publish(app, client, inbox, new_phon
     for testid in ("progress", "settings-form", "assign-form", "publish-form", "export-xlsx"):
         assert f'data-testid="{testid}"' in page.text
     assert "Scoring rules" in page.text
+    # Subjects go by their English names on English pages (a subject with none keeps its own).
+    assert "Étude" in page.text and ">练习曲<" not in page.text and ">乐曲<" in page.text
     # Nobody assigned while two reviewers are needed: both subjects are short; one waits.
     assert page.text.count('data-testid="coverage-warning"') == 2
     assert 'data-testid="waiting-warning"' in page.text

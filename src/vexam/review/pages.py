@@ -211,7 +211,11 @@ async def _console(
     progress = await service.progress(ctx, principal, exam_id)
     assignments = await service.list_assignments(ctx, principal, exam_id)
     reviewers = await service.reviewers_of(ctx, principal, exam_id)
-    subject_names = {subject.subject_id: subject.subject_name for subject in progress.subjects}
+    english = ctx.locale == "en"
+    subject_names = {
+        subject.subject_id: (subject.subject_name_en if english else None) or subject.subject_name
+        for subject in progress.subjects
+    }
     shares = {subject_id: 0 for subject_id in subject_names}
     for row in assignments:
         shares[row.subject_id] = shares.get(row.subject_id, 0) + row.share_percent

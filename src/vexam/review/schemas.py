@@ -164,6 +164,7 @@ class SubjectProgress(BaseModel):
 
     subject_id: int
     subject_name: str
+    subject_name_en: str | None = None
     submissions: int
     complete: int
     escalated: int

@@ -427,6 +427,7 @@ async def progress(ctx: Ctx, principal: Principal, exam_id: int) -> schemas.Prog
             schemas.SubjectProgress(
                 subject_id=subject.id,
                 subject_name=subject.name,
+                subject_name_en=subject.name_en,
                 submissions=counts[subject.id].get("all", 0),
                 complete=counts[subject.id].get("complete", 0),
                 escalated=counts[subject.id].get("escalated", 0),
