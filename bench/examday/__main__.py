@@ -75,6 +75,18 @@ async def _fresh_database(name: str) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
+def _source(folder: str) -> str:
+    """The folder holding the `vexam` package to serve: `folder`, or its `src` (what
+    `git archive COMMIT src | tar -x -C DIR` makes); "" for this checkout. Refuses a
+    folder with neither, which would silently serve this checkout instead."""
+    if not folder:
+        return ""
+    for candidate in (Path(folder), Path(folder) / "src"):
+        if (candidate / "vexam" / "__init__.py").exists():
+            return str(candidate.resolve())
+    raise SystemExit(f"--server-src {folder}: no vexam package in it or in its src")
+
+
 def _env(database_url: str, data_dir: Path, server_src: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
     settings = settings_for(data_dir, database_url, QUEUE_URL)
@@ -356,7 +368,7 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
         database_url = asyncio.run(_fresh_database(DATABASE))
         settings = settings_for(data_dir, database_url, QUEUE_URL)
-        source = str(Path(args.server_src).resolve()) if args.server_src else ""
+        source = _source(args.server_src)
         env = _env(database_url, data_dir, source)
         vexam_servers = _start("vexam", args.web, env, log)
         vexam_urls = [url for url, _ in vexam_servers]

@@ -1,13 +1,16 @@
 """CPU per request of one kind of exam-day call, in one process, one call at a time.
 
-    python -m bench.examday.profile WORKDIR [--target status|peer] [--calls N] [--cprofile OUT]
+    python -m bench.examday.profile WORKDIR [--target status|peer] [--path PATH] [--calls N]
+                                    [--cprofile OUT]
 
 After a `python -m bench.examday --direct --workdir WORKDIR` run (its database and seeded
 candidates stay), builds the app in this process (vexam as `vexam serve` builds it, or the
 peer) and sends N requests through the ASGI interface, each after the previous one finished:
 no HTTP server, no concurrency, so the process CPU per request (time.process_time) is what
 the app itself costs, and a cProfile of it (`--cprofile`) is not blurred by interleaving.
-Prints the CPU ms per request. For comparing a change before/after in the same minute.
+`--path` sends GET PATH (as each candidate) to vexam instead of the status call, e.g. `/api/v1/me`
+or `/healthz` to see what routing, middleware and dependencies cost alone. Prints the CPU ms
+per request. For comparing a change before/after in the same minute.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("workdir")
     parser.add_argument("--target", choices=["status", "peer"], default="status")
+    parser.add_argument("--path", default="", help="GET this vexam path instead")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--cprofile", default="")
     args = parser.parse_args()
@@ -62,6 +66,7 @@ def main() -> None:
         c = candidates[i % len(candidates)]
         who = {"Authorization": f"Bearer {c['token']}", "X-Device-Id": c["device"]}
         path = f"/api/v1/sittings/{c['sitting_id']}" if args.target == "status" else "/peer"
+        path = args.path or path
         calls.append((path, who))
     if args.target == "status":
         from vexam.main import create_app
@@ -70,7 +75,8 @@ def main() -> None:
     else:
         from bench.examday.peer_app import app
     spent = asyncio.run(_run(app, calls, args.cprofile))
-    print(f"{args.target}: {spent * 1000 / len(calls):.3f} CPU ms per request ({len(calls)} calls)")
+    per = spent * 1000 / len(calls)
+    print(f"{args.path or args.target}: {per:.3f} CPU ms per request ({len(calls)} calls)")
 
 
 if __name__ == "__main__":
