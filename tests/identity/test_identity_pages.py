@@ -37,6 +37,7 @@ async def test_support_decides_a_review_from_the_pages(client, candidate, agent)
     assert number not in queue.text  # masked in the queue
     detail = await client.get(f"/support/reviews/{review['id']}", headers={**agent, **HTML})
     assert number in detail.text  # the decision needs the full number
+    assert 'data-testid="no-face-checks"' in detail.text  # typed: no face check to list
     no_reason = await client.post(
         f"/support/reviews/{review['id']}/decision",
         data={"decision": "approve", "reason": ""},
