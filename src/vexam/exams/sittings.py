@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -370,12 +371,17 @@ async def judge_face(
         return "walkthrough", None, None
     import numpy as np
 
-    from vexam.identity.faces import FaceNotFound, ImageUndecodable, load_image
+    from vexam.identity.faces import FaceEngine, FaceNotFound, ImageUndecodable, load_image
 
-    engine = await asyncio.to_thread(identity.engines(ctx).faces)
+    engines = identity.engines(ctx)
+
+    def embed() -> tuple[FaceEngine, Any]:
+        # One trip to a worker thread: the engine (built on first use), decoding, embedding.
+        engine = engines.faces()
+        return engine, engine.embed_largest(load_image(frame))
+
     try:
-        image = await asyncio.to_thread(load_image, frame)
-        live = await asyncio.to_thread(engine.embed_largest, image)
+        engine, live = await asyncio.to_thread(embed)
     except FaceNotFound:
         return "face_not_found", None, None
     except ImageUndecodable:
