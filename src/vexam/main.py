@@ -181,6 +181,10 @@ def create_app(
 
     install_problem_handlers(app)
     app.include_router(health_router)
+    # Routes are matched in order: the exam-day calls first (no other route's path overlaps
+    # theirs, so the order decides nothing else; a status poll skips ~60 route checks).
+    app.include_router(exams_sitting_api.router)
+    app.include_router(exams_upload_api.router)
     app.include_router(accounts_api.router)
     app.include_router(accounts_pages.router)
     app.include_router(identity_api.router)
@@ -188,8 +192,6 @@ def create_app(
     app.include_router(identity_pages.router)
     app.include_router(exams_api.router)
     app.include_router(exams_candidate_api.router)
-    app.include_router(exams_sitting_api.router)
-    app.include_router(exams_upload_api.router)
     app.include_router(schools_api.router)
     app.include_router(school_api.router)
     app.include_router(staff_api.router)
