@@ -84,7 +84,8 @@ def test_agent_approves_then_finds_it_in_the_audit_log(
             "照片与自拍一致" if tag == "zh" else "photos match"
         )
         page.get_by_test_id("review-approve").click()
-        expect(page).to_have_url(f"{base}/support/reviews")
+        expect(page).to_have_url(re.compile(re.escape(f"{base}/support/reviews?approved=")))
+        expect(page.get_by_role("status")).to_contain_text(f"#{review_id}")
         expect(page.locator(f'[data-review="{review_id}"]')).to_have_count(0)
 
         page.goto(f"{base}/")
