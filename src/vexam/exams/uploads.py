@@ -22,11 +22,11 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, column, delete, func, select, table, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from starlette.requests import ClientDisconnect
@@ -37,12 +37,13 @@ from vexam.core.context import Ctx, Principal
 from vexam.core.db import after_commit, after_rollback
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import upload_files as files
-from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
+from vexam.exams import upload_statements as sql
+from vexam.exams.models import Submission, Upload
 
 VERIFY_JOB = "uploads.verify"
 SWEEP_JOB = "uploads.sweep"
 STRANDED_AFTER = timedelta(minutes=10)  # a received upload unchecked this long is re-queued
-FINISHED = ("received", "verified")
+FINISHED = sql.FINISHED
 MAX_PARTS = 10_000  # S3's limit of parts in one multipart upload
 # A PATCH on the local store records its progress on the row at most this often (see
 # `_record_progress`).
@@ -141,69 +142,9 @@ def max_size(settings: Settings) -> int:
     return limit
 
 
-# Read by table name, as the exams models refer to them: the identity and schools domains'
-# models are theirs (`sittings.load` reaches the same rows through their services).
-_IDENTITIES = table("identities", column("user_id"), column("id_number_index"))
-_ROSTER_ROWS = table("roster_rows", column("id"), column("exam_id"), column("id_number_index"))
-
-
-def _uploads_of_submission(*states: str) -> Any:
-    return (
-        select(func.count())
-        .where(Upload.submission_id == Submission.id, Upload.state.in_(states))
-        .scalar_subquery()
-    )
-
-
-# What a creation checks of a submission, in one round trip (built once: constructing a
-# statement costs more than running it from SQLAlchemy's compiled cache): its owner,
-# declared size, upload period (the candidate's window end, as `sittings.load` and
-# `accommodations.Granted.window_end` define it, plus the exam's grace) and how many
-# uploads it has finished and receiving.
-_CREATION_FACTS = (
-    select(
-        Submission.size_bytes,
-        Sitting.user_id,
-        Exam.formal_ends_at,
-        Exam.upload_grace_minutes,
-        Accommodation.window_ends_at,
-        _uploads_of_submission(*FINISHED).label("finished"),
-        _uploads_of_submission("receiving").label("receiving"),
-    )
-    .select_from(Submission)
-    .join(Sitting, Sitting.id == Submission.sitting_id)
-    .join(Exam, Exam.id == Sitting.exam_id)
-    .outerjoin(_IDENTITIES, _IDENTITIES.c.user_id == Sitting.user_id)
-    .outerjoin(
-        _ROSTER_ROWS,
-        and_(
-            _ROSTER_ROWS.c.exam_id == Exam.id,
-            _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index,
-        ),
-    )
-    .outerjoin(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
-    .where(Submission.id == bindparam("submission_id"))
-)
-_UPLOADS = cast(Table, Upload.__table__)
-_SUBMISSIONS = cast(Table, Submission.__table__)
-# What a completion reads: the upload with its submission's declared hash.
-_COMPLETION_FACTS = (
-    select(
-        Upload.state,
-        Upload.length,
-        Upload.multipart_id,
-        Upload.parts_done,
-        Upload.submission_id,
-        Submission.sha256,
-    )
-    .join(Submission, Submission.id == Upload.submission_id)
-    .where(Upload.id == bindparam("upload_id"))
-)
-
-
 async def _creation_facts(ctx: Ctx, submission_id: int) -> Any:
-    """`_CREATION_FACTS` of a submission; None for an unknown one."""
-    found = await ctx.session.execute(_CREATION_FACTS, {"submission_id": submission_id})
+    """`sql.CREATION_FACTS` of a submission; None for an unknown one."""
+    found = await ctx.session.execute(sql.CREATION_FACTS, {"submission_id": submission_id})
     return found.one_or_none()
 
 
@@ -288,7 +229,7 @@ async def create(
         "updated_at": now,
     }
     # A Core INSERT (the ORM's unit of work costs more); the caller gets a detached copy.
-    await ctx.session.execute(_UPLOADS.insert().values(row))
+    await ctx.session.execute(sql.UPLOADS.insert().values(row))
     row["metadata_"] = row.pop("metadata")
     upload = Upload(**row)
     await audit.record(
@@ -447,49 +388,70 @@ async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
     (state `hash_mismatch`, kept for support); else `received` and the media check queued.
     Idempotent: an upload already settled answers as it was settled.
 
-    Lean: one read (the upload with its submission's declared hash), two Core updates
-    (an Upload object of this session is brought up to date) and the audit entry."""
-    found = (await ctx.session.execute(_COMPLETION_FACTS, {"upload_id": upload_id})).one_or_none()
+    Lean: on the local store with the running hash, one UPDATE … RETURNING settles the row
+    against the declared hash; otherwise one read (the upload with its submission's declared
+    hash), the store's finish, one update. Then the submission's update and the audit entry
+    (an Upload or Submission object of this session is brought up to date)."""
+    store = store_of(ctx)
+    now = ctx.now()
+    if digest is not None and store.name == "local":
+        quick = (
+            await ctx.session.execute(
+                sql.SETTLE_LOCAL, {"upload_id": upload_id, "digest": digest, "now": now}
+            )
+        ).one_or_none()
+        if quick is not None:
+            await store.finish(upload_id, None, 0)
+            return await _settled(ctx, upload_id, quick, digest, now)
+    found = (
+        await ctx.session.execute(sql.COMPLETION_FACTS, {"upload_id": upload_id})
+    ).one_or_none()
     if found is None:
         return True
     if found.state != "receiving":
         return bool(found.state != "hash_mismatch")
-    store = store_of(ctx)
     await store.finish(upload_id, found.multipart_id, found.parts_done)
     if digest is None:
         digest = await store.sha256(upload_id)
-    now = ctx.now()
-    good = bool(digest == found.sha256)
-    state = "received" if good else "hash_mismatch"
-    settled = {
-        "state": state,
+    state = "received" if digest == found.sha256 else "hash_mismatch"
+    # Core statements (the ORM's bulk UPDATE costs more); a loaded object is set below.
+    done = await ctx.session.execute(
+        sql.UPLOADS.update()
+        .where(sql.UPLOADS.c.id == upload_id, sql.UPLOADS.c.state == "receiving")
+        .values(state=state, sha256=digest, received=found.length, completed_at=now, updated_at=now)
+        .returning(sql.UPLOADS.c.state, sql.UPLOADS.c.submission_id, sql.UPLOADS.c.length)
+    )
+    settled = done.one_or_none()
+    if settled is None:  # another request settled it meanwhile
+        again = await ctx.session.scalar(select(Upload.state).where(Upload.id == upload_id))
+        return bool(again != "hash_mismatch")
+    return await _settled(ctx, upload_id, settled, digest, now)
+
+
+async def _settled(ctx: Ctx, upload_id: str, row: Any, digest: str, now: datetime) -> bool:
+    """After the upload's row is settled (`row`: its state, submission, length): the
+    submission's state, this session's objects, the audit entry, the media check queued."""
+    good = bool(row.state == "received")
+    await ctx.session.execute(
+        sql.SUBMISSIONS.update()
+        .where(sql.SUBMISSIONS.c.id == row.submission_id)
+        .values(upload_state=row.state)
+    )
+    values = {
+        "state": row.state,
         "sha256": digest,
-        "received": found.length,
+        "received": row.length,
         "completed_at": now,
         "updated_at": now,
     }
-    # Core statements (the ORM's bulk UPDATE costs more); a loaded object is set below.
-    done = await ctx.session.execute(
-        _UPLOADS.update()
-        .where(_UPLOADS.c.id == upload_id, _UPLOADS.c.state == "receiving")
-        .values(settled)
-    )
-    if not _rowcount(done):  # another request settled it meanwhile
-        again = await ctx.session.scalar(select(Upload.state).where(Upload.id == upload_id))
-        return bool(again != "hash_mismatch")
-    await ctx.session.execute(
-        _SUBMISSIONS.update()
-        .where(_SUBMISSIONS.c.id == found.submission_id)
-        .values(upload_state=state)
-    )
-    _settle_loaded(ctx, Upload, upload_id, settled)
-    _settle_loaded(ctx, Submission, found.submission_id, {"upload_state": state})
+    _settle_loaded(ctx, Upload, upload_id, values)
+    _settle_loaded(ctx, Submission, row.submission_id, {"upload_state": row.state})
     await audit.record(
         ctx,
         "upload.received" if good else "upload.checksum_mismatch",
         "upload",
         upload_id,
-        submission_id=found.submission_id,
+        submission_id=row.submission_id,
         sha256=digest,
     )
     if good:
@@ -504,10 +466,6 @@ def _settle_loaded(ctx: Ctx, model: Any, key: Any, values: dict[str, Any]) -> No
     if held is not None:
         for name, value in values.items():
             set_committed_value(held, name, value)
-
-
-def _rowcount(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def terminate(ctx: Ctx, principal: Principal, upload_id: str) -> None:

@@ -1,0 +1,96 @@
+"""The SQL statements of the upload service's hot paths (`uploads`), built once at import:
+constructing a statement costs more than running it from SQLAlchemy's compiled cache.
+
+Statements, not functions: `uploads` runs them with their parameters and owns the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, case, column, func, select, table
+
+from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
+
+FINISHED = ("received", "verified")
+
+# Read by table name, as the exams models refer to them: the identity and schools domains'
+# models are theirs (`sittings.load` reaches the same rows through their services).
+IDENTITIES = table("identities", column("user_id"), column("id_number_index"))
+ROSTER_ROWS = table("roster_rows", column("id"), column("exam_id"), column("id_number_index"))
+
+
+def _uploads_of_submission(*states: str) -> Any:
+    return (
+        select(func.count())
+        .where(Upload.submission_id == Submission.id, Upload.state.in_(states))
+        .scalar_subquery()
+    )
+
+
+# What a creation checks of a submission, in one round trip: its owner,
+# declared size, upload period (the candidate's window end, as `sittings.load` and
+# `accommodations.Granted.window_end` define it, plus the exam's grace) and how many
+# uploads it has finished and receiving.
+CREATION_FACTS = (
+    select(
+        Submission.size_bytes,
+        Sitting.user_id,
+        Exam.formal_ends_at,
+        Exam.upload_grace_minutes,
+        Accommodation.window_ends_at,
+        _uploads_of_submission(*FINISHED).label("finished"),
+        _uploads_of_submission("receiving").label("receiving"),
+    )
+    .select_from(Submission)
+    .join(Sitting, Sitting.id == Submission.sitting_id)
+    .join(Exam, Exam.id == Sitting.exam_id)
+    .outerjoin(IDENTITIES, IDENTITIES.c.user_id == Sitting.user_id)
+    .outerjoin(
+        ROSTER_ROWS,
+        and_(
+            ROSTER_ROWS.c.exam_id == Exam.id,
+            ROSTER_ROWS.c.id_number_index == IDENTITIES.c.id_number_index,
+        ),
+    )
+    .outerjoin(Accommodation, Accommodation.roster_row_id == ROSTER_ROWS.c.id)
+    .where(Submission.id == bindparam("submission_id"))
+)
+UPLOADS = cast(Table, Upload.__table__)
+SUBMISSIONS = cast(Table, Submission.__table__)
+# What a completion reads: the upload with its submission's declared hash.
+COMPLETION_FACTS = (
+    select(
+        Upload.state,
+        Upload.length,
+        Upload.multipart_id,
+        Upload.parts_done,
+        Upload.submission_id,
+        Submission.sha256,
+    )
+    .join(Submission, Submission.id == Upload.submission_id)
+    .where(Upload.id == bindparam("upload_id"))
+)
+
+# A local upload's row settled against its submission's declared hash in one statement.
+SETTLE_LOCAL = (
+    UPLOADS.update()
+    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
+    .values(
+        state=case(
+            (
+                select(Submission.sha256)
+                .where(Submission.id == UPLOADS.c.submission_id)
+                .scalar_subquery()
+                == bindparam("digest"),
+                "received",
+            ),
+            else_="hash_mismatch",
+        ),
+        sha256=bindparam("digest"),
+        received=UPLOADS.c.length,
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
+)
