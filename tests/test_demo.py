@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from vexam.accounts.models import User
 from vexam.config import Settings
 from vexam.core.clock import FrozenClock
 from vexam.core.db import Database
@@ -22,11 +24,11 @@ from vexam.demo import (
 )
 from vexam.exams.models import Exam
 from vexam.identity.idnumbers import IdNumberError, parse_id_number
-from vexam.identity.models import Identity
+from vexam.identity.models import Identity, ManualReview
 from vexam.migrate import upgrade
 from vexam.review.models import ReviewAssignment
 from vexam.schools.models import RosterRow
-from vexam.support.models import SupportTicket
+from vexam.support.models import SupportTicket, SupportTicketMessage
 
 
 async def counts(settings: Settings) -> tuple[int, int, list[str], dict[str, Exam]]:
@@ -60,6 +62,22 @@ async def tickets(settings: Settings) -> list[str]:
         await db.dispose()
 
 
+async def read_texts(settings: Settings) -> list[str]:
+    """What people read of the seeded data: names, the ticket, the review's decision."""
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.unit_of_work() as session:
+            found = [
+                *(await session.execute(select(User.display_name))).scalars(),
+                *(await session.execute(select(SupportTicket.subject))).scalars(),
+                *(await session.execute(select(SupportTicketMessage.body))).scalars(),
+                *(await session.execute(select(ManualReview.decision_reason))).scalars(),
+            ]
+            return [text for text in found if text]
+    finally:
+        await db.dispose()
+
+
 async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
     """Seeding again adds nothing; a passed window moves forward: the piano exam's to the
     coming week, the vocal exam's to open now."""
@@ -82,6 +100,8 @@ async def test_seed_twice_and_the_exam_stays_open(tmp_path: Path) -> None:
 
     assert await assignments(settings) == 4  # the demo reviewer: both subjects of both exams
     assert await tickets(settings) == ["open"]  # 13900000006's question, asked once
+    texts = await read_texts(settings)  # Chinese only, like the demo's default pages
+    assert len(texts) >= 9 and not [text for text in texts if re.search("[A-Za-z]", text)]
 
     clock.advance(timedelta(days=30))
     await seed(settings, clock)

@@ -41,12 +41,12 @@ DEMO_SCHOOL = "demo-academy"
 DEMO_EXAM = "piano-demo"
 DEMO_OPEN_EXAM = "vocal-open-demo"
 DEMO_ACCOUNTS = [
-    ("13900000001", Role.operator, "平台管理员 Operator"),
-    ("13900000002", Role.school_admin, "院校管理员 School admin"),
-    ("13900000003", Role.reviewer, "评委 Reviewer"),
-    ("13900000004", Role.support, "客服 Support agent"),
-    ("13900000005", Role.candidate, "考生 Candidate"),
-    ("13900000006", Role.candidate, "考生（已认证）Certified candidate"),
+    ("13900000001", Role.operator, "平台管理员"),
+    ("13900000002", Role.school_admin, "院校管理员"),
+    ("13900000003", Role.reviewer, "评委"),
+    ("13900000004", Role.support, "客服"),
+    ("13900000005", Role.candidate, "考生"),
+    ("13900000006", Role.candidate, "考生（已认证）"),
 ]
 SAMPLE_ROSTER = "demo-roster.xlsx"
 
@@ -378,7 +378,7 @@ async def _certify(
             ctx,
             agent,
             review.id,
-            schemas.DecisionIn(decision="approve", reason="示范数据 demo data"),
+            schemas.DecisionIn(decision="approve", reason="示范数据：照片与自拍一致"),
         )
 
 
@@ -391,7 +391,7 @@ async def _ticket(db: Database, settings: Settings, clock: Clock, candidate: Pri
             return
         question = schemas.TicketIn(
             topic="upload",
-            subject="上传很慢怎么办？ Upload is slow",
-            body="家里网络不太稳定，正式考试的视频可以晚点再上传吗？ (demo data)",
+            subject="上传很慢怎么办？",
+            body="家里网络不太稳定，正式考试的视频可以晚点再上传吗？（示范数据）",
         )
         await service.open_ticket(ctx, candidate, question)

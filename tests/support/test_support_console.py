@@ -228,3 +228,62 @@ async def test_a_search_is_itself_audited(client, inbox, new_phone, app) -> None
     row = trail.text[trail.text.rindex('data-action="audit.searched"') :]  # the older search
     row = row[: row.index("</tr>")]
     assert f"{phone[:3]}****{phone[-4:]}" in row and phone not in row and str(user_id) in row
+
+
+async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_phone, app) -> None:
+    """Issue 9: detail keys and known codes read as words (the code in a title); free text,
+    numbers and masked values stay as they are; a gateway's callback names no account of its
+    own."""
+    agent = bearer(await staff(app, client, new_phone(), "support"))
+    _, user_id = await new_candidate(client, inbox, new_phone())
+    from tests.helpers import app_ctx
+    from vexam.core import audit
+
+    async with app_ctx(app) as ctx:
+        await audit.record(
+            ctx,
+            "identity.submitted",
+            "identity",
+            user_id,
+            actor_user_id=user_id,
+            status="review_required",
+            review_reason="no_reference_portrait",
+            document_type="resident_id",
+            locale="en",
+            revoked_holder=False,
+            reason="照片模糊 13812345678",
+            distance=0.42,
+        )
+        await audit.record(
+            ctx,
+            "payment.callback_charged",
+            "payment_order",
+            "7",
+            actor_user_id=user_id,
+            actor_role="payment_provider",
+            event_id="evt-1",
+        )
+    for lang, words in (
+        ("en", ("Manual review required", "Resident ID card", "English", "No")),
+        ("zh-CN", ("需要人工审核", "居民身份证", "否")),
+    ):
+        page = await client.get(
+            "/support/audit",
+            params={"user_id": user_id},
+            headers={**agent, **HTML, "Accept-Language": lang},
+        )
+        row = page.text[page.text.index('data-action="identity.submitted"') :]
+        row = row[: row.index("</tr>")]
+        for word in words:
+            assert word in row, (lang, word)
+        for code in ("review_required", "no_reference_portrait", "resident_id", "en", "false"):
+            assert f'data-code="{code}" title="{code}"' in row
+            assert f">{code}<" not in row  # never the bare code
+        assert 'data-key="review_reason" title="review_reason"' in row
+        assert "照片模糊 138****5678" in row and "13812345678" not in row and ": 0.42" in row
+        paid = page.text[page.text.index('data-action="payment.callback_charged"') :]
+        actor = paid[paid.index('data-testid="audit-actor"') :]
+        actor = actor[: actor.index("</td>")]
+        provider = "Payment provider" if lang == "en" else "支付渠道"
+        assert provider in actor and f"{provider} #" not in actor  # no account of its own
+        assert lang != "en" or f"paying candidate #{user_id}" in actor

@@ -3,7 +3,14 @@ they are about): msgids, translated where shown, so no agent or candidate reads 
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vexam.core.context import Role
 from vexam.core.i18n import N_
+from vexam.exams import labels as exam_labels
+from vexam.identity import labels as identity_labels
 from vexam.support.help_topics import SECTIONS
 
 TICKET_STATE_LABELS = {
@@ -135,3 +142,137 @@ def label(labels: dict[str, str], code: str | None) -> str:
     if code is None:
         return ""
     return labels.get(code, code)
+
+
+# ------------------------------------------------------------------ audit details
+# What an audit entry's detail keys mean; a key not named here is shown as its code.
+AUDIT_DETAIL_KEY_LABELS = {
+    "status": N_("Status"),
+    "document_type": N_("Document"),
+    "identity_type": N_("Candidate type"),
+    "id_number": N_("ID number"),
+    "review_reason": N_("Why a manual review"),
+    "register": N_("Register check"),
+    "result": N_("Result"),
+    "liveness": N_("Live check"),
+    "distance": N_("Face distance"),
+    "via": N_("Certified by"),
+    "reason": N_("Reason"),
+    "revoked_holder": N_("Holder's certification revoked"),
+    "identity_id": N_("Identity"),
+    "kind": N_("Kind"),
+    "policy": N_("What the exam's rules did"),
+    "topic": N_("Topic"),
+    "method": N_("Signed in with"),
+    "session_id": N_("Session"),
+    "role": N_("Role"),
+    "phone": N_("Phone"),
+    "locale": N_("Language"),
+    "display_name": N_("Display name"),
+    "locked_until": N_("Locked until"),
+    "exam_id": N_("Exam"),
+    "sitting_id": N_("Exam sitting"),
+    "recording_id": N_("Recording"),
+    "submission_id": N_("Submission"),
+    "mode": N_("Mode"),
+    "amount": N_("Amount (fen)"),
+    "event_id": N_("Payment notice"),
+    "overdue": N_("Answered late"),
+    "reopened": N_("Reopened"),
+    "voided_recordings": N_("Recordings voided"),
+    "in_a_row": N_("Failures in a row"),
+    "attempt": N_("Attempt"),
+    "duration_seconds": N_("Duration (seconds)"),
+    "found": N_("Accounts found"),
+    "by_id_number": N_("By ID number"),
+    "user_id": N_("Account id"),
+}
+REVIEW_REASON_LABELS = {  # the same texts as the review queue's (identity/templates)
+    "no_reference_portrait": N_("No portrait to compare with (typed without a card photo)"),
+    "face_attempts_exhausted": N_("The live face check failed too often"),
+    "other_document": N_("Another document than the resident ID card"),
+    "requested": N_("Asked for by the candidate"),
+    "register_mismatch": N_("The register did not confirm the details"),
+}
+VOID_REASON_LABELS = {
+    "too_long": N_("Recording ran too long"),
+    "face_checks_failed": N_("Face checks failed"),
+    "exam_failed": N_("Exam failed by its rules"),
+    "handover": N_("Exam moved to another phone"),
+    "released": N_("Exam phone released"),
+}
+APPEAL_KIND_LABELS = {  # the same texts as the candidate's appeal form
+    "identity_conflict": N_("Someone else is certified with my ID number"),
+    "candidate_number_taken": N_("My candidate number is taken"),
+    "wrong_certification": N_("A certification was made wrongly"),
+}
+_YES_NO = {"true": N_("Yes"), "false": N_("No")}
+# The known values of a detail key (codes); other values (free text, numbers) stay as they are.
+AUDIT_DETAIL_VALUE_LABELS: dict[str, dict[str, str]] = {
+    "status": identity_labels.IDENTITY_STATUS_LABELS,
+    "document_type": identity_labels.DOCUMENT_LABELS,
+    "identity_type": {"gaokao": N_("Gaokao candidate"), "other": N_("Other candidate")},
+    "review_reason": REVIEW_REASON_LABELS,
+    "register": identity_labels.REGISTER_RESULT_LABELS,
+    "result": {
+        **identity_labels.FACE_RESULT_LABELS,
+        "no_reference": N_("No portrait to compare with"),
+    },
+    "liveness": identity_labels.LIVENESS_REASON_LABELS,
+    "via": {"face": N_("Live face check"), "manual_review": N_("Manual review")},
+    "reason": {**REVIEW_REASON_LABELS, **VOID_REASON_LABELS, **exam_labels.EVENT_LABELS},
+    "kind": {**APPEAL_KIND_LABELS, **exam_labels.EVENT_LABELS},
+    "policy": exam_labels.ACTION_LABELS,
+    "topic": TOPIC_LABELS,
+    "method": {
+        "password": N_("With password"),
+        "sms": N_("With SMS code"),
+        "register": N_("Registration"),
+    },
+    "role": {role.value: role.label for role in Role},
+    "locale": {"zh_CN": N_("Chinese"), "en": N_("English")},
+    "mode": {"mock": N_("Mock exam"), "formal": N_("Formal exam")},
+}
+
+
+@dataclass(frozen=True)
+class DetailLine:
+    """One detail of an audit entry as shown: `name` is a msgid when `named` (else the raw
+    key); `value` is a msgid when `code` is set (the raw code it names), else the text."""
+
+    key: str
+    name: str
+    named: bool
+    value: str
+    code: str | None
+
+
+def detail_lines(detail: dict[str, Any]) -> list[DetailLine]:
+    """The (already masked) details of an entry with their keys and known codes named.
+
+    Free text and numbers are kept as they are; lists and objects as JSON.
+    """
+    lines = []
+    for key, raw in detail.items():
+        name = AUDIT_DETAIL_KEY_LABELS.get(key)
+        code = _code(raw)
+        known = AUDIT_DETAIL_VALUE_LABELS.get(key, {})
+        if isinstance(raw, bool):
+            value = _YES_NO[code or ""]
+        elif code is not None and code in known:
+            value = known[code]
+        elif code is not None and key == "review_reason" and code.startswith("register_"):
+            value = REVIEW_REASON_LABELS["register_mismatch"]
+        else:
+            value, code = (
+                (raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)),
+                None,
+            )
+        lines.append(DetailLine(key, name or key, name is not None, value, code))
+    return lines
+
+
+def _code(raw: Any) -> str | None:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return raw if isinstance(raw, str) else None

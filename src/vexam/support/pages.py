@@ -190,6 +190,8 @@ async def audit_page(
         role_label=_role_label,
         action_labels=labels.AUDIT_ACTION_LABELS,
         subject_labels=labels.AUDIT_SUBJECT_LABELS,
+        actor_labels=labels.AUDIT_ACTOR_LABELS,
+        detail_lines=labels.detail_lines,
         label=labels.label,
     )
 
