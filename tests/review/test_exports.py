@@ -42,7 +42,7 @@ async def test_csv_and_xlsx_with_identity_for_the_admin_only(
     assert first["ID number"] == mask_id_number(scored.id_number)
     assert scored.id_number not in answer.text
     assert first["Candidate number"] == scored.candidate_number
-    assert first["Review code"] == entry["code"] and first["Subject"] == "练习曲"
+    assert first["Review code"] == entry["code"] and first["Subject"] == "Étude"
     assert first["Upload"] == "Verified" and first["Review state"] == "Complete"
     assert first["Score 1"] == "80.5" and first["Aggregate"] == "80.5"
     assert first["Published"] == "No"
@@ -63,6 +63,7 @@ async def test_csv_and_xlsx_with_identity_for_the_admin_only(
     lines = {row[0]: dict(zip(header, row, strict=True)) for row in values[1:]}
     assert lines[scored.name][header[header.index("姓名") + 2]] == scored.candidate_number
     assert 80.5 in lines[scored.name].values()
+    assert lines[scored.name]["科目"] == "练习曲"  # the English name only in English
 
     # An operator exports codes only; reviewers and candidates not at all.
     operator = bearer(await staff(app, client, new_phone(), "operator"))

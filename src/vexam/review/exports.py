@@ -1,6 +1,9 @@
 """Exports of an exam's results (SPEC §6): one row per submission with its upload and review
 state, each reviewer's total and the aggregate, as CSV (UTF-8 with BOM, for Excel) or XLSX.
 
+Texts are in the request's language (`ctx.locale`): headers, states and, in English, the
+subjects' English names where the school gave them.
+
 Candidate identity (name, masked ID number, candidate number, province) is joined back only
 for the school's admin; anyone else who may export (operators) gets codes only.
 """
@@ -21,7 +24,7 @@ from vexam.core.context import Ctx, Principal, Role
 from vexam.core.i18n import N_, format_datetime, gettext
 from vexam.exams import service as exams
 from vexam.exams.labels import UPLOAD_LABELS
-from vexam.exams.models import Sitting, Submission
+from vexam.exams.models import Sitting, Subject, Submission
 from vexam.review import rules, service
 from vexam.review.models import ReviewItem, ReviewScore
 from vexam.review.text import STATE_LABELS
@@ -124,7 +127,7 @@ async def table(ctx: Ctx, principal: Principal, exam_id: int) -> Table:
         state = service.item_state(item, settings) if item is not None else "not_ready"
         line += [
             item.code if item is not None else "",
-            subject.name if subject else "",
+            _subject_name(subject, ctx.locale),
             _when(submission.submitted_at, school.timezone, ctx.locale),
             say(UPLOAD_LABELS.get(submission.upload_state, submission.upload_state)),
             say(STATE_LABELS[state]),
@@ -146,6 +149,14 @@ async def table(ctx: Ctx, principal: Principal, exam_id: int) -> Table:
         ctx, "review.exported", "exam", exam.id, rows=len(out_rows), identity=with_identity
     )
     return Table(f"{exam.code}-results", header, out_rows)
+
+
+def _subject_name(subject: Subject | None, locale: str) -> str:
+    """The subject's name in the export's language: its English name in English when it has
+    one (as the review console shows it), else the school's own."""
+    if subject is None:
+        return ""
+    return (subject.name_en if locale == "en" else None) or subject.name
 
 
 def _when(value: datetime, timezone: str, locale: str) -> str:
