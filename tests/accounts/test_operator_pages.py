@@ -244,6 +244,13 @@ async def test_policy_page_shows_settings_and_where_they_come_from(
     assert f"{settings.support_hours_start}–{settings.support_hours_end}" in page.text
     assert 'id="min_os_android" name="min_os_android" value="7"' in page.text
     assert "Phones" in page.text and 'data-testid="policy-form"' in page.text
+    # The minimum version's help quotes what an older app's user reads, not an error code.
+    told = f"Install version {settings.min_client_version} or newer from"
+    assert told in page.text and "client_outdated" not in page.text
+    chinese = await browsers(await staff(app, client, new_phone(), "operator")).get(
+        "/operator/policy"
+    )
+    assert "当前应用版本过低" in chinese.text and "client_outdated" not in chinese.text
 
 
 async def test_refund_from_the_console(app, client, inbox, new_phone, world, browsers) -> None:  # noqa: F811
