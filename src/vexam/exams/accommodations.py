@@ -188,20 +188,6 @@ def granted_from(
     return Granted(extra_attempts or 0, extra_seconds or 0, window_ends_at)
 
 
-async def granted_to_user(ctx: Ctx, user_id: int, exam_id: int) -> Granted:
-    """What the account is granted for the exam (nothing without a certification), in one
-    statement."""
-    found = await ctx.session.execute(
-        select(*GRANTED_COLUMNS)
-        .select_from(_IDENTITIES)
-        .join(_ROSTER_ROWS, _ROSTER_ROWS.c.id_number_index == _IDENTITIES.c.id_number_index)
-        .join(Accommodation, Accommodation.roster_row_id == _ROSTER_ROWS.c.id)
-        .where(_IDENTITIES.c.user_id == user_id, _ROSTER_ROWS.c.exam_id == exam_id)
-    )
-    row = found.one_or_none()
-    return granted_from(*row) if row is not None else Granted()
-
-
 async def granted_to(ctx: Ctx, exam_id: int, id_number_index: str) -> Granted:
     """What the candidate with this ID number's blind index is granted for the exam."""
     row = await rosters.find_row(ctx, exam_id, id_number_index)

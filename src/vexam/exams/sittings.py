@@ -209,12 +209,21 @@ class Loaded:
         return self.granted.window_end(self.exam)
 
 
+# A loaded sitting's exam and what the candidate is granted, in one statement.
+_EXAM_AND_GRANTED = accommodations.with_granted(
+    select(Exam, *accommodations.GRANTED_COLUMNS)
+    .select_from(Sitting)
+    .join(Exam, Exam.id == Sitting.exam_id),
+    Sitting.user_id,
+    Sitting.exam_id,
+).where(Sitting.id == bindparam("sitting_id"))
+
+
 async def load(ctx: Ctx, sitting: Sitting) -> Loaded:
-    """The sitting with its exam and accommodation."""
-    exam = await ctx.session.get(Exam, sitting.exam_id)
-    assert exam is not None
-    granted = await accommodations.granted_to_user(ctx, sitting.user_id, exam.id)
-    return Loaded(sitting, exam, granted)
+    """The sitting with its exam and accommodation (one statement)."""
+    found = (await ctx.session.execute(_EXAM_AND_GRANTED, {"sitting_id": sitting.id})).one()
+    exam, attempts, seconds, ends_at = found
+    return Loaded(sitting, exam, accommodations.granted_from(attempts, seconds, ends_at))
 
 
 # Built once (with a parameter): a hot statement's construction and cache key cost more CPU
