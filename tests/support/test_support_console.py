@@ -253,6 +253,7 @@ async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_
             revoked_holder=False,
             reason="照片模糊 13812345678",
             distance=0.42,
+            rule="camera",
         )
         await audit.record(
             ctx,
@@ -264,8 +265,8 @@ async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_
             event_id="evt-1",
         )
     for lang, words in (
-        ("en", ("Manual review required", "Resident ID card", "English", "No")),
-        ("zh-CN", ("需要人工审核", "居民身份证", "否")),
+        ("en", ("Manual review required", "Resident ID card", "English", "No", "the camera")),
+        ("zh-CN", ("需要人工审核", "居民身份证", "否", "未授予摄像头权限")),
     ):
         page = await client.get(
             "/support/audit",
@@ -276,7 +277,8 @@ async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_
         row = row[: row.index("</tr>")]
         for word in words:
             assert word in row, (lang, word)
-        for code in ("review_required", "no_reference_portrait", "resident_id", "en", "false"):
+        codes = ("review_required", "no_reference_portrait", "resident_id", "en", "false", "camera")
+        for code in codes:
             assert f'data-code="{code}" title="{code}"' in row
             assert f">{code}<" not in row  # never the bare code
         assert 'data-key="review_reason" title="review_reason"' in row

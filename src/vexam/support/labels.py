@@ -10,6 +10,7 @@ from typing import Any
 from vexam.core.context import Role
 from vexam.core.i18n import N_
 from vexam.exams import labels as exam_labels
+from vexam.exams.sittings import RULE_TEXTS
 from vexam.identity import labels as identity_labels
 from vexam.support.help_topics import SECTIONS
 
@@ -186,6 +187,21 @@ AUDIT_DETAIL_KEY_LABELS = {
     "found": N_("Accounts found"),
     "by_id_number": N_("By ID number"),
     "user_id": N_("Account id"),
+    "number": N_("Sitting number"),
+    "subject": N_("Subject"),
+    "orientation": N_("Orientation"),
+    "size_bytes": N_("Size (bytes)"),
+    "length": N_("Size (bytes)"),
+    "received": N_("Bytes received"),
+    "reviewable": N_("Can be reviewed"),
+    "from_device": N_("Previous device"),
+    "check_id": N_("Device check"),
+    "rule": N_("Refused because"),
+    "device_class": N_("Device type"),
+    "os": N_("Operating system"),
+    "final": N_("Last try"),
+    "poster": N_("Poster image made"),
+    "transcoded": N_("Converted for playback"),
 }
 REVIEW_REASON_LABELS = {  # the same texts as the review queue's (identity/templates)
     "no_reference_portrait": N_("No portrait to compare with (typed without a card photo)"),
@@ -193,6 +209,11 @@ REVIEW_REASON_LABELS = {  # the same texts as the review queue's (identity/templ
     "other_document": N_("Another document than the resident ID card"),
     "requested": N_("Asked for by the candidate"),
     "register_mismatch": N_("The register did not confirm the details"),
+}
+UPLOAD_REASON_LABELS = {  # why a received file is not a playable video
+    "no_video_stream": N_("The file holds no video"),
+    "no_frames": N_("The video has no frames"),
+    "undecodable": N_("The file could not be read"),
 }
 VOID_REASON_LABELS = {
     "too_long": N_("Recording ran too long"),
@@ -217,10 +238,23 @@ AUDIT_DETAIL_VALUE_LABELS: dict[str, dict[str, str]] = {
     "result": {
         **identity_labels.FACE_RESULT_LABELS,
         "no_reference": N_("No portrait to compare with"),
+        "walkthrough": N_("Not compared (mock exam)"),
     },
     "liveness": identity_labels.LIVENESS_REASON_LABELS,
     "via": {"face": N_("Live face check"), "manual_review": N_("Manual review")},
-    "reason": {**REVIEW_REASON_LABELS, **VOID_REASON_LABELS, **exam_labels.EVENT_LABELS},
+    "reason": {
+        **REVIEW_REASON_LABELS,
+        **VOID_REASON_LABELS,
+        **UPLOAD_REASON_LABELS,
+        **exam_labels.EVENT_LABELS,
+    },
+    "rule": {rule: str(text) for rule, text in RULE_TEXTS.items()},
+    "device_class": {
+        "phone": N_("Mobile phone"),
+        "tablet": N_("Tablet"),
+        "desktop": N_("Computer"),
+    },
+    "orientation": {"portrait": N_("Portrait"), "landscape": N_("Landscape")},
     "kind": {**APPEAL_KIND_LABELS, **exam_labels.EVENT_LABELS},
     "policy": exam_labels.ACTION_LABELS,
     "topic": TOPIC_LABELS,
