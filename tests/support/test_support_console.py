@@ -254,6 +254,7 @@ async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_
             reason="照片模糊 13812345678",
             distance=0.42,
             rule="camera",
+            locked_until="2026-03-01T04:05:00+00:00",
         )
         await audit.record(
             ctx,
@@ -282,6 +283,7 @@ async def test_audit_details_are_named_with_their_codes_kept(client, inbox, new_
             assert f'data-code="{code}" title="{code}"' in row
             assert f">{code}<" not in row  # never the bare code
         assert 'data-key="review_reason" title="review_reason"' in row
+        assert '<time datetime="2026-03-01T04:05:00+00:00">2026' in row  # in the reader's zone
         assert "照片模糊 138****5678" in row and "13812345678" not in row and ": 0.42" in row
         paid = page.text[page.text.index('data-action="payment.callback_charged"') :]
         actor = paid[paid.index('data-testid="audit-actor"') :]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from vexam.core.context import Role
@@ -152,7 +153,7 @@ AUDIT_DETAIL_KEY_LABELS = {
     "document_type": N_("Document"),
     "identity_type": N_("Candidate type"),
     "id_number": N_("ID number"),
-    "review_reason": N_("Why a manual review"),
+    "review_reason": N_("Reason for manual review"),
     "register": N_("Register check"),
     "result": N_("Result"),
     "liveness": N_("Live check"),
@@ -272,19 +273,22 @@ AUDIT_DETAIL_VALUE_LABELS: dict[str, dict[str, str]] = {
 @dataclass(frozen=True)
 class DetailLine:
     """One detail of an audit entry as shown: `name` is a msgid when `named` (else the raw
-    key); `value` is a msgid when `code` is set (the raw code it names), else the text."""
+    key); `value` is a msgid when `code` is set (the raw code it names), else the text (an
+    ISO time when `at` holds it, to show in the reader's zone)."""
 
     key: str
     name: str
     named: bool
     value: str
     code: str | None
+    at: datetime | None = None
 
 
 def detail_lines(detail: dict[str, Any]) -> list[DetailLine]:
     """The (already masked) details of an entry with their keys and known codes named.
 
-    Free text and numbers are kept as they are; lists and objects as JSON.
+    Free text and numbers are kept as they are; lists and objects as JSON; times (ISO text
+    under a `_TIME_KEYS` key) as times.
     """
     lines = []
     for key, raw in detail.items():
@@ -302,8 +306,20 @@ def detail_lines(detail: dict[str, Any]) -> list[DetailLine]:
                 (raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)),
                 None,
             )
-        lines.append(DetailLine(key, name or key, name is not None, value, code))
+        at = _time(value) if key in _TIME_KEYS and code is None else None
+        lines.append(DetailLine(key, name or key, name is not None, value, code, at))
     return lines
+
+
+_TIME_KEYS = {"locked_until"}
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
 
 
 def _code(raw: Any) -> str | None:
