@@ -386,14 +386,17 @@ async def submit_takes(
     return takes
 
 
-async def hand_in(client: httpx.AsyncClient, take: Take, deadline: float) -> None:
-    """Submit the take's recording, retrying through outages; a retry refused with
-    `already_submitted` (the first try was kept, its answer lost) finds the receipt in the
-    sitting's status, as the app does."""
+async def hand_in(
+    client: httpx.AsyncClient, take: Take, deadline: float, refused: asyncio.Event | None = None
+) -> None:
+    """Submit the take's recording, retrying through outages (`refused` is set at the first
+    failed try); a retry refused with `already_submitted` (the first try was kept, its answer
+    lost) finds the receipt in the sitting's status, as the app does."""
     path = f"/api/v1/sittings/{take.sitting_id}/subjects/{take.subject_id}/submission"
     body = {"recording_id": take.recording_id, "sha256": sha256_hex(take.data)}
     body["size_bytes"] = len(take.data)
-    receipt = await retried(partial(client.post, path, json=body, headers=take.headers), deadline)
+    post = partial(client.post, path, json=body, headers=take.headers)
+    receipt = await retried(post, deadline, refused)
     if receipt.status_code == 201:
         take.submission_id = receipt.json()["submission_id"]
         return
@@ -476,9 +479,12 @@ async def resumable_upload(
                 await asyncio.sleep(0.25)
 
 
-async def retried(call: Any, deadline: float) -> httpx.Response:
+async def retried(
+    call: Any, deadline: float, refused: asyncio.Event | None = None
+) -> httpx.Response:
     """`await call()` until it answers below 500, retrying connection errors and 5xx (as a
-    browser's user retries) until `deadline` (the event loop's clock)."""
+    browser's user retries) until `deadline` (the event loop's clock); `refused`, if given,
+    is set at the first failed try."""
     loop = asyncio.get_running_loop()
     while True:
         try:
@@ -487,6 +493,8 @@ async def retried(call: Any, deadline: float) -> httpx.Response:
                 return response
         except httpx.HTTPError:
             pass
+        if refused is not None:
+            refused.set()
         if loop.time() > deadline:
             raise AssertionError("no answer below 500 before the deadline")
         await asyncio.sleep(0.25)

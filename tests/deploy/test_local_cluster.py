@@ -327,8 +327,11 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
         os.kill(cluster.pid("web0"), signal.SIGKILL)
         await events["pg"].wait()
         cluster.pg.cut()  # PostgreSQL "restarts": connections drop, then it comes back
-        submitting = [asyncio.create_task(hand_in(client, t, loop.time() + 30)) for t in late]
-        await asyncio.sleep(2)
+        refused = asyncio.Event()  # the outage is held until a submission has met it
+        submitting = [
+            asyncio.create_task(hand_in(client, t, loop.time() + 30, refused)) for t in late
+        ]
+        await asyncio.wait_for(refused.wait(), 30)
         cluster.pg.resume()
         await asyncio.gather(*submitting)
         handed_in.set()
