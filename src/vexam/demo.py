@@ -350,15 +350,40 @@ async def _certify(
     db: Database, settings: Settings, clock: Clock, users: dict[str, Principal]
 ) -> None:
     """Certify 13900000006 as `CERTIFIED_ALREADY` through a manual review, once."""
-    from vexam.identity import decisions, schemas, service, verification
+    from vexam.identity import service
 
     candidate = users["13900000006"]
-    agent = users["13900000004"]
     async with _ctx(db, settings, clock, candidate) as ctx:
-        current = await service.identity_of(ctx, candidate.user_id)
-        if current is not None:
+        if await service.identity_of(ctx, candidate.user_id) is not None:
             return
-        person = CERTIFIED_ALREADY
+    await certify_by_review(
+        db,
+        settings,
+        clock,
+        candidate,
+        users["13900000004"],
+        CERTIFIED_ALREADY,
+        address="上海市徐汇区示范路1号",
+        reason="示范数据：照片与自拍一致",
+    )
+
+
+async def certify_by_review(
+    db: Database,
+    settings: Settings,
+    clock: Clock,
+    candidate: Principal,
+    agent: Principal,
+    person: Person,
+    *,
+    address: str,
+    reason: str,
+) -> None:
+    """Certify `candidate` as `person` the way a typed certification ends: the details typed,
+    drawn card and selfie photos sent for a manual review, and `agent` approving it."""
+    from vexam.identity import decisions, schemas, service, verification
+
+    async with _ctx(db, settings, clock, candidate) as ctx:
         await service.submit(
             ctx,
             candidate,
@@ -367,7 +392,7 @@ async def _certify(
                 document_type=schemas.DocumentType.resident_id,
                 name=person.name,
                 id_number=person.id_number,
-                address="上海市徐汇区示范路1号",
+                address=address,
             ),
         )
         review = await verification.request_review(
@@ -375,10 +400,7 @@ async def _certify(
         )
     async with _ctx(db, settings, clock, agent) as ctx:
         await decisions.decide_review(
-            ctx,
-            agent,
-            review.id,
-            schemas.DecisionIn(decision="approve", reason="示范数据：照片与自拍一致"),
+            ctx, agent, review.id, schemas.DecisionIn(decision="approve", reason=reason)
         )
 
 

@@ -252,11 +252,10 @@ async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
         DEMO_PEOPLE,
         DEMO_SCHOOL,
         _ctx,
-        _drawn_photo,
+        certify_by_review,
     )
     from vexam.demo import seed as seed_demo
     from vexam.exams import service as exams
-    from vexam.identity import decisions, schemas, service, verification
     from vexam.schools import service as schools
 
     # The demo builds its S3 client and resources per unit of work (0.5 s each for boto3):
@@ -284,26 +283,10 @@ async def seed(settings: Settings) -> tuple[int, list[tuple[str, str]]]:
             async with _ctx(db, settings, clock) as ctx:
                 user = await accounts.create_user(ctx, phone, DEMO_PASSWORD, role=Role.candidate)
             me = Principal(user.id, Role.candidate, None, None, 0, phone)
-            async with _ctx(db, settings, clock, me) as ctx:
-                await service.submit(
-                    ctx,
-                    me,
-                    schemas.CertificationIn(
-                        identity_type=schemas.IdentityType.gaokao,
-                        document_type=schemas.DocumentType.resident_id,
-                        name=person.name,
-                        id_number=person.id_number,
-                        address="北京市东城区示范路1号",
-                    ),
-                )
-                review = await verification.request_review(
-                    ctx, me, _drawn_photo("card"), _drawn_photo("selfie")
-                )
             by = Principal(agent.id, Role.support, None, None, 0, "agent")
-            async with _ctx(db, settings, clock, by) as ctx:
-                await decisions.decide_review(
-                    ctx, by, review.id, schemas.DecisionIn(decision="approve", reason="test")
-                )
+            await certify_by_review(
+                db, settings, clock, me, by, person, address="北京市东城区示范路1号", reason="test"
+            )
     finally:
         main.build_store, main.build_resources = originals
         await db.dispose()
