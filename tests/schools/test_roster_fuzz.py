@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from openpyxl import Workbook
 
 from tests.schools.test_roster import HEADER_ZH, csv_bytes, exam, id_number, upload, xlsx_bytes
 from vexam.identity.idnumbers import IdNumberReason
@@ -138,15 +137,8 @@ def test_random_rows_with_the_real_header(cells: list[str], copies: int) -> None
 
 
 def xlsx_of(values: list[list[Any]]) -> bytes:
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.append(HEADER_ZH)
-    for row in values:
-        sheet.append(row)
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    """A workbook of `values` under the Chinese header."""
+    return xlsx_bytes(values, HEADER_ZH)
 
 
 # Values openpyxl can write into a cell (no control characters, which XML cannot hold).
