@@ -235,6 +235,18 @@ def wait_for_sms_code(
         time.sleep(0.05)
 
 
+class LiveInbox:
+    """The live app's SMS inbox for API helpers run on its loop (`tests.helpers.register`):
+    its in-process worker sends a code on its own time, so `code_for` waits for it."""
+
+    def __init__(self, sms: MemorySmsSender) -> None:
+        self.sms = sms
+
+    async def code_for(self, phone: str) -> str:
+        """The code of the newest SMS to `phone`, waited for off the loop."""
+        return await asyncio.to_thread(wait_for_sms_code, self.sms, phone)
+
+
 @pytest.fixture
 def sms_code(sms: MemorySmsSender) -> Callable[..., str]:
     """`sms_code(phone, count=1)`: wait for the SMS code sent to `phone` (see wait_for_sms_code)."""

@@ -14,13 +14,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import LiveApp, save_screenshot
+from tests.browser.conftest import LiveApp, LiveInbox, save_screenshot
 from tests.browser.test_school_pages import (
     laptop,  # noqa: F401 - a fixture
     no_sideways_scroll,
     roster_names,
 )
-from tests.conftest import Sms
 from tests.exams.test_enrollment import certified_candidate
 from tests.exams.test_sittings import complete, ready, record, submit
 from tests.helpers import PASSWORD, app_ctx, staff
@@ -62,7 +61,7 @@ def test_admin_imports_fixes_the_roster_and_sees_a_submission_arrive(
         agent = {
             "Authorization": f"Bearer {await staff(live_app.app, api, new_phone(), 'support')}"
         }
-        who, number = await certified_candidate(api, Sms(live_app.app, sms), new_phone, agent)
+        who, number = await certified_candidate(api, LiveInbox(sms), new_phone, agent)
         async with app_ctx(live_app.app, "browser-tests") as ctx:
             school = await schools.create_school(
                 ctx, f"s-{secrets.token_hex(4)}", "示范音乐学院", name_en="Model Conservatory"
