@@ -243,6 +243,35 @@ async def test_upload_alternates_between_web_processes_and_a_worker_verifies_it(
     await _assert_nothing_lost(settings, [take])
 
 
+REDIS_OUTAGE_SECONDS = 60.0  # "drop Redis for a minute"
+
+
+async def _through_the_outage(
+    client: httpx.AsyncClient, takes: list[Take], reviewer: str, until: float, scored: set[str]
+) -> int:
+    """Until loop time `until`: every candidate polls their sitting about once a second and
+    the reviewer scores what is verified. Every poll must be answered 200 with the upload
+    received (its check waits for Redis); returns how many polls were answered."""
+    loop = asyncio.get_running_loop()
+    polls = 0
+    while loop.time() < until:
+        for take in takes:
+            answer = await client.get(f"/api/v1/sittings/{take.sitting_id}", headers=take.headers)
+            assert answer.status_code == 200, answer.text
+            (subject,) = [
+                s for s in answer.json()["subjects"] if s["subject_id"] == take.subject_id
+            ]
+            receipt = subject["submission"]
+            assert (receipt["upload_state"], receipt["upload_offset"]) == (
+                "received",
+                len(take.data),
+            ), subject
+            polls += 1
+        scored.update(await score_all(client, reviewer, loop.time() + 30))
+        await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
+    return polls
+
+
 async def _recover(cluster: Cluster, settings: Settings) -> int:
     """What the workers' periodic sweep does once the stranded delays have passed: run it on
     a clock 31 minutes ahead, with the jobs it queues run here (a queue of this test, so the
@@ -321,6 +350,7 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
 
     handed_in = asyncio.Event()
     redis_down = events["redis"]
+    redis_cut: list[float] = []  # when the Redis outage began (loop time)
 
     async def chaos(client: httpx.AsyncClient) -> None:
         await events["kill"].wait()
@@ -337,6 +367,7 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
         handed_in.set()
         await asyncio.to_thread(cluster.run, "restart-web", "--index", "0")
         cluster.redis.cut()
+        redis_cut.append(loop.time())
         events["redis"].set()
 
     scored: set[str] = set()
@@ -365,9 +396,15 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
             uploaded.set()
 
         await asyncio.gather(chaos(client), reviewing(), uploading())
+        # The outage lasts the issue's full minute: wall-clock time on purpose, during which
+        # candidates keep polling their sittings and the reviewer keeps scoring.
+        polls = await _through_the_outage(
+            client, [*rest, *late], reviewer, redis_cut[0] + REDIS_OUTAGE_SECONDS, scored
+        )
     takes += late
     stranded = await _states(settings, [*rest, *late])
     assert [state for state, _, _ in stranded] == ["received"] * 4  # their checks were lost
+    assert loop.time() - redis_cut[0] >= REDIS_OUTAGE_SECONDS
     cluster.redis.resume()
     await _workers_take_jobs(cluster, world["people"][1][0])
 
@@ -384,3 +421,4 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     failed = Counter(f.split(" {")[0][:60] for take in takes for f in take.failures)
     print(f"\nworkers killed at {at_kill}; retried during the faults: {dict(failed)}")
     print(f"scores given: {len(scored)}; jobs the recovery sweep ran: {recovered}")
+    print(f"status polls answered during the {REDIS_OUTAGE_SECONDS:.0f} s Redis outage: {polls}")
