@@ -5,9 +5,8 @@ has ended shows as absent.
 
 The candidate's app polls the status call all through the exam, so it reads what it shows in
 few statements, built once: the sitting with its exam and accommodation in one, the subjects
-with their attempts used and submissions in one, the recordings, the flagged events, the
-uploads' progress (when anything was submitted); it voids overdue recordings only when one of
-those it read is overdue.
+with their attempts used, submissions and newest uploads in one, the recordings, the flagged
+events; it voids overdue recordings only when one of those it read is overdue.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import aliased
 
 from vexam.core.context import Ctx, Principal
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
@@ -25,6 +25,7 @@ from vexam.exams.models import (
     Subject,
     SubjectProgress,
     Submission,
+    Upload,
 )
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
@@ -35,10 +36,20 @@ _FLAGS = (
     .where(ExamEvent.sitting_id == bindparam("sitting_id"), ExamEvent.action == "flag")
     .order_by(ExamEvent.id)
 )
+# The newest upload of a submission (by creation).
+_OLDER = aliased(Upload)
+_NEWEST_UPLOAD = (
+    select(_OLDER.id)
+    .where(_OLDER.submission_id == Submission.id)
+    .order_by(_OLDER.created_at.desc(), _OLDER.id.desc())
+    .limit(1)
+    .correlate(Submission)
+    .scalar_subquery()
+)
 # The exam's subjects with the sitting's attempts used and submission of each (both unique
-# per sitting and subject).
+# per sitting and subject), and the submission's newest upload.
 _SUBJECTS = (
-    select(Subject, SubjectProgress.used, Submission)
+    select(Subject, SubjectProgress.used, Submission, Upload)
     .outerjoin(
         SubjectProgress,
         and_(
@@ -53,6 +64,7 @@ _SUBJECTS = (
             Submission.sitting_id == bindparam("sitting_id"),
         ),
     )
+    .outerjoin(Upload, Upload.id == _NEWEST_UPLOAD)
     .where(Subject.exam_id == bindparam("exam_id"))
     .order_by(Subject.position)
 )
@@ -181,15 +193,19 @@ async def status(
     sitting, exam = loaded.sitting, loaded.exam
     found = await ctx.session.execute(_SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id})
     rows = found.all()
-    subjects = [subject for subject, _, _ in rows]
-    used = {subject.id: spent or 0 for subject, spent, _ in rows}
-    submissions = {subject.id: done for subject, _, done in rows if done is not None}
+    subjects = [subject for subject, _, _, _ in rows]
+    used = {subject.id: spent or 0 for subject, spent, _, _ in rows}
+    submissions = {subject.id: done for subject, _, done, _ in rows if done is not None}
+    progress = {
+        done.id: await uploads.progress(ctx, upload)
+        for _, _, done, upload in rows
+        if done is not None and upload is not None
+    }
     recordings = await _recordings(ctx, sitting.id)
     if void_overdue and _overdue(ctx, recordings):
         await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
         recordings = await _recordings(ctx, sitting.id, fresh=True)
     flags = await flags_by_recording(ctx, sitting.id)
-    progress = await uploads.progress_by_submission(ctx, [s.id for s in submissions.values()])
     window = _window(ctx, loaded)
     out: list[schemas.SubjectStatus] = []
     for subject in subjects:

@@ -489,29 +489,14 @@ class Progress:
     media: dict[str, Any]
 
 
-async def progress_by_submission(ctx: Ctx, submission_ids: list[int]) -> dict[int, Progress]:
-    """The newest upload of each submission (by creation), for the status call."""
-    if not submission_ids:
-        return {}
-    found = await ctx.session.execute(
-        select(Upload)
-        .where(Upload.submission_id.in_(submission_ids))
-        .order_by(Upload.created_at, Upload.id)
-    )
-    newest: dict[int, Upload] = {}
-    for upload in found.scalars():
-        newest[upload.submission_id] = upload
-    local = store_of(ctx).name == "local"
-    out: dict[int, Progress] = {}
-    for submission_id, upload in newest.items():
-        offset = upload.received
-        if local and upload.state == "receiving":
-            # The row lags the file between PATCHes (`_record_progress`): read the file.
-            offset = await asyncio.to_thread(files.peek_size, path_of(ctx, upload.id), offset)
-        out[submission_id] = Progress(
-            upload.id, offset, upload.length, upload.state, dict(upload.media)
-        )
-    return out
+async def progress(ctx: Ctx, upload: Upload) -> Progress:
+    """How far an upload is, for the status call (the sitting's statement loads the newest
+    upload of each submission)."""
+    offset = upload.received
+    if upload.state == "receiving" and store_of(ctx).name == "local":
+        # The row lags the file between PATCHes (`_record_progress`): read the file.
+        offset = await asyncio.to_thread(files.peek_size, path_of(ctx, upload.id), offset)
+    return Progress(upload.id, offset, upload.length, upload.state, dict(upload.media))
 
 
 async def sweep(ctx: Ctx, limit: int = 500) -> tuple[int, int]:
