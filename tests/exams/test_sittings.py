@@ -367,6 +367,14 @@ async def test_events_follow_the_exam_policy(app, client, inbox, new_phone, worl
     assert kept.status_code == 200 and kept.json()["flags"] == ["phone_call"]
     receipt = await submit(client, who, sitting, second["id"])
     assert receipt.status_code == 201
+    before = await status(client, who, sitting["id"])
+    assert "event:phone_call" not in before["flags"]
+    loose = await event(client, who, sitting["id"], "phone_call")  # nothing recording
+    assert loose.json()["action"] == "flag"
+    view = await status(client, who, sitting["id"])
+    assert view["flags"].count("event:phone_call") == 1  # the sitting's, not a recording's
+    shown = {r["id"]: r["flags"] for s in view["subjects"] for r in s["recordings"]}
+    assert shown == {first["id"]: [], second["id"]: ["phone_call"]}
 
     third = (await record(client, who, sitting, position=1, orientation="landscape")).json()
     shot = await event(client, who, sitting["id"], "screenshot")
@@ -383,7 +391,13 @@ async def test_events_follow_the_exam_policy(app, client, inbox, new_phone, worl
                 select(ExamEvent.kind).where(ExamEvent.sitting_id == sitting["id"])
             )
         ).scalars()
-        assert sorted(kept) == ["left_page", "phone_call", "screen_locked", "screenshot"]
+        assert sorted(kept) == [
+            "left_page",
+            "phone_call",
+            "phone_call",
+            "screen_locked",
+            "screenshot",
+        ]
 
 
 async def test_three_failed_face_checks_end_the_recording(

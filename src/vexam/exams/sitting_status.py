@@ -5,15 +5,16 @@ has ended shows as absent.
 
 The candidate's app polls the status call all through the exam, so it reads what it shows in
 few statements, built once: the sitting with its exam and accommodation in one, the subjects
-with their attempts used, submissions and newest uploads in one, the recordings, the flagged
-events; it voids overdue recordings only when one of those it read is overdue.
+with their attempts used, submissions and newest uploads in one, the recordings with their
+flagged events in one (flags while nothing was recording in another, only when there are
+any); it voids overdue recordings only when one of those it read is overdue.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import aliased
 
 from vexam.core.context import Ctx, Principal
@@ -46,10 +47,17 @@ _NEWEST_UPLOAD = (
     .correlate(Submission)
     .scalar_subquery()
 )
+_IS_FLAG = ExamEvent.action == "flag"
+# Flagged events while nothing was recording (rare): read only when the subjects' statement
+# says there are some.
+_LOOSE = and_(
+    ExamEvent.sitting_id == bindparam("sitting_id"), _IS_FLAG, ExamEvent.recording_id.is_(None)
+)
+_LOOSE_FLAGS = select(ExamEvent.kind).where(_LOOSE).order_by(ExamEvent.id)
 # The exam's subjects with the sitting's attempts used and submission of each (both unique
-# per sitting and subject), and the submission's newest upload.
+# per sitting and subject), the submission's newest upload, and whether loose flags exist.
 _SUBJECTS = (
-    select(Subject, SubjectProgress.used, Submission, Upload)
+    select(Subject, SubjectProgress.used, Submission, Upload, exists().where(_LOOSE))
     .outerjoin(
         SubjectProgress,
         and_(
@@ -68,8 +76,19 @@ _SUBJECTS = (
     .where(Subject.exam_id == bindparam("exam_id"))
     .order_by(Subject.position)
 )
+# The sitting's recordings, each with its flagged events' kinds (a row per flag).
 _RECORDINGS = (
-    select(Recording).where(Recording.sitting_id == bindparam("sitting_id")).order_by(Recording.id)
+    select(Recording, ExamEvent.kind)
+    .outerjoin(
+        ExamEvent,
+        and_(
+            ExamEvent.sitting_id == Recording.sitting_id,
+            ExamEvent.recording_id == Recording.id,
+            _IS_FLAG,
+        ),
+    )
+    .where(Recording.sitting_id == bindparam("sitting_id"))
+    .order_by(Recording.id, ExamEvent.id)
 )
 # Rows changed by an UPDATE statement since they were loaded.
 _RECORDINGS_FRESH = _RECORDINGS.execution_options(populate_existing=True)
@@ -172,9 +191,19 @@ def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[
     return "record"
 
 
-async def _recordings(ctx: Ctx, sitting_id: int, *, fresh: bool = False) -> list[Recording]:
+async def _recordings(
+    ctx: Ctx, sitting_id: int, *, fresh: bool = False
+) -> tuple[list[Recording], dict[int, list[str]]]:
+    """The sitting's recordings in order, and the flagged event kinds of each."""
     statement = _RECORDINGS_FRESH if fresh else _RECORDINGS
-    return list((await ctx.session.execute(statement, {"sitting_id": sitting_id})).scalars())
+    found = await ctx.session.execute(statement, {"sitting_id": sitting_id})
+    recordings: dict[int, Recording] = {}
+    flags: dict[int, list[str]] = {}
+    for recording, kind in found.all():
+        recordings[recording.id] = recording
+        if kind is not None:
+            flags.setdefault(recording.id, []).append(kind)
+    return list(recordings.values()), flags
 
 
 def _overdue(ctx: Ctx, recordings: list[Recording]) -> bool:
@@ -193,19 +222,22 @@ async def status(
     sitting, exam = loaded.sitting, loaded.exam
     found = await ctx.session.execute(_SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id})
     rows = found.all()
-    subjects = [subject for subject, _, _, _ in rows]
-    used = {subject.id: spent or 0 for subject, spent, _, _ in rows}
-    submissions = {subject.id: done for subject, _, done, _ in rows if done is not None}
+    subjects = [subject for subject, *_ in rows]
+    used = {subject.id: spent or 0 for subject, spent, *_ in rows}
+    submissions = {subject.id: done for subject, _, done, *_ in rows if done is not None}
     progress = {
         done.id: await uploads.progress(ctx, upload)
-        for _, _, done, upload in rows
+        for _, _, done, upload, _ in rows
         if done is not None and upload is not None
     }
-    recordings = await _recordings(ctx, sitting.id)
+    recordings, flags = await _recordings(ctx, sitting.id)
     if void_overdue and _overdue(ctx, recordings):
         await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
-        recordings = await _recordings(ctx, sitting.id, fresh=True)
-    flags = await flags_by_recording(ctx, sitting.id)
+        recordings, flags = await _recordings(ctx, sitting.id, fresh=True)
+    loose: list[str] = []
+    if any(row[4] for row in rows):
+        kinds = await ctx.session.execute(_LOOSE_FLAGS, {"sitting_id": sitting.id})
+        loose = list(kinds.scalars())
     window = _window(ctx, loaded)
     out: list[schemas.SubjectStatus] = []
     for subject in subjects:
@@ -232,7 +264,7 @@ async def status(
                 submission=receipt(submission, progress.get(submission.id)) if submission else None,
             )
         )
-    sitting_flags = [*sitting.flags, *(f"event:{kind}" for kind in flags.get(None, []))]
+    sitting_flags = [*sitting.flags, *(f"event:{kind}" for kind in loose)]
     return schemas.SittingOut(
         id=sitting.id,
         exam_id=exam.id,
