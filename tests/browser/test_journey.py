@@ -37,7 +37,7 @@ from vexam.core.context import Role
 from vexam.exams import schemas as exam_schemas
 from vexam.exams import service as exams
 from vexam.exams import uploads
-from vexam.exams.models import Sitting, Submission
+from vexam.exams.models import Sitting, Submission, Upload
 from vexam.identity.engines import IdentityEngines
 from vexam.schools import service as schools
 
@@ -279,8 +279,12 @@ def test_candidate_journey_from_registration_to_verified_upload(
 async def upload_ids(live_app: LiveApp, submission_ids: list[int]) -> dict[int, str]:
     """The id of each submission's newest upload."""
     async with app_ctx(live_app.app) as ctx:
-        progress = await uploads.progress_by_submission(ctx, submission_ids)
-        return {key: value.upload_id for key, value in progress.items()}
+        found = await ctx.session.execute(
+            select(Upload.submission_id, Upload.id)
+            .where(Upload.submission_id.in_(submission_ids))
+            .order_by(Upload.created_at, Upload.id)
+        )
+        return dict(found.tuples().all())  # the newest, by creation, comes last
 
 
 async def recordings(live_app: LiveApp, exam_id: int) -> list[Any]:
