@@ -284,7 +284,7 @@ async def upload_ids(live_app: LiveApp, submission_ids: list[int]) -> dict[int, 
             .where(Upload.submission_id.in_(submission_ids))
             .order_by(Upload.created_at, Upload.id)
         )
-        return dict(found.tuples().all())  # the newest, by creation, comes last
+        return {submission: upload for submission, upload in found}  # newest last, so kept
 
 
 async def recordings(live_app: LiveApp, exam_id: int) -> list[Any]:

@@ -230,7 +230,10 @@ async def test_dropped_and_silent_connections_keep_what_arrived(
     sock.sendall(data[:1_500_000])
     sock.close()  # dropped mid-body
     # What reached the application is kept (bytes still in kernel buffers at the drop may not).
-    # Done once its first write (at 1 MiB) is on disk and it no longer holds the lock.
+    # Done once 1 MiB is on disk and the PATCH no longer holds the lock. The lock is probed only
+    # after the first MiB is seen: a probe may take it for a moment, and a PATCH arriving then
+    # would be refused 423 (as a client's HEAD at that moment would make it).
+    _wait_for(lambda: path.stat().st_size >= 1024 * 1024, "the dropped PATCH's first MiB")
     _wait_for(lambda: _settled(path, 1024 * 1024), "the dropped PATCH to end")
     kept = int(_head(live, sub, location).headers["upload-offset"])
     assert 1024 * 1024 <= kept <= 1_500_000

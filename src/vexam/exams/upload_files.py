@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -36,6 +37,17 @@ from vexam.exams.models import Upload
 # connection. What may wait for the disk (the lock, fdatasync, truncation) runs in threads.
 WRITE_BUFFER = 64 << 10
 WRITE_CHUNKS = 512  # and at most this many chunks per gathered write (IOV_MAX is 1024)
+# A PATCH that runs alone in its process has cores to spare: the whole file's running SHA-256
+# is then folded in a worker thread, from the page cache, once this much is written and not
+# yet hashed (and again before the sync), so hashing runs on another core while the loop
+# receives, and each fold starts the disk write-back of its bytes, so that the final
+# fdatasync waits only for the tail (one 200 MiB upload in 5 MiB PATCHes: ≈ 0.73× → 0.87×
+# the raw write, `bench.upload`). Beside other PATCHes the cores are busy and reading back
+# costs CPU (≈ 20% more per MB), so the loop hashes each write as it goes.
+FOLD_AHEAD = 1 << 20
+FOLD_READ = 256 << 10  # bytes read back per step of a fold (a buffer per worker thread)
+FOLD_ALONE = 1  # fold in threads while at most this many PATCHes run in the process
+_RUNNING = [0]  # PATCHes appending in this process now (the event loop's thread only)
 
 _MARKER = ".ckpt"
 
@@ -55,6 +67,50 @@ def upload_path(root: Path, upload_id: str) -> Path:
 
 def _marker(path: Path) -> Path:
     return path.with_name(path.name + _MARKER)
+
+
+def _writeback_starter() -> Any:
+    """libc's sync_file_range, where there is one (Linux), else None."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE = _writeback_starter()
+_SYNC_FILE_RANGE_WRITE = 2  # start write-out of the range's dirty pages, do not wait
+
+
+def start_writeback(fd: int, offset: int, count: int) -> None:
+    """Ask the kernel to start writing bytes [offset, offset + count) of `fd` to disk (a hint:
+    durability still comes from fdatasync; may wait for a congested disk, so call it in a
+    thread)."""
+    if _SYNC_FILE_RANGE is not None and count > 0:
+        _SYNC_FILE_RANGE(fd, offset, count, _SYNC_FILE_RANGE_WRITE)
+
+
+_FOLD_BUFFERS = threading.local()
+
+
+def fold(fd: int, start: int, end: int, digest: Any | None) -> None:
+    """Start the write-back of bytes [start, end) of `fd` and, when `digest` is given, update
+    it with them, read back from the page cache (blocking; `OSError` on a short read)."""
+    start_writeback(fd, start, end - start)
+    if digest is None:
+        return
+    buffer = getattr(_FOLD_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _FOLD_BUFFERS.buffer = memoryview(bytearray(FOLD_READ))
+    position = start
+    while position < end:
+        n = os.preadv(fd, [buffer[: min(FOLD_READ, end - position)]], position)
+        if n <= 0:
+            raise OSError(f"the upload file ends at {position}, before {end}")
+        digest.update(buffer[:n])
+        position += n
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -180,6 +236,11 @@ class PatchWriter:
     written: int = 0
     chunk_hash: Any = field(default_factory=hashlib.sha256)
     file_hash: Any | None = None
+    folded: int = -1  # the file's bytes before this are in `file_hash` (see `fold_ahead`)
+    hash_as_written: bool = True  # else `fold_ahead` and `commit` hash (see `FOLD_AHEAD`)
+    # Held by a fold and by the settling methods, which may run in two worker threads at once
+    # when a PATCH ends while a fold runs.
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def open(cls, path: Path, offset: int, *, checksummed: bool) -> PatchWriter:
@@ -227,7 +288,7 @@ class PatchWriter:
         except BaseException:
             os.close(fd)
             raise
-        return cls(path=path, start=offset, checksummed=checksummed, fd=fd)
+        return cls(path=path, start=offset, checksummed=checksummed, fd=fd, folded=offset)
 
     def write(self, chunks: list[bytes]) -> None:
         """Append `chunks` at the current end in one gathered write (no joined copy; pwritev:
@@ -247,11 +308,47 @@ class PatchWriter:
         for chunk in chunks:
             if self.checksummed:
                 self.chunk_hash.update(chunk)
-            if self.file_hash is not None:
+            if self.hash_as_written and self.file_hash is not None:
                 self.file_hash.update(chunk)
+        if self.hash_as_written:
+            self.folded = self.end
+
+    @property
+    def end(self) -> int:
+        """The file's size after what this PATCH wrote so far."""
+        return self.start + self.written
+
+    def unfolded(self) -> int:
+        """Bytes written and not yet folded into the running hash."""
+        return self.end - self.folded
+
+    def fold_ahead(self, end: int) -> None:
+        """Fold the file's bytes [folded, end) into the running hash (blocking; one fold at a
+        time, never beside `settle`). Reads through a descriptor of its own, so that the
+        PATCH's descriptor (and lock) may close meanwhile; on failure the running hash is
+        dropped (completion then reads the file)."""
+        with self.guard:
+            if self.folded >= end or self.fd < 0:  # settled meanwhile
+                return
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                self.file_hash = None
+                return
+            try:
+                fold(fd, self.folded, end, self.file_hash)
+                self.folded = end
+            except OSError:
+                self.file_hash = None
+            finally:
+                os.close(fd)
 
     def rollback(self) -> None:
         """Cut the file back to where this PATCH started, durably, and unlock."""
+        with self.guard:
+            self._rollback()
+
+    def _rollback(self) -> None:
         try:
             os.ftruncate(self.fd, self.start)
             os.fdatasync(self.fd)
@@ -262,9 +359,20 @@ class PatchWriter:
         self.file_hash = None
 
     def commit(self) -> int:
-        """Make what was written durable, drop the marker, unlock; return the new size."""
+        """Make what was written durable, drop the marker, unlock; return the new size. The
+        running hash is brought up to the end first (its reads overlap the write-back)."""
+        with self.guard:
+            return self._commit()
+
+    def _commit(self) -> int:
         try:
             if self.written:
+                if self.unfolded() and (self.file_hash is not None or not self.hash_as_written):
+                    try:
+                        fold(self.fd, self.folded, self.end, self.file_hash)
+                        self.folded = self.end
+                    except OSError:
+                        self.file_hash = None
                 os.fdatasync(self.fd)
             if self.checksummed:
                 _marker(self.path).unlink(missing_ok=True)
@@ -335,9 +443,10 @@ async def append(
     `upload_locked`, `upload_not_found`, `upload_offset_mismatch`, `upload_exceeds_length`,
     `upload_chunk_checksum_mismatch` (nothing kept). A checksummed body cut short keeps
     nothing and answers the old offset. One thread hop per PATCH, for the last write with
-    the sync: the lock is taken on the loop (`PatchWriter.open_quick`; in a thread only when
-    a checksum's marker must be written or recovered), and the writes between go to the page
-    cache on the loop (see `WRITE_BUFFER`)."""
+    the sync (and the running hash's last fold): the lock is taken on the loop
+    (`PatchWriter.open_quick`; in a thread only when a checksum's marker must be written or
+    recovered), the writes between go to the page cache on the loop (see `WRITE_BUFFER`), and
+    a long body is hashed behind them in threads (see `FOLD_AHEAD`)."""
     try:
         writer = PatchWriter.open_quick(path, offset) if checksum is None else None
         if writer is None:
@@ -354,33 +463,44 @@ async def append(
     room = length - offset
     overflow = False
     pending: list[bytes] = []
+    loop = asyncio.get_running_loop()
+    folding: asyncio.Future[None] | None = None
+    _RUNNING[0] += 1
     try:
-        buffered = 0
-        taken = 0
-        async for chunk in chunks:
-            taken += len(chunk)
-            if taken > room:
-                overflow = True
-                break
-            pending.append(chunk)
-            buffered += len(chunk)
-            if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
-                writer.write(pending)
-                pending, buffered = [], 0
-    except BaseException:
-        # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
-        await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
-        raise
-    if overflow:
-        await asyncio.to_thread(writer.rollback)
-        raise VexamError("upload_exceeds_length", length=length)
-    file_hash = writer.file_hash
-    size = await asyncio.to_thread(writer.settle, pending, checksum, content_length)
-    if size is None:  # a checksummed body cut short: nothing kept, the old offset stands
-        return Stored(offset)
-    keep_running_hash(upload_id, size, file_hash)
-    digest = file_hash.hexdigest() if file_hash is not None and size == length else None
-    return Stored(size, digest)
+        writer.hash_as_written = _RUNNING[0] > FOLD_ALONE
+        try:
+            buffered = 0
+            taken = 0
+            async for chunk in chunks:
+                taken += len(chunk)
+                if taken > room:
+                    overflow = True
+                    break
+                pending.append(chunk)
+                buffered += len(chunk)
+                if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
+                    writer.write(pending)
+                    pending, buffered = [], 0
+                    if writer.unfolded() >= FOLD_AHEAD and (folding is None or folding.done()):
+                        # Never when hashing as written (nothing is left unfolded). Not
+                        # awaited: the writer's guard orders it before the settling.
+                        folding = loop.run_in_executor(None, writer.fold_ahead, writer.end)
+        except BaseException:
+            # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
+            await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
+            raise
+        if overflow:
+            await asyncio.to_thread(writer.rollback)
+            raise VexamError("upload_exceeds_length", length=length)
+        size = await asyncio.to_thread(writer.settle, pending, checksum, content_length)
+        file_hash = writer.file_hash
+        if size is None:  # a checksummed body cut short: nothing kept, the old offset stands
+            return Stored(offset)
+        keep_running_hash(upload_id, size, file_hash)
+        digest = file_hash.hexdigest() if file_hash is not None and size == length else None
+        return Stored(size, digest)
+    finally:
+        _RUNNING[0] -= 1
 
 
 class LocalUploadStore:
