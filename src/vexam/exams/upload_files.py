@@ -336,12 +336,17 @@ class PatchWriter:
                 self.file_hash = None
                 return
             try:
-                fold(fd, self.folded, end, self.file_hash)
-                self.folded = end
-            except OSError:
-                self.file_hash = None
+                self._fold_to(fd, end)
             finally:
                 os.close(fd)
+
+    def _fold_to(self, fd: int, end: int) -> None:
+        """Fold [folded, end) read through `fd`; a failed read drops the running hash."""
+        try:
+            fold(fd, self.folded, end, self.file_hash)
+            self.folded = end
+        except OSError:
+            self.file_hash = None
 
     def rollback(self) -> None:
         """Cut the file back to where this PATCH started, durably, and unlock."""
@@ -367,12 +372,8 @@ class PatchWriter:
     def _commit(self) -> int:
         try:
             if self.written:
-                if self.unfolded() and (self.file_hash is not None or not self.hash_as_written):
-                    try:
-                        fold(self.fd, self.folded, self.end, self.file_hash)
-                        self.folded = self.end
-                    except OSError:
-                        self.file_hash = None
+                if self.unfolded():  # never when hashing as written
+                    self._fold_to(self.fd, self.end)
                 os.fdatasync(self.fd)
             if self.checksummed:
                 _marker(self.path).unlink(missing_ok=True)
@@ -460,47 +461,61 @@ async def append(
     except OffsetMismatch as exc:
         raise VexamError("upload_offset_mismatch", offset=exc.size) from None
     writer.file_hash = take_running_hash(upload_id, offset)
+    _RUNNING[0] += 1
+    try:
+        writer.hash_as_written = _RUNNING[0] > FOLD_ALONE
+        return await _fill(writer, upload_id, length, chunks, content_length, checksum)
+    finally:
+        _RUNNING[0] -= 1
+
+
+async def _fill(
+    writer: PatchWriter,
+    upload_id: str,
+    length: int,
+    chunks: AsyncIterator[bytes],
+    content_length: int | None,
+    checksum: bytes | None,
+) -> Stored:
+    """The body of `append` once `writer` holds the lock at the PATCH's offset: write,
+    settle, answer."""
+    offset = writer.start
     room = length - offset
     overflow = False
     pending: list[bytes] = []
     loop = asyncio.get_running_loop()
     folding: asyncio.Future[None] | None = None
-    _RUNNING[0] += 1
     try:
-        writer.hash_as_written = _RUNNING[0] > FOLD_ALONE
-        try:
-            buffered = 0
-            taken = 0
-            async for chunk in chunks:
-                taken += len(chunk)
-                if taken > room:
-                    overflow = True
-                    break
-                pending.append(chunk)
-                buffered += len(chunk)
-                if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
-                    writer.write(pending)
-                    pending, buffered = [], 0
-                    if writer.unfolded() >= FOLD_AHEAD and (folding is None or folding.done()):
-                        # Never when hashing as written (nothing is left unfolded). Not
-                        # awaited: the writer's guard orders it before the settling.
-                        folding = loop.run_in_executor(None, writer.fold_ahead, writer.end)
-        except BaseException:
-            # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
-            await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
-            raise
-        if overflow:
-            await asyncio.to_thread(writer.rollback)
-            raise VexamError("upload_exceeds_length", length=length)
-        size = await asyncio.to_thread(writer.settle, pending, checksum, content_length)
-        file_hash = writer.file_hash
-        if size is None:  # a checksummed body cut short: nothing kept, the old offset stands
-            return Stored(offset)
-        keep_running_hash(upload_id, size, file_hash)
-        digest = file_hash.hexdigest() if file_hash is not None and size == length else None
-        return Stored(size, digest)
-    finally:
-        _RUNNING[0] -= 1
+        buffered = 0
+        taken = 0
+        async for chunk in chunks:
+            taken += len(chunk)
+            if taken > room:
+                overflow = True
+                break
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
+                writer.write(pending)
+                pending, buffered = [], 0
+                if writer.unfolded() >= FOLD_AHEAD and (folding is None or folding.done()):
+                    # Never when hashing as written (nothing is left unfolded). Not awaited:
+                    # the writer's guard orders it before the settling.
+                    folding = loop.run_in_executor(None, writer.fold_ahead, writer.end)
+    except BaseException:
+        # Cancelled or failed mid-body: keep what was written unless it is unverifiable.
+        await asyncio.to_thread(writer.rollback if checksum is not None else writer.commit)
+        raise
+    if overflow:
+        await asyncio.to_thread(writer.rollback)
+        raise VexamError("upload_exceeds_length", length=length)
+    size = await asyncio.to_thread(writer.settle, pending, checksum, content_length)
+    file_hash = writer.file_hash
+    if size is None:  # a checksummed body cut short: nothing kept, the old offset stands
+        return Stored(offset)
+    keep_running_hash(upload_id, size, file_hash)
+    digest = file_hash.hexdigest() if file_hash is not None and size == length else None
+    return Stored(size, digest)
 
 
 class LocalUploadStore:
