@@ -1,5 +1,6 @@
-"""Helpers of the cluster tests: TCP proxies that play a PostgreSQL or Redis outage, the
-cluster started by deploy/local-cluster, its candidates and a tus client that resumes."""
+"""Helpers of the cluster tests: a PostgreSQL server of the test's own that can crash and
+restart, a TCP proxy that plays a Redis outage, the cluster started by deploy/local-cluster,
+its candidates and a tus client that resumes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,7 +44,7 @@ def nginx_present() -> bool:
 class TcpProxy:
     """A TCP forwarder on 127.0.0.1 that the test can cut: `cut()` closes every connection
     and refuses new ones, as a restarting server does; `resume()` accepts again on the same
-    port. The shared PostgreSQL and Redis servers other tests use are never touched."""
+    port. The shared Redis server other tests use is never touched."""
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
@@ -108,15 +110,91 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def _postgres_bindir() -> Path | None:
+    """Where initdb and pg_ctl are (Debian keeps them out of PATH), or None."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parts)
+    return versions[-1].parent if versions else None
+
+
+def postgres_present() -> bool:
+    """The PostgreSQL server programs are installed (Debian's postgresql package)."""
+    return _postgres_bindir() is not None
+
+
+class PostgresServer:
+    """A PostgreSQL server of the test's own (initdb into a temporary folder, on a free port
+    of 127.0.0.1, trust auth for the user `postgres`), so the test can crash and restart it
+    without disturbing the shared server other tests use. Run as the `postgres` system user
+    when the test runs as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self, port: int) -> None:
+        bindir = _postgres_bindir()
+        if bindir is None:
+            raise RuntimeError("initdb not found (apt-get install postgresql)")
+        self.bindir, self.port = bindir, port
+        self.dir = Path(tempfile.mkdtemp(prefix="vexam-pg-"))
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        """postgresql:// URL of the server, without a database name."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}"
+
+    def _run(self, program: str, *args: str) -> str:
+        done = subprocess.run(
+            [*self._as, str(self.bindir / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode:
+            raise RuntimeError(f"{program} {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections (after crash recovery)."""
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=200"
+        log = str(self.dir / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def crash(self) -> None:
+        """Stop the server the hard way (`pg_ctl stop -m immediate`: every backend quits at
+        once, no checkpoint), so its next start replays the write-ahead log, as after a
+        power cut: what survives is exactly what was committed."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def log(self) -> str:
+        """The server's log (recovery messages after a crash)."""
+        return (self.dir / "server.log").read_text(errors="replace")
+
+    def remove(self) -> None:
+        """Stop the server if it runs and delete its folder."""
+        with contextlib.suppress(RuntimeError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 @dataclass
 class Cluster:
-    """A cluster started by deploy/local-cluster, its PostgreSQL and Redis behind proxies."""
+    """A cluster started by deploy/local-cluster on its own PostgreSQL server, Redis behind
+    a proxy."""
 
     dir: Path
     url: str
-    env: dict[str, str]  # what the processes see (through the proxies)
-    direct: dict[str, str]  # the same, straight to PostgreSQL and Redis (for the test)
-    pg: TcpProxy
+    env: dict[str, str]  # what the processes see (Redis through the proxy)
+    direct: dict[str, str]  # the same, straight to Redis (for the test)
+    pg: PostgresServer
     redis: TcpProxy
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -142,59 +220,46 @@ class Cluster:
         return f"http://127.0.0.1:{self.state['web_ports'][index]}"
 
 
-def start_cluster(directory: Path, pg_url: str, queue_url: str, port: int, *env: str) -> Cluster:
-    """`up` with PostgreSQL and Redis behind proxies; the database `<name>_cluster_<hex>`."""
-    pg, queue = urlparse(pg_url), urlparse(queue_url)
-    pg_proxy, redis_proxy = TcpProxy(pg.port or 5432), TcpProxy(queue.port or 6379)
-    name = f"{pg.path.strip('/') or 'vexam'}_cluster_{os.urandom(3).hex()}"
-    user = f"{pg.username or 'postgres'}@"
-    args = [
-        str(SCRIPT),
-        "up",
-        "--dir",
-        str(directory),
-        "--port",
-        str(port),
-        "--db-name",
-        name,
-        "--pg-url",
-        f"postgresql://{user}127.0.0.1:{pg_proxy.port}",
-        "--redis-url",
-        f"redis://127.0.0.1:{redis_proxy.port}{queue.path or '/0'}",
-    ]
+def start_cluster(directory: Path, queue_url: str, port: int, *env: str) -> Cluster:
+    """`up` on a PostgreSQL server of its own (database `vexam_cluster`) and with Redis
+    behind a proxy."""
+    queue = urlparse(queue_url)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        pg_port = int(sock.getsockname()[1])
+    pg = PostgresServer(pg_port)
+    redis_proxy = TcpProxy(queue.port or 6379)
+    args = [str(SCRIPT), "up", "--dir", str(directory), "--port", str(port)]
+    args += ["--pg-url", pg.url]
+    args += ["--redis-url", f"redis://127.0.0.1:{redis_proxy.port}{queue.path or '/0'}"]
     for item in env:
         args += ["--env", item]
     done = subprocess.run(args, capture_output=True, text=True, timeout=180, check=False)
     if done.returncode:
         with contextlib.suppress(Exception):
             subprocess.run([str(SCRIPT), "down", "--dir", str(directory)], timeout=60, check=False)
-        pg_proxy.cut()
+        pg.remove()
         redis_proxy.cut()
         raise AssertionError(f"local-cluster up failed:\n{done.stdout}\n{done.stderr}")
     lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     env_vars = {k: v for k, v in lines.items() if k.startswith("VEXAM_") and k != "VEXAM_URL"}
     direct = dict(env_vars)
-    direct["VEXAM_DATABASE_URL"] = env_vars["VEXAM_DATABASE_URL"].replace(
-        f"127.0.0.1:{pg_proxy.port}", f"127.0.0.1:{pg.port or 5432}"
-    )
     direct["VEXAM_QUEUE_URL"] = env_vars["VEXAM_QUEUE_URL"].replace(
         f"127.0.0.1:{redis_proxy.port}", f"127.0.0.1:{queue.port or 6379}"
     )
-    cluster = Cluster(directory, lines["VEXAM_URL"], env_vars, direct, pg_proxy, redis_proxy)
+    cluster = Cluster(directory, lines["VEXAM_URL"], env_vars, direct, pg, redis_proxy)
     cluster.state = json.loads((directory / "cluster.json").read_text())
     return cluster
 
 
 def stop_cluster(cluster: Cluster) -> None:
-    """`down`, with the proxies open so the database can be dropped; then close them."""
-    cluster.pg.cut()
-    cluster.pg.resume()
+    """`down` (Redis's proxy open again), then remove the PostgreSQL server and the proxy."""
     cluster.redis.cut()
     cluster.redis.resume()
     try:
         subprocess.run([str(SCRIPT), "down", "--dir", str(cluster.dir)], timeout=90, check=True)
     finally:
-        cluster.pg.cut()
+        cluster.pg.remove()
         cluster.redis.cut()
 
 

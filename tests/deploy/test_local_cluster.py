@@ -1,11 +1,13 @@
 """Issue 10, scale-out and faults: the cluster `deploy/local-cluster` starts (nginx, two web
 and two worker processes, PostgreSQL, Redis, an S3 API server) takes a tus upload whose
 PATCHes alternate between the web processes, and loses nothing when a web process and the
-workers are killed with SIGKILL, PostgreSQL restarts and Redis is unreachable.
+workers are killed with SIGKILL, PostgreSQL crashes and restarts and Redis is unreachable.
 
-The outages are played by TCP proxies this test owns (tests/deploy/cluster.py) in front of
-the shared PostgreSQL and Redis servers: cutting a proxy closes every connection and refuses
-new ones, as a restarting server does, without disturbing other tests that use the servers.
+The cluster runs on a PostgreSQL server of this test's own (initdb into a temporary folder,
+tests/deploy/cluster.py), so the test can crash it (`pg_ctl stop -m immediate`) and start it
+again, which replays its write-ahead log, without disturbing the shared server other tests
+use. The Redis outage is played by a TCP proxy in front of the shared Redis server: cutting
+it closes every connection and refuses new ones, as an unreachable server does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tests.deploy.cluster import (
     hand_in,
     nginx_present,
     noise_video,
+    postgres_present,
     resumable_upload,
     score_all,
     seed,
@@ -64,6 +67,11 @@ pytestmark = [
     pytest.mark.skipif(
         not nginx_present(), reason="nginx is missing (apt-get install nginx; scripts/install)"
     ),
+    pytest.mark.skipif(
+        not postgres_present(),
+        reason="the PostgreSQL server programs (initdb, pg_ctl) are missing: the test crashes "
+        "and restarts a PostgreSQL server of its own (apt-get install postgresql)",
+    ),
 ]
 
 
@@ -78,10 +86,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster for the module; a web process's lease on an upload lapses after 6 s
     (a PATCH cut by a crash is resumed that much later)."""
     directory = tmp_path_factory.mktemp("cluster")
-    pg_url = DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
-    started = start_cluster(
-        directory, pg_url, QUEUE_URL, _free_port(), "VEXAM_UPLOAD_LEASE_SECONDS=6"
-    )
+    started = start_cluster(directory, QUEUE_URL, _free_port(), "VEXAM_UPLOAD_LEASE_SECONDS=6")
     try:
         yield started
     finally:
@@ -300,9 +305,10 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     cluster: Cluster, world: dict[str, Any], video: bytes
 ) -> None:
     """SIGKILL of both workers during media jobs and of a web process during uploads, a
-    PostgreSQL restart and a Redis outage while uploads finish and a reviewer scores: every
-    upload completes byte-exact, every submission is verified, every acknowledged score is
-    kept, every media job finishes after recovery, each upload step is audited once."""
+    PostgreSQL crash and restart and a Redis outage while uploads finish and a reviewer
+    scores: every upload completes byte-exact, every submission is verified, every
+    acknowledged score is kept, every media job finishes after recovery, each upload step is
+    audited once."""
     settings = world["settings"]
     loop = asyncio.get_running_loop()
     takes: list[Take] = []
@@ -335,8 +341,8 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     for index in range(2):
         await asyncio.to_thread(cluster.run, "restart-worker", "--index", str(index))
 
-    # 2. Uploads through nginx while web process 0 is killed, PostgreSQL restarts (while the
-    #    last candidate submits), and Redis is unreachable when they finish (their last
+    # 2. Uploads through nginx while web process 0 is killed, PostgreSQL crashes and restarts
+    #    (while the last candidate submits), and Redis is unreachable when they finish (their last
     #    PATCHes wait for the outage).
     patches = 0
     events: dict[str, asyncio.Event] = {n: asyncio.Event() for n in ("kill", "pg", "redis")}
@@ -356,13 +362,13 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
         await events["kill"].wait()
         os.kill(cluster.pid("web0"), signal.SIGKILL)
         await events["pg"].wait()
-        cluster.pg.cut()  # PostgreSQL "restarts": connections drop, then it comes back
+        await asyncio.to_thread(cluster.pg.crash)  # every connection drops, nothing is flushed
         refused = asyncio.Event()  # the outage is held until a submission has met it
         submitting = [
             asyncio.create_task(hand_in(client, t, loop.time() + 30, refused)) for t in late
         ]
         await asyncio.wait_for(refused.wait(), 30)
-        cluster.pg.resume()
+        await asyncio.to_thread(cluster.pg.start)  # replays its write-ahead log
         await asyncio.gather(*submitting)
         handed_in.set()
         await asyncio.to_thread(cluster.run, "restart-web", "--index", "0")
@@ -416,6 +422,7 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
         scored.update(await score_all(client, reviewer, loop.time() + 30))
     await _assert_scores_kept(settings, world["exam_id"], scored)
     assert "running" in cluster.run("status")  # every process up, /readyz answers 200
+    assert "automatic recovery in progress" in cluster.pg.log()  # a crash, not a clean stop
     every = [f for take in takes for f in take.failures]
     assert not [f for f in every if f.startswith("RuntimeError: HEAD 502")]  # a process was up
     failed = Counter(f.split(" {")[0][:60] for take in takes for f in take.failures)

@@ -87,15 +87,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 # SQLSTATE 22021: PostgreSQL cannot store the text (a NUL character, which SQLite keeps).
 _UNSTORABLE_TEXT = "22021"
+# SQLSTATEs of a PostgreSQL server that is going down or coming back: shutting down
+# (57P01 admin, 57P02 crash), recovering its log after a crash or restart (57P03 "the
+# database system is starting up"), and class 08, connection exceptions.
+_RESTARTING = ("57P01", "57P02", "57P03")
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    # Text the database cannot hold is bad input; a lost connection (the database restarting)
-    # is a 503 to retry; every other database error is a crash.
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNSTORABLE_TEXT:
+    # Text the database cannot hold is bad input; a lost connection or a server that is
+    # restarting is a 503 to retry; every other database error is a crash.
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if sqlstate == _UNSTORABLE_TEXT:
         log.info("refused text the database cannot store on %s", request.url.path)
         return problem_response(request, "invalid_request", {"errors": []})
-    if getattr(exc, "connection_invalidated", False):
+    restarting = sqlstate in _RESTARTING or sqlstate.startswith("08")
+    if restarting or getattr(exc, "connection_invalidated", False):
         return await _unreachable(request, exc)
     raise exc
 
