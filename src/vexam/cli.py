@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from vexam.core.clock import SystemClock
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
 from vexam.core.errors import VexamError
-from vexam.core.jobs import JobQueue, JobRuntime
+from vexam.core.jobs import JobQueue, JobRuntime, log_worker_to
 from vexam.demo import (
     CERTIFIED_ALREADY,
     CERTIFY_BY_HAND,
@@ -357,5 +358,6 @@ def worker(
     console.print(
         f"vexam worker: {threads} threads on {settings.effective_queue_url.split('@')[-1]}"
     )
+    log_worker_to(sys.stderr)
     consumer = queue.huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
     consumer.run()

@@ -413,6 +413,10 @@ async def test_faults_lose_no_upload_submission_or_audit_row(
     assert loop.time() - redis_cut[0] >= REDIS_OUTAGE_SECONDS
     cluster.redis.resume()
     await _workers_take_jobs(cluster, world["people"][1][0])
+    for index in range(2):  # the outage is in the workers' logs as lines, not tracebacks
+        logged = (cluster.dir / "logs" / f"worker{index}.log").read_text(errors="replace")
+        assert "queue unreachable (ConnectionError" in logged
+        assert "redis.exceptions.ConnectionError" not in logged
 
     recovered = await _recover(cluster, settings)
     assert recovered >= len(rest) + len(late)  # the sweep found the lost checks and ran them
