@@ -20,7 +20,8 @@ from vexam.core.clock import SystemClock
 from vexam.core.context import Ctx, Principal, Role
 from vexam.core.db import Database
 from vexam.core.errors import VexamError
-from vexam.core.jobs import JobQueue, JobRuntime, log_worker_to
+from vexam.core.jobs import JobQueue, JobRuntime
+from vexam.core.logs import log_process_to
 from vexam.demo import (
     CERTIFIED_ALREADY,
     CERTIFY_BY_HAND,
@@ -299,6 +300,7 @@ def demo(
         f"    roster to import as 13900000002 at /school: {(data_dir / SAMPLE_ROSTER).resolve()}\n"
     )
     application = create_app(settings, in_process_worker=True)
+    log_process_to(sys.stderr)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
@@ -324,6 +326,7 @@ def serve(
     """
     settings = _settings()
     application = create_app(settings, in_process_worker=in_process_worker)
+    log_process_to(sys.stderr)
     uvicorn.run(
         application,
         host=host,
@@ -358,6 +361,6 @@ def worker(
     console.print(
         f"vexam worker: {threads} threads on {settings.effective_queue_url.split('@')[-1]}"
     )
-    log_worker_to(sys.stderr)
+    log_process_to(sys.stderr, queue_consumer=True)
     consumer = queue.huey.create_consumer(workers=threads, worker_type="thread", periodic=True)
     consumer.run()

@@ -1,17 +1,20 @@
-"""A worker's log while Redis is unreachable: one line per failure kind every 10 s, no
+"""A process's log: one line per record with time, level and logger, the package's INFO
+records included; in a worker while Redis is unreachable, one line every 10 s, no
 tracebacks, with how many failures were held back; every other record passes unchanged."""
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
 import pytest
 import redis.exceptions
 
-from vexam.core.jobs import QueueOutageLog, log_worker_to
+from vexam.core.jobs import QueueOutageLog
+from vexam.core.logs import log_process_to
 
 
 class Ticks:
@@ -71,17 +74,34 @@ def test_other_errors_keep_their_traceback() -> None:
 
 
 @pytest.fixture
-def huey_logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("huey")
-    handlers, propagate = list(logger.handlers), logger.propagate
-    yield logger
-    logger.handlers[:] = handlers
-    logger.propagate = propagate
+def process_loggers() -> Iterator[None]:
+    """Put the package's and Huey's loggers back as they were (other tests capture them)."""
+    loggers = [logging.getLogger(name) for name in ("vexam", "huey")]
+    kept = [(list(lg.handlers), lg.propagate, lg.level) for lg in loggers]
+    yield
+    for logger, (handlers, propagate, level) in zip(loggers, kept, strict=True):
+        logger.handlers[:] = handlers
+        logger.propagate, logger.level = propagate, level
 
 
-def test_worker_log_has_no_traceback_of_an_outage(huey_logger: logging.Logger) -> None:
+@pytest.mark.usefixtures("process_loggers")
+def test_web_process_logs_info_lines_with_time_and_level() -> None:
     stream = io.StringIO()
-    log_worker_to(stream)
+    log_process_to(stream)
+    logging.getLogger("vexam.exams.upload_checks").info("upload sweep: %d expired", 2)
+    logging.getLogger("huey.consumer").error("not this process's")
+    (line,) = stream.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO vexam\.exams\.upload_checks: "
+        r"upload sweep: 2 expired",
+        line,
+    ), line
+
+
+@pytest.mark.usefixtures("process_loggers")
+def test_worker_log_has_no_traceback_of_an_outage() -> None:
+    stream = io.StringIO()
+    log_process_to(stream, queue_consumer=True)
     worker = logging.getLogger("huey.consumer.Worker-2")
     for _ in range(50):  # a burst, as Huey's threads log while Redis refuses
         try:

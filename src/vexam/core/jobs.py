@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlparse
 
 import redis.exceptions
@@ -240,15 +240,3 @@ class QueueOutageLog(logging.Filter):
         record.exc_info, record.exc_text = None, None
         self._last, self._held = now, 0
         return True
-
-
-def log_worker_to(stream: TextIO) -> logging.Handler:
-    """Send the log of Huey's consumer in a worker process to `stream`, one line per record
-    with time and level, queue outages condensed by `QueueOutageLog`."""
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(QueueOutageLog())
-    consumer = logging.getLogger("huey")
-    consumer.addHandler(handler)
-    consumer.propagate = False
-    return handler
