@@ -114,11 +114,33 @@ async def send(
     return offset + len(body)
 
 
+def sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
+    """Object key → size, of the keys under `prefix`."""
+    found = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"]: item["Size"] for item in found}
+
+
+@pytest.fixture
+def staged_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte counts the store read back from staged objects, in order."""
+    reads: list[int] = []
+    real = S3UploadStore._read_staged
+
+    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int) -> Any:
+        reads.append(count)
+        return real(self, upload_id, parts, count)
+
+    monkeypatch.setattr(S3UploadStore, "_read_staged", spy)
+    return reads
+
+
 async def test_patches_below_and_above_a_part_complete_byte_exact(
-    app, client, inbox, new_phone, world, s3, bucket
+    app, client, inbox, new_phone, world, s3, bucket, staged_reads
 ) -> None:
     """PATCHes of 1, 3, 2.5 and 6 MiB (staged, staged, crossing a part, above a part) then the
-    rest: the S3 object is byte-exact, parts were ≥ 5 MiB, nothing staged or pending remains."""
+    rest: the S3 object is byte-exact, parts were ≥ 5 MiB, nothing staged or pending remains.
+    A PATCH below a part stores only its own bytes and reads nothing back; the one that fills
+    a part reads the staged bytes once."""
     data = os.urandom(14 * MiB + 12345)
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     created = await create_upload(client, sub)
@@ -127,10 +149,17 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
     key = f"{PREFIX}/uploads/{upload_id(location)}"
     assert leftovers(s3, bucket) == ([], [key])  # the multipart upload starts at creation
     offset = 0
-    for size in (MiB, 3 * MiB, 5 * MiB // 2):
+    for size in (MiB, 3 * MiB):
         offset = await send(client, sub, location, offset, size)
-    staged = [k for k in leftovers(s3, bucket)[0] if ".staged." in k]
-    assert staged == [f"{key}.staged.1"]  # 6.5 MiB: one part, 1.5 MiB staged
+    assert sizes(s3, bucket, f"{key}.staged.") == {
+        f"{key}.staged.0.0000000000": MiB,
+        f"{key}.staged.0.{MiB:010d}": 3 * MiB,
+    }
+    assert staged_reads == []
+    offset = await send(client, sub, location, offset, 5 * MiB // 2)
+    assert staged_reads == [4 * MiB]
+    # 6.5 MiB: one part, 1.5 MiB staged for the next; the first part's staged bytes are gone
+    assert sizes(s3, bucket, f"{key}.staged.") == {f"{key}.staged.1.0000000000": 3 * MiB // 2}
     chunk = data[offset : offset + 6 * MiB]
     offset = await send(
         client, sub, location, offset, 6 * MiB, **{"Upload-Checksum": sha256_header(chunk)}
@@ -233,7 +262,7 @@ async def test_termination_and_expiry_abort_the_multipart_upload(
     assert gone.status_code == 204
     objects, pending = leftovers(s3, bucket)
     assert pending == [f"{PREFIX}/uploads/{upload_id(late_at)}"]
-    assert objects == [f"{PREFIX}/uploads/{upload_id(late_at)}.staged.1"]
+    assert objects == [f"{PREFIX}/uploads/{upload_id(late_at)}.staged.1.0000000000"]
     clock.set(WINDOW_END + timedelta(days=2))
     await app.state.queue.run(uploads.SWEEP_JOB, {})
     assert leftovers(s3, bucket) == ([], [])
@@ -304,3 +333,51 @@ async def test_max_size_on_s3_is_what_its_parts_can_hold(app, client, inbox, new
     assert found.headers["tus-max-size"] == str(limit)
     too_big = await create_upload(client, sub, **{"Upload-Length": str(limit + 1)})
     assert too_big.status_code == 413 and too_big.json()["code"] == "upload_too_large"
+
+
+async def test_staged_bytes_the_row_does_not_count_are_overwritten_or_ignored(
+    app, client, inbox, new_phone, world, s3, bucket
+) -> None:
+    """A PATCH that stored its bytes and died before the row counted them leaves a staged
+    object at the upload's offset (the retry overwrites it) or past it (ignored): the upload
+    still completes byte-exact and nothing is left in the bucket."""
+    data = os.urandom(7 * MiB + 5)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, MiB)
+    for start in (MiB, 3 * MiB):  # cut PATCHes' bytes: wrong ones, and longer than the retry
+        s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{start:010d}", Body=b"x" * 2 * MiB)
+    assert await offset_of(client, sub, location) == MiB
+    offset = await send(client, sub, location, offset, MiB // 2)
+    assert sizes(s3, bucket, f"{key}.staged.0.{MiB:010d}") == {
+        f"{key}.staged.0.{MiB:010d}": MiB // 2
+    }
+    offset = await send(client, sub, location, offset, len(data) - offset)
+    assert leftovers(s3, bucket) == ([key], [])
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_an_upload_staged_by_the_earlier_layout_completes(
+    app, client, inbox, new_phone, world, s3, bucket
+) -> None:
+    """An upload in progress across an upgrade: its bytes staged by an earlier version in one
+    object `.staged.<parts>` (longer than counted, as a cut PATCH left it) count from byte
+    0; the PATCHes that follow stage beside it and the upload completes byte-exact."""
+    data = os.urandom(6 * MiB + 9)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, MiB)
+    s3.delete_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000")
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0", Body=data[:MiB] + b"cut" * 1000)
+    offset = await send(client, sub, location, offset, MiB)
+    assert set(sizes(s3, bucket, f"{key}.staged.")) == {
+        f"{key}.staged.0",
+        f"{key}.staged.0.{MiB:010d}",
+    }
+    offset = await send(client, sub, location, offset, len(data) - offset)
+    assert leftovers(s3, bucket) == ([key], [])
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()

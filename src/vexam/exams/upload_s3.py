@@ -6,10 +6,16 @@ Everything a PATCH leaves is durable in S3 and the database before it is answere
 - the row holds `multipart_id`, `part_size` and `parts_done`: parts 1..parts_done hold the
   first parts_done × part_size bytes, and `received` = those + the staged bytes (or the
   length, once every part is in);
-- bytes that do not fill a part are staged in the object `uploads/<id>.staged.<parts_done>`,
-  of which only the first `received - parts_done × part_size` bytes count. A PATCH rewrites
-  that object with the old staged bytes as its prefix, or writes the next generation's key
-  once it has filled a part, so the row names an intact object whichever step a crash cuts.
+- bytes that do not fill a part are staged, each PATCH's in an object of its own,
+  `uploads/<id>.staged.<parts_done>.<start>` (`start`: where in the next part they begin, ten
+  digits); the staged objects whose start is below `received - parts_done × part_size` tile
+  those bytes, each counting up to the next one's start. A PATCH below a part writes only its
+  own bytes (nothing is read back); the PATCH that fills a part (or ends the upload) reads the
+  staged bytes once, sends the part and, once the row counts it, deletes them. A crash before
+  the row counts a staged object leaves it at the row's offset, where the retry overwrites it
+  (the key is the offset), or past it, where it is ignored and deleted with the rest. An
+  object `uploads/<id>.staged.<parts_done>` without a start (written by an earlier version,
+  which rewrote one object per PATCH) counts as staged from byte 0.
 
 One PATCH at a time per upload across hosts: a lease on the row (a conditional UPDATE of a
 holder token and an expiry), renewed while the body streams; only the holder records
@@ -45,7 +51,7 @@ from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 READ_CHUNK = 4 << 20
 _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
@@ -82,9 +88,12 @@ class S3UploadStore:
         """The object key of the assembled upload."""
         return self.blobs.object_key(f"uploads/{upload_id}")
 
-    def staged_key(self, upload_id: str, parts: int) -> str:
-        """The object key of the bytes staged after `parts` full parts."""
-        return self.blobs.object_key(f"uploads/{upload_id}.staged.{parts}")
+    def staged_key(self, upload_id: str, parts: int, start: int | None = None) -> str:
+        """The object key of bytes staged after `parts` full parts, from byte `start` of the
+        next part (without `start`: the prefix of every such key, and the one object an
+        earlier version staged)."""
+        key = self.blobs.object_key(f"uploads/{upload_id}.staged.{parts}")
+        return key if start is None else f"{key}.{start:010d}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,9 +215,9 @@ class S3UploadStore:
         if offset == upload.length:
             return Stored(offset)
         staged = offset - start_parts * part_size
+        unread = staged  # staged bytes at the start of the current part not in `buf` yet
+        staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
         buf = bytearray()
-        if staged:
-            buf += await asyncio.to_thread(self._read_staged, upload.id, start_parts, staged)
         done = start_parts
         hasher = hashlib.sha256() if checksum is not None else None
         room = upload.length - offset
@@ -222,6 +231,12 @@ class S3UploadStore:
             if hasher is not None:
                 hasher.update(chunk)
             buf += chunk
+            if unread and unread + len(buf) >= part_size:
+                prefix, staged_keys = await asyncio.to_thread(
+                    self._read_staged, upload.id, start_parts, staged
+                )
+                buf[:0] = prefix
+                unread = 0
             while len(buf) >= part_size:
                 await self._put_part(upload.id, ref, done + 1, bytes(buf[:part_size]))
                 del buf[:part_size]
@@ -241,38 +256,72 @@ class S3UploadStore:
                 raise VexamError("upload_chunk_checksum_mismatch")
         total = offset + taken
         if total == upload.length:
+            if unread:
+                prefix, staged_keys = await asyncio.to_thread(
+                    self._read_staged, upload.id, start_parts, staged
+                )
+                buf[:0] = prefix
             if buf:
                 await self._put_part(upload.id, ref, done + 1, bytes(buf))
                 done += 1
         elif buf:
+            # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
+            start = staged if done == start_parts else 0
             await asyncio.to_thread(
                 self.client.put_object,
                 Bucket=self.bucket,
-                Key=self.staged_key(upload.id, done),
+                Key=self.staged_key(upload.id, done, start),
                 Body=bytes(buf),
             )
         await self._record(
             ctx, upload.id, token, received=total, parts_done=done, updated_at=ctx.now()
         )
-        if staged and done != start_parts:
-            await asyncio.to_thread(
-                self.client.delete_object,
-                Bucket=self.bucket,
-                Key=self.staged_key(upload.id, start_parts),
-            )
+        if staged_keys and done != start_parts:
+            await asyncio.to_thread(self._delete, staged_keys)
         return Stored(total)
 
-    def _read_staged(self, upload_id: str, parts: int, count: int) -> bytes:
-        body = self.client.get_object(
-            Bucket=self.bucket, Key=self.staged_key(upload_id, parts), Range=f"bytes=0-{count - 1}"
-        )["Body"]
-        try:
-            data = body.read()
-        finally:
-            body.close()
-        if len(data) != count:
-            raise RuntimeError(f"upload {upload_id}: staged bytes lost ({len(data)} of {count})")
-        return data
+    def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str]]:
+        """The `count` bytes staged after `parts` parts, and every staged key of `parts`
+        (those past `count`, left by a PATCH cut before the row counted them, included)."""
+        base = self.staged_key(upload_id, parts)
+        starts: dict[int, str] = {}
+        legacy: str | None = None
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base
+        ):
+            for item in page.get("Contents", []):
+                key, rest = item["Key"], item["Key"][len(base) :]
+                if key == base:
+                    legacy = key
+                elif rest[:1] == "." and rest[1:].isdigit():
+                    starts[int(rest[1:])] = key
+        if legacy is not None and 0 not in starts:
+            starts[0] = legacy
+        counted = sorted(start for start in starts if start < count)
+        if not counted or counted[0] != 0:
+            raise RuntimeError(f"upload {upload_id}: staged bytes lost (none from byte 0)")
+        data = bytearray()
+        for start, end in zip(counted, [*counted[1:], count], strict=True):
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=starts[start], Range=f"bytes=0-{end - start - 1}"
+            )["Body"]
+            try:
+                data += body.read()
+            finally:
+                body.close()
+            if len(data) != end:
+                raise RuntimeError(
+                    f"upload {upload_id}: staged bytes lost ({len(data)} of {end} at {start})"
+                )
+        keys = sorted(starts.values())
+        if legacy is not None and legacy not in keys:
+            keys.append(legacy)
+        return bytes(data), keys
+
+    def _delete(self, keys: list[str]) -> None:
+        for first in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[first : first + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
     async def _put_part(self, upload_id: str, ref: str, number: int, data: bytes) -> None:
         await asyncio.to_thread(
