@@ -156,6 +156,10 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
         f"{key}.staged.0.{MiB:010d}": 3 * MiB,
     }
     assert staged_reads == []
+    async with app_ctx(app) as ctx:  # the PATCH's last write counted its bytes and let go
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and (row.received, row.parts_done) == (4 * MiB, 0)
+        assert (row.lease_token, row.lease_until) == (None, None)
     offset = await send(client, sub, location, offset, 5 * MiB // 2)
     assert staged_reads == [4 * MiB]
     # 6.5 MiB: one part, 1.5 MiB staged for the next; the first part's staged bytes are gone

@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,16 @@ _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the row counted when the PATCH took the lease."""
+
+    received: int
+    multipart_id: str | None
+    part_size: int | None
+    parts_done: int
 
 
 class S3UploadStore:
@@ -127,7 +138,10 @@ class S3UploadStore:
 
     # ------------------------------------------------------------------ the lease
 
-    async def _acquire(self, ctx: Ctx, upload_id: str, token: str) -> None:
+    async def _acquire(self, ctx: Ctx, upload_id: str, token: str) -> _Held:
+        """Take the lease of a receiving upload; what the row counts, read in the same
+        statement. `upload_locked` while another PATCH holds it (or the upload is not
+        receiving)."""
         now = ctx.now()
         taken = await ctx.session.execute(
             update(Upload)
@@ -137,14 +151,24 @@ class S3UploadStore:
                 or_(Upload.lease_token.is_(None), Upload.lease_until <= now),
             )
             .values(lease_token=token, lease_until=now + self.lease)
+            .returning(Upload.received, Upload.multipart_id, Upload.part_size, Upload.parts_done)
+            .execution_options(synchronize_session=False)
         )
+        row = taken.one_or_none()
         await ctx.session.commit()
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if row is None:
             raise VexamError("upload_locked")
+        return _Held(*row)
 
-    async def _record(self, ctx: Ctx, upload_id: str, token: str, **values: Any) -> None:
-        """Record progress (or just renew) as the lease holder, committed at once."""
+    async def _record(
+        self, ctx: Ctx, upload_id: str, token: str, *, release: bool = False, **values: Any
+    ) -> None:
+        """Record progress (or just renew) as the lease holder, committed at once; with
+        `release`, give the lease up in the same statement (the PATCH's last write)."""
         now = ctx.now()
+        lease: dict[str, Any] = {"lease_until": now + self.lease}
+        if release:
+            lease = {"lease_token": None, "lease_until": None}
         done = await ctx.session.execute(
             update(Upload)
             .where(
@@ -152,7 +176,7 @@ class S3UploadStore:
                 Upload.lease_token == token,
                 Upload.state == "receiving",
             )
-            .values(lease_until=now + self.lease, **values)
+            .values(**lease, **values)
         )
         await ctx.session.commit()
         if done.rowcount != 1:  # type: ignore[attr-defined]
@@ -183,13 +207,16 @@ class S3UploadStore:
         `upload_locked`, `upload_not_found`, `upload_finished`, `upload_offset_mismatch`,
         `upload_exceeds_length`, `upload_chunk_checksum_mismatch` (nothing kept)."""
         token = secrets.token_hex(16)
-        await self._acquire(ctx, upload.id, token)
+        held = await self._acquire(ctx, upload.id, token)
         try:
-            return await self._receive(ctx, upload, offset, chunks, token, content_length, checksum)
-        finally:
+            return await self._receive(
+                ctx, upload, offset, chunks, token, held, content_length, checksum
+            )
+        except BaseException:
             # Best effort: a lease left behind (process killed) lapses after `lease`.
             with contextlib.suppress(Exception):
                 await self._release(ctx, upload.id, token)
+            raise
 
     async def _receive(
         self,
@@ -198,21 +225,19 @@ class S3UploadStore:
         offset: int,
         chunks: AsyncIterator[bytes],
         token: str,
+        held: _Held,
         content_length: int | None,
         checksum: bytes | None,
     ) -> Stored:
-        row = await ctx.session.get(Upload, upload.id, populate_existing=True)
-        if row is None:
-            raise VexamError("upload_not_found")
-        if row.state != "receiving":
-            raise VexamError("upload_finished")
-        if row.received != offset:
-            raise VexamError("upload_offset_mismatch", offset=row.received)
-        ref, part_size, start_parts = row.multipart_id, row.part_size, row.parts_done
-        await ctx.session.commit()  # no transaction stays open while the body streams
+        """The PATCH holding the lease; gives the lease up when it returns (the caller does
+        when it raises)."""
+        if held.received != offset:
+            raise VexamError("upload_offset_mismatch", offset=held.received)
+        ref, part_size, start_parts = held.multipart_id, held.part_size, held.parts_done
         if ref is None or part_size is None:
             raise RuntimeError(f"upload {upload.id} was not created in the S3 store")
         if offset == upload.length:
+            await self._release(ctx, upload.id, token)
             return Stored(offset)
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
@@ -251,6 +276,7 @@ class S3UploadStore:
                 renew_at = time.monotonic() + renew_every
         if hasher is not None:
             if content_length is not None and taken != content_length:
+                await self._release(ctx, upload.id, token)
                 return Stored(offset)  # cut short: unverifiable, nothing kept
             if hasher.digest() != checksum:
                 raise VexamError("upload_chunk_checksum_mismatch")
@@ -274,7 +300,13 @@ class S3UploadStore:
                 Body=bytes(buf),
             )
         await self._record(
-            ctx, upload.id, token, received=total, parts_done=done, updated_at=ctx.now()
+            ctx,
+            upload.id,
+            token,
+            release=True,
+            received=total,
+            parts_done=done,
+            updated_at=ctx.now(),
         )
         if staged_keys and done != start_parts:
             await asyncio.to_thread(self._delete, staged_keys)

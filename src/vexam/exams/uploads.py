@@ -374,9 +374,13 @@ def _record_progress(ctx: Ctx, upload: Upload, size: int) -> bool:
     The local store's file is the truth (HEAD and the status call read it), so its row is
     only a mirror: written at most every `PROGRESS_EVERY` or `PROGRESS_BYTES`, which spares
     most small PATCHes a write transaction (on SQLite, a turn at the global write lock).
-    Completion always writes it. Other stores keep the row exact.
+    Completion always writes it. The S3 store's PATCH has written it already, exactly, as
+    the lease holder (its last statement), so never again here.
     """
-    if store_of(ctx).name != "local" or size < upload.received:
+    name = store_of(ctx).name
+    if name == "s3":
+        return False
+    if name != "local" or size < upload.received:
         return True
     return (
         size - upload.received >= PROGRESS_BYTES or ctx.now() - upload.updated_at >= PROGRESS_EVERY
