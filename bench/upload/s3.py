@@ -4,7 +4,7 @@ server once.
 
     python -m bench.upload.s3 [--mib 20] [--patch-kib 256] [--uploads 2]
 
-Starts an S3 API server (moto, in this process's threads), prepares one submission per
+Starts an S3 API server (moto's `moto_server`, a process of its own), prepares one submission per
 upload (as `bench.upload` does, SQLite), and sends each upload through vexam's tus endpoint
 (in process, over ASGI) in PATCHes of `--patch-kib`, one upload after the other; then, for
 the limit, PUTs the same PATCH-sized pieces to the same server with boto3 (what any store
@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +31,6 @@ from typing import Any
 
 import boto3
 import httpx
-from moto.server import ThreadedMotoServer
 
 from bench.upload.vexam_setup import prepare, settings_for
 from vexam.core.s3 import S3BlobStore
@@ -124,6 +125,26 @@ def _raw(client: Any, bucket: str, files: list[bytes], piece: int) -> float:
     return time.perf_counter() - began
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(endpoint: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{endpoint}/moto-api/", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("moto_server did not answer within 30 s")
+
+
 def _b64(text: str) -> str:
     import base64
 
@@ -137,13 +158,16 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=2)
     args = parser.parse_args()
     size, piece = args.mib << 20, args.patch_kib << 10
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the S3 server's request log
     files = [os.urandom(size) for _ in range(args.uploads)]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_for(endpoint, server)
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         client = boto3.session.Session().client(
             "s3",
@@ -170,13 +194,14 @@ def main() -> None:
             measured = asyncio.run(_vexam(settings, slots, files, piece))
         raw = _raw(client, bucket, files, piece)
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
     total = size * args.uploads
     vexam_mb_s = total / measured["seconds"] / 1e6
     raw_mb_s = total / raw / 1e6
     print(
         f"S3 store, {args.uploads} × {args.mib} MiB in {args.patch_kib} KiB PATCHes "
-        f"(moto S3 server on loopback, one upload at a time)"
+        f"(moto_server on loopback, one upload at a time)"
     )
     print("| | MB/s | × raw PUTs | S3 bytes sent per byte | S3 bytes read per byte |")
     print("| --- | --- | --- | --- | --- |")
