@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 import boto3
 import httpx
 
+from bench.upload.__main__ import _free_port
 from bench.upload.vexam_setup import prepare, settings_for
 from vexam.core.s3 import S3BlobStore
 from vexam.exams.payments import SandboxProvider
@@ -123,12 +123,6 @@ def _raw(client: Any, bucket: str, files: list[bytes], piece: int) -> float:
                 Bucket=bucket, Key=f"raw/{number}/{offset}", Body=data[offset : offset + piece]
             )
     return time.perf_counter() - began
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(endpoint: str, server: subprocess.Popen[bytes]) -> None:

@@ -110,6 +110,13 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _postgres_bindir() -> Path | None:
     """Where initdb and pg_ctl are (Debian keeps them out of PATH), or None."""
     found = shutil.which("initdb")
@@ -224,10 +231,7 @@ def start_cluster(directory: Path, queue_url: str, port: int, *env: str) -> Clus
     """`up` on a PostgreSQL server of its own (database `vexam_cluster`) and with Redis
     behind a proxy."""
     queue = urlparse(queue_url)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        pg_port = int(sock.getsockname()[1])
-    pg = PostgresServer(pg_port)
+    pg = PostgresServer(free_port())
     redis_proxy = TcpProxy(queue.port or 6379)
     args = [str(SCRIPT), "up", "--dir", str(directory), "--port", str(port)]
     args += ["--pg-url", pg.url]

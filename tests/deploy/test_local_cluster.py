@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from tests.deploy.cluster import (
     Cluster,
     Take,
     create_upload,
+    free_port,
     hand_in,
     nginx_present,
     noise_video,
@@ -75,18 +75,12 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One cluster for the module; a web process's lease on an upload lapses after 6 s
     (a PATCH cut by a crash is resumed that much later)."""
     directory = tmp_path_factory.mktemp("cluster")
-    started = start_cluster(directory, QUEUE_URL, _free_port(), "VEXAM_UPLOAD_LEASE_SECONDS=6")
+    started = start_cluster(directory, QUEUE_URL, free_port(), "VEXAM_UPLOAD_LEASE_SECONDS=6")
     try:
         yield started
     finally:
