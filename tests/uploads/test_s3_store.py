@@ -343,8 +343,9 @@ async def test_staged_bytes_the_row_does_not_count_are_overwritten_or_ignored(
     app, client, inbox, new_phone, world, s3, bucket
 ) -> None:
     """A PATCH that stored its bytes and died before the row counted them leaves a staged
-    object at the upload's offset (the retry overwrites it) or past it (ignored): the upload
-    still completes byte-exact and nothing is left in the bucket."""
+    object at the upload's offset (the retry overwrites it) or past it (ignored); one cut
+    after its part counted leaves the part's staged bytes (the completion deletes them): the
+    upload still completes byte-exact and nothing is left in the bucket."""
     data = os.urandom(7 * MiB + 5)
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
@@ -357,8 +358,11 @@ async def test_staged_bytes_the_row_does_not_count_are_overwritten_or_ignored(
     assert sizes(s3, bucket, f"{key}.staged.0.{MiB:010d}") == {
         f"{key}.staged.0.{MiB:010d}": MiB // 2
     }
+    offset = await send(client, sub, location, offset, 5 * MiB)
+    # A PATCH that filled part 1 and was cut before deleting the staged bytes it read:
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000", Body=data[:MiB])
     offset = await send(client, sub, location, offset, len(data) - offset)
-    assert leftovers(s3, bucket) == ([key], [])
+    assert leftovers(s3, bucket) == ([key], [])  # the completion deleted it
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
 

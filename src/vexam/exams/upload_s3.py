@@ -368,11 +368,25 @@ class S3UploadStore:
     # ------------------------------------------------------------------ completion
 
     async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
-        """Complete the multipart upload from parts 1..`parts`; idempotent (an upload already
-        completed is found as its object)."""
+        """Complete the multipart upload from parts 1..`parts`, then delete any staged object
+        left behind (a PATCH cut after its part counted, before it deleted them); idempotent
+        (an upload already completed is found as its object)."""
         if ref is None:
             return
         await asyncio.to_thread(self._finish, upload_id, ref, parts)
+        await asyncio.to_thread(self._drop_staged, upload_id)
+
+    def _drop_staged(self, upload_id: str) -> None:
+        prefix = self.blobs.object_key(f"uploads/{upload_id}.staged.")
+        left = [
+            item["Key"]
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for item in page.get("Contents", [])
+        ]
+        if left:
+            self._delete(left)
 
     def _finish(self, upload_id: str, ref: str, parts: int) -> None:
         key = self.key(upload_id)
