@@ -500,3 +500,26 @@ def _raw_key(case: StoreCase, key: str) -> str:
     if case.kind == "s3-prefixed":
         return f"tenant-1/blobs/{key}"
     return key
+
+
+async def test_s3_calls_run_on_threads_of_their_own() -> None:
+    """Blocking S3 calls wait on the S3 threads, not in asyncio's default executor (sized for
+    CPU work), with the caller's context variables; many can wait at once."""
+    import contextvars
+    import threading
+
+    from vexam.core.s3 import S3_THREADS, in_s3_thread
+
+    who = contextvars.ContextVar("who", default="nobody")
+    who.set("caller")
+    seen = await in_s3_thread(lambda: (threading.current_thread().name, who.get()))
+    assert seen[0].startswith("vexam-s3") and seen[1] == "caller"
+
+    waiting = threading.Barrier(S3_THREADS, timeout=10)  # all must be waiting at once
+    names = await asyncio.gather(
+        *(
+            in_s3_thread(lambda: (waiting.wait(), threading.current_thread().name)[1])
+            for _ in range(S3_THREADS)
+        )
+    )
+    assert len(set(names)) == S3_THREADS

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+import contextvars
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -45,6 +49,33 @@ def _missing_is_not_found(key: str) -> Iterator[None]:
         raise
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+# Blocking S3 calls wait on the network, not on the CPU: they run on threads of their own, as
+# many as the client keeps connections, so that they neither queue behind nor hold up the CPU
+# work of asyncio's default executor (face embeddings, hashing, file I/O), which has only
+# cores + 4 threads (6 on 2 cores): under load, S3 calls waiting on the server filled it.
+S3_THREADS = 32
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _s3_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=S3_THREADS, thread_name_prefix="vexam-s3")
+        return _pool
+
+
+async def in_s3_thread(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run a blocking boto3 call on the process's S3 threads (as `asyncio.to_thread` does on
+    the default executor, context variables included)."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_s3_pool(), call)
+
+
 class S3BlobStore:
     """Blobs in an S3-compatible bucket (AWS, MinIO, Ceph, OSS, COS) via boto3 in threads."""
 
@@ -78,7 +109,7 @@ class S3BlobStore:
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=5,
             read_timeout=60,
-            max_pool_connections=32,  # to_thread runs many requests at once
+            max_pool_connections=S3_THREADS,  # one connection per S3 thread
         )
         # A private session: boto3's default session is module-global and not thread-safe.
         self._client: S3Client = boto3.session.Session().client(
@@ -110,7 +141,7 @@ class S3BlobStore:
     async def put(self, key: str, data: bytes, *, content_type: str = OCTET_STREAM) -> None:
         """Store `data` under `key` with one PUT, which S3 makes visible all at once."""
         full = self._key(key)
-        await asyncio.to_thread(
+        await in_s3_thread(
             self._client.put_object,
             Bucket=self.bucket,
             Key=full,
@@ -133,7 +164,7 @@ class S3BlobStore:
                 total += len(chunk)
                 if len(buf) >= self.part_size:
                     if upload_id is None:
-                        created = await asyncio.to_thread(
+                        created = await in_s3_thread(
                             self._client.create_multipart_upload,
                             Bucket=self.bucket,
                             Key=full,
@@ -147,7 +178,7 @@ class S3BlobStore:
                 return total
             if buf:
                 await self._upload_part(full, upload_id, parts, bytes(buf))
-            await asyncio.to_thread(
+            await in_s3_thread(
                 self._client.complete_multipart_upload,
                 Bucket=self.bucket,
                 Key=full,
@@ -159,7 +190,7 @@ class S3BlobStore:
                 # Unaborted uploads keep their parts (and their cost) forever. The thread
                 # finishes the abort even if this task is cancelled once more.
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
+                    await in_s3_thread(
                         self._client.abort_multipart_upload,
                         Bucket=self.bucket,
                         Key=full,
@@ -172,7 +203,7 @@ class S3BlobStore:
         self, full: str, upload_id: str, parts: list[CompletedPartTypeDef], body: bytes
     ) -> None:
         number = len(parts) + 1
-        resp = await asyncio.to_thread(
+        resp = await in_s3_thread(
             self._client.upload_part,
             Bucket=self.bucket,
             Key=full,
@@ -185,7 +216,7 @@ class S3BlobStore:
     async def get(self, key: str) -> bytes:
         """Return the whole blob; BlobNotFound if absent."""
         full = self._key(key)
-        return await asyncio.to_thread(self._get, full, key)
+        return await in_s3_thread(self._get, full, key)
 
     def _get(self, full: str, key: str) -> bytes:
         with _missing_is_not_found(key):
@@ -215,7 +246,7 @@ class S3BlobStore:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
             with _missing_is_not_found(key):
-                resp = await asyncio.to_thread(lambda: self._client.get_object(**request))
+                resp = await in_s3_thread(lambda: self._client.get_object(**request))
         except ClientError as exc:
             if _error_code(exc) == "InvalidRange":  # start is at or past the end
                 return
@@ -223,7 +254,7 @@ class S3BlobStore:
         body = resp["Body"]
         try:
             while True:
-                data = await asyncio.to_thread(body.read, chunk_size)
+                data = await in_s3_thread(body.read, chunk_size)
                 if not data:
                     break
                 yield data
@@ -234,7 +265,7 @@ class S3BlobStore:
         """Return the blob's length in bytes; BlobNotFound if absent."""
         full = self._key(key)
         with _missing_is_not_found(key):
-            resp = await asyncio.to_thread(self._client.head_object, Bucket=self.bucket, Key=full)
+            resp = await in_s3_thread(self._client.head_object, Bucket=self.bucket, Key=full)
         return resp["ContentLength"]
 
     async def exists(self, key: str) -> bool:
@@ -248,12 +279,12 @@ class S3BlobStore:
     async def delete(self, key: str) -> None:
         """Remove the blob if present; deleting a missing blob is not an error."""
         full = self._key(key)
-        await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=full)
+        await in_s3_thread(self._client.delete_object, Bucket=self.bucket, Key=full)
 
     async def list(self, prefix: str = "") -> list[str]:
         """Return the sorted keys that start with `prefix` (a plain string prefix)."""
         _validate_prefix(prefix)
-        return await asyncio.to_thread(self._list, prefix)
+        return await in_s3_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> builtins.list[str]:
         store_prefix = f"{self.prefix}/" if self.prefix else ""
@@ -269,7 +300,7 @@ class S3BlobStore:
 
     async def ping(self) -> None:
         """Return if the bucket is reachable with these credentials, else raise (HeadBucket)."""
-        await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
+        await in_s3_thread(self._client.head_bucket, Bucket=self.bucket)
 
 
 # --------------------------------------------------------------------------- factory

@@ -27,7 +27,6 @@ termination abort it and delete the staged objects.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import secrets
@@ -46,7 +45,7 @@ from sqlalchemy import or_, update
 from vexam.config import Settings
 from vexam.core.context import Ctx
 from vexam.core.errors import VexamError
-from vexam.core.s3 import S3BlobStore
+from vexam.core.s3 import S3BlobStore, in_s3_thread
 from vexam.core.storage import BlobStore
 from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored
@@ -110,7 +109,7 @@ class S3UploadStore:
 
     async def create(self, upload_id: str) -> str | None:
         """Start the multipart upload; returns its UploadId (kept on the row)."""
-        created = await asyncio.to_thread(
+        created = await in_s3_thread(
             self.client.create_multipart_upload, Bucket=self.bucket, Key=self.key(upload_id)
         )
         return created["UploadId"]
@@ -119,7 +118,7 @@ class S3UploadStore:
         """Abort the multipart upload and delete the staged and assembled objects; idempotent."""
         if ref is not None:
             try:
-                await asyncio.to_thread(
+                await in_s3_thread(
                     self.client.abort_multipart_upload,
                     Bucket=self.bucket,
                     Key=self.key(upload_id),
@@ -257,7 +256,7 @@ class S3UploadStore:
                 hasher.update(chunk)
             buf += chunk
             if unread and unread + len(buf) >= part_size:
-                prefix, staged_keys = await asyncio.to_thread(
+                prefix, staged_keys = await in_s3_thread(
                     self._read_staged, upload.id, start_parts, staged
                 )
                 buf[:0] = prefix
@@ -283,7 +282,7 @@ class S3UploadStore:
         total = offset + taken
         if total == upload.length:
             if unread:
-                prefix, staged_keys = await asyncio.to_thread(
+                prefix, staged_keys = await in_s3_thread(
                     self._read_staged, upload.id, start_parts, staged
                 )
                 buf[:0] = prefix
@@ -293,7 +292,7 @@ class S3UploadStore:
         elif buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
             start = staged if done == start_parts else 0
-            await asyncio.to_thread(
+            await in_s3_thread(
                 self.client.put_object,
                 Bucket=self.bucket,
                 Key=self.staged_key(upload.id, done, start),
@@ -309,7 +308,7 @@ class S3UploadStore:
             updated_at=ctx.now(),
         )
         if staged_keys and done != start_parts:
-            await asyncio.to_thread(self._delete, staged_keys)
+            await in_s3_thread(self._delete, staged_keys)
         return Stored(total)
 
     def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str]]:
@@ -356,7 +355,7 @@ class S3UploadStore:
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
     async def _put_part(self, upload_id: str, ref: str, number: int, data: bytes) -> None:
-        await asyncio.to_thread(
+        await in_s3_thread(
             self.client.upload_part,
             Bucket=self.bucket,
             Key=self.key(upload_id),
@@ -373,8 +372,8 @@ class S3UploadStore:
         (an upload already completed is found as its object)."""
         if ref is None:
             return
-        await asyncio.to_thread(self._finish, upload_id, ref, parts)
-        await asyncio.to_thread(self._drop_staged, upload_id)
+        await in_s3_thread(self._finish, upload_id, ref, parts)
+        await in_s3_thread(self._drop_staged, upload_id)
 
     def _drop_staged(self, upload_id: str) -> None:
         prefix = self.blobs.object_key(f"uploads/{upload_id}.staged.")
@@ -415,7 +414,7 @@ class S3UploadStore:
     async def sha256(self, upload_id: str) -> str:
         """The SHA-256 of the assembled object, read back streamed (a running hash cannot be
         shared between processes)."""
-        return await asyncio.to_thread(self._sha256, upload_id)
+        return await in_s3_thread(self._sha256, upload_id)
 
     def _sha256(self, upload_id: str) -> str:
         digest = hashlib.sha256()
@@ -433,7 +432,7 @@ class S3UploadStore:
         folder = Path(tempfile.mkdtemp(prefix="vexam-upload-"))
         try:
             path = folder / "upload"
-            await asyncio.to_thread(self._download, upload_id, path)
+            await in_s3_thread(self._download, upload_id, path)
             yield path
         finally:
             shutil.rmtree(folder, ignore_errors=True)
