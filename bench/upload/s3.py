@@ -31,7 +31,7 @@ from typing import Any
 import boto3
 import httpx
 
-from bench.upload.__main__ import _free_port
+from bench.upload.__main__ import _b64, _free_port
 from bench.upload.vexam_setup import prepare, settings_for
 from vexam.core.s3 import S3BlobStore
 from vexam.exams.payments import SandboxProvider
@@ -137,12 +137,6 @@ def _wait_for(endpoint: str, server: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError("moto_server did not answer within 30 s")
-
-
-def _b64(text: str) -> str:
-    import base64
-
-    return base64.b64encode(text.encode()).decode()
 
 
 def main() -> None:

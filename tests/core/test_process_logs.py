@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis.exceptions
 
-from vexam.core.jobs import QueueOutageLog
-from vexam.core.logs import log_process_to
+from vexam.core.logs import QueueOutageLog, log_process_to
 
 
 class Ticks:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import redis.exceptions
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 
@@ -201,42 +199,3 @@ class InProcessWorker:
                 # Huey records retries itself; a failing job must not end the worker.
                 log.exception("in-process job failed")
                 self._stop.wait(self.poll_seconds)
-
-
-# Failures that mean the queue's server cannot be reached, not that a job is wrong.
-_QUEUE_OUTAGES: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
-
-
-class QueueOutageLog(logging.Filter):
-    """For a worker's log handler: while the queue (Redis) is unreachable, Huey's consumer
-    threads log a full traceback for every failed read, several a second per worker. This
-    turns such a record into one line naming the failure, and lets at most one through every
-    `every` seconds, saying how many it held back. Other records pass unchanged.
-
-    `monotonic` is injectable for tests (seconds, never going back)."""
-
-    def __init__(self, every: float = 10.0, monotonic: Callable[[], float] = time.monotonic):
-        super().__init__()
-        self.every, self.monotonic = every, monotonic
-        self._last: float | None = None
-        self._held = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, _QUEUE_OUTAGES):
-            return True
-        now, last = self.monotonic(), self._last
-        if last is not None and now - last < self.every:
-            self._held += 1
-            return False
-        line = f"{record.getMessage()}: queue unreachable ({type(error).__name__}: {error})"
-        if self._held and last is not None:
-            line += f"; {self._held} more such failures in the last {now - last:.0f} s"
-        record.msg, record.args = line, None
-        record.exc_info, record.exc_text = None, None
-        self._last, self._held = now, 0
-        return True

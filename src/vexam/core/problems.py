@@ -89,7 +89,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 _UNSTORABLE_TEXT = "22021"
 # SQLSTATEs of a PostgreSQL server that is going down or coming back: shutting down
 # (57P01 admin, 57P02 crash), recovering its log after a crash or restart (57P03 "the
-# database system is starting up"), and class 08, connection exceptions.
+# database system is starting up"); class 08 (connection exceptions) is checked beside them.
 _RESTARTING = ("57P01", "57P02", "57P03")
 
 

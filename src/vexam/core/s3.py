@@ -7,7 +7,6 @@ import builtins
 import contextlib
 import contextvars
 import functools
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -56,24 +55,16 @@ _T = TypeVar("_T")
 # many as the client keeps connections, so that they neither queue behind nor hold up the CPU
 # work of asyncio's default executor (face embeddings, hashing, file I/O), which has only
 # cores + 4 threads (6 on 2 cores): under load, S3 calls waiting on the server filled it.
+# The pool starts its threads on demand.
 S3_THREADS = 32
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _s3_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=S3_THREADS, thread_name_prefix="vexam-s3")
-        return _pool
+_S3_POOL = ThreadPoolExecutor(max_workers=S3_THREADS, thread_name_prefix="vexam-s3")
 
 
 async def in_s3_thread(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """Run a blocking boto3 call on the process's S3 threads (as `asyncio.to_thread` does on
     the default executor, context variables included)."""
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_s3_pool(), call)
+    return await asyncio.get_running_loop().run_in_executor(_S3_POOL, call)
 
 
 class S3BlobStore:

@@ -127,8 +127,7 @@ class S3UploadStore:
             except ClientError as exc:
                 if _code(exc) not in _GONE:
                     raise
-        for staged in await self.blobs.list(f"uploads/{upload_id}.staged."):
-            await self.blobs.delete(staged)
+        await in_s3_thread(self._drop_staged, upload_id)
         await self.blobs.delete(f"uploads/{upload_id}")
 
     async def held(self, upload_id: str, recorded: int) -> tuple[int, bool]:
@@ -256,10 +255,7 @@ class S3UploadStore:
                 hasher.update(chunk)
             buf += chunk
             if unread and unread + len(buf) >= part_size:
-                prefix, staged_keys = await in_s3_thread(
-                    self._read_staged, upload.id, start_parts, staged
-                )
-                buf[:0] = prefix
+                staged_keys = await self._prepend_staged(upload.id, start_parts, staged, buf)
                 unread = 0
             while len(buf) >= part_size:
                 await self._put_part(upload.id, ref, done + 1, bytes(buf[:part_size]))
@@ -282,10 +278,7 @@ class S3UploadStore:
         total = offset + taken
         if total == upload.length:
             if unread:
-                prefix, staged_keys = await in_s3_thread(
-                    self._read_staged, upload.id, start_parts, staged
-                )
-                buf[:0] = prefix
+                staged_keys = await self._prepend_staged(upload.id, start_parts, staged, buf)
             if buf:
                 await self._put_part(upload.id, ref, done + 1, bytes(buf))
                 done += 1
@@ -311,21 +304,34 @@ class S3UploadStore:
             await in_s3_thread(self._delete, staged_keys)
         return Stored(total)
 
+    async def _prepend_staged(
+        self, upload_id: str, parts: int, count: int, buf: bytearray
+    ) -> list[str]:
+        """Put the `count` bytes staged after `parts` parts before `buf`; returns every
+        staged key of `parts` (see `_read_staged`)."""
+        prefix, keys = await in_s3_thread(self._read_staged, upload_id, parts, count)
+        buf[:0] = prefix
+        return keys
+
+    def _keys(self, prefix: str) -> list[str]:
+        """The full keys of the bucket's objects under the full key `prefix`."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
     def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str]]:
         """The `count` bytes staged after `parts` parts, and every staged key of `parts`
         (those past `count`, left by a PATCH cut before the row counted them, included)."""
         base = self.staged_key(upload_id, parts)
         starts: dict[int, str] = {}
         legacy: str | None = None
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=base
-        ):
-            for item in page.get("Contents", []):
-                key, rest = item["Key"], item["Key"][len(base) :]
-                if key == base:
-                    legacy = key
-                elif rest[:1] == "." and rest[1:].isdigit():
-                    starts[int(rest[1:])] = key
+        for key in self._keys(base):
+            rest = key[len(base) :]
+            if key == base:
+                legacy = key
+            elif rest[:1] == "." and rest[1:].isdigit():
+                starts[int(rest[1:])] = key
         if legacy is not None and 0 not in starts:
             starts[0] = legacy
         counted = sorted(start for start in starts if start < count)
@@ -376,14 +382,8 @@ class S3UploadStore:
         await in_s3_thread(self._drop_staged, upload_id)
 
     def _drop_staged(self, upload_id: str) -> None:
-        prefix = self.blobs.object_key(f"uploads/{upload_id}.staged.")
-        left = [
-            item["Key"]
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
-            )
-            for item in page.get("Contents", [])
-        ]
+        """Delete every staged object of the upload (all generations)."""
+        left = self._keys(self.blobs.object_key(f"uploads/{upload_id}.staged."))
         if left:
             self._delete(left)
 

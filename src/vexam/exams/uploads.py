@@ -377,10 +377,9 @@ def _record_progress(ctx: Ctx, upload: Upload, size: int) -> bool:
     Completion always writes it. The S3 store's PATCH has written it already, exactly, as
     the lease holder (its last statement), so never again here.
     """
-    name = store_of(ctx).name
-    if name == "s3":
+    if store_of(ctx).name == "s3":
         return False
-    if name != "local" or size < upload.received:
+    if size < upload.received:
         return True
     return (
         size - upload.received >= PROGRESS_BYTES or ctx.now() - upload.updated_at >= PROGRESS_EVERY
