@@ -44,6 +44,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench import vexam_source
 from bench.examday.seed import seed, settings_for, write_candidates
 from vexam.config import Settings
 
@@ -73,18 +74,6 @@ async def _fresh_database(name: str) -> str:
     finally:
         await connection.close()
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-def _source(folder: str) -> str:
-    """The folder holding the `vexam` package to serve: `folder`, or its `src` (what
-    `git archive COMMIT src | tar -x -C DIR` makes); "" for this checkout. Refuses a
-    folder with neither, which would silently serve this checkout instead."""
-    if not folder:
-        return ""
-    for candidate in (Path(folder), Path(folder) / "src"):
-        if (candidate / "vexam" / "__init__.py").exists():
-            return str(candidate.resolve())
-    raise SystemExit(f"--server-src {folder}: no vexam package in it or in its src")
 
 
 def _env(database_url: str, data_dir: Path, server_src: str = "") -> dict[str, str]:
@@ -368,7 +357,7 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
         database_url = asyncio.run(_fresh_database(DATABASE))
         settings = settings_for(data_dir, database_url, QUEUE_URL)
-        source = _source(args.server_src)
+        source = vexam_source(args.server_src)
         env = _env(database_url, data_dir, source)
         vexam_servers = _start("vexam", args.web, env, log)
         vexam_urls = [url for url, _ in vexam_servers]

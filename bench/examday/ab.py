@@ -16,7 +16,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench.examday.__main__ import DATABASE, _env, _load, _source, _start, _stop, summary
+from bench import vexam_source
+from bench.examday.__main__ import DATABASE, _env, _load, _start, _stop, summary
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     work = Path(args.workdir)
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
     log = work / "ab-servers.log"
-    sources = {"before": _source(args.before_src), "after": ""}
+    sources = {"before": vexam_source(args.before_src, "before_src"), "after": ""}
     servers = {
         name: _start("vexam", 1, _env(database_url, work / "data", src), log)
         for name, src in sources.items()

@@ -116,8 +116,9 @@ async def test_audit_entry_records_actor_time_ip_device(app, clock) -> None:
 async def test_audit_log_is_append_only_in_the_database(app) -> None:
     """§8: the database itself refuses UPDATE and DELETE on the audit log."""
     async with app.state.db.unit_of_work() as session:
-        entry = await audit.record(_ctx(app, session), "test.appended", "thing", 1)
-        entry_id = entry.id
+        await audit.record(_ctx(app, session), "test.appended", "thing", 1)
+        found = select(AuditEntry.id).where(AuditEntry.action == "test.appended")
+        entry_id = (await session.execute(found)).scalar_one()
     for statement in (
         update(AuditEntry).where(AuditEntry.id == entry_id).values(action="test.rewritten"),
         delete(AuditEntry).where(AuditEntry.id == entry_id),

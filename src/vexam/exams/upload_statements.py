@@ -58,6 +58,8 @@ CREATION_FACTS = (
 )
 UPLOADS = cast(Table, Upload.__table__)
 SUBMISSIONS = cast(Table, Submission.__table__)
+# Its values come as parameters: `.values(row)` would build and key a new statement per upload.
+CREATE_UPLOAD = UPLOADS.insert()
 # What a completion reads: the upload with its submission's declared hash.
 COMPLETION_FACTS = (
     select(
@@ -70,6 +72,13 @@ COMPLETION_FACTS = (
     )
     .join(Submission, Submission.id == Upload.submission_id)
     .where(Upload.id == bindparam("upload_id"))
+)
+
+# A settled upload's state copied to its submission.
+SETTLE_SUBMISSION = (
+    SUBMISSIONS.update()
+    .where(SUBMISSIONS.c.id == bindparam("submission_key"))
+    .values(upload_state=bindparam("settled_state"))
 )
 
 # A local upload's row settled against its submission's declared hash in one statement.

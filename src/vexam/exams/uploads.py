@@ -229,7 +229,7 @@ async def create(
         "updated_at": now,
     }
     # A Core INSERT (the ORM's unit of work costs more); the caller gets a detached copy.
-    await ctx.session.execute(sql.UPLOADS.insert().values(row))
+    await ctx.session.execute(sql.CREATE_UPLOAD, row)
     row["metadata_"] = row.pop("metadata")
     upload = Upload(**row)
     await audit.record(
@@ -436,9 +436,7 @@ async def _settled(ctx: Ctx, upload_id: str, row: Any, digest: str, now: datetim
     submission's state, this session's objects, the audit entry, the media check queued."""
     good = bool(row.state == "received")
     await ctx.session.execute(
-        sql.SUBMISSIONS.update()
-        .where(sql.SUBMISSIONS.c.id == row.submission_id)
-        .values(upload_state=row.state)
+        sql.SETTLE_SUBMISSION, {"submission_key": row.submission_id, "settled_state": row.state}
     )
     values = {
         "state": row.state,
