@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -276,19 +276,24 @@ SESSION_TABLES = {
 }
 
 
+# Built once with parameters: building the statement and its cache key cost more CPU than
+# running it, and every request whose session this process has not confirmed lately runs it.
+_LIVE_SESSION = (
+    select(AuthSession, User)
+    .join(User, User.id == AuthSession.user_id)
+    .where(
+        AuthSession.token_hash == bindparam("token_hash"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now"),
+        User.is_active.is_(True),
+    )
+)
+
+
 async def resolve_token(session: AsyncSession, token_hash: str, now: datetime) -> Principal | None:
     """The principal of a live session token (not revoked, not expired, account active)."""
     found = (
-        await session.execute(
-            select(AuthSession, User)
-            .join(User, User.id == AuthSession.user_id)
-            .where(
-                AuthSession.token_hash == token_hash,
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-                User.is_active.is_(True),
-            )
-        )
+        await session.execute(_LIVE_SESSION, {"token_hash": token_hash, "now": now})
     ).one_or_none()
     if found is None:
         return None
