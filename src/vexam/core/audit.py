@@ -44,13 +44,13 @@ async def record(
 ) -> None:
     """Append one entry; the actor defaults to the signed-in principal of `ctx`.
 
-    The session's pending changes are flushed first (their errors surface here, as before
-    an entry is written), then the entry is inserted with one prepared Core statement: most
-    writes record an entry, and the ORM's flush of a new object costs more than the rest of
-    a lean request. `detail` must never carry secrets, codes or unmasked ID numbers.
+    The session's pending changes are flushed first, so their errors surface here, before
+    the entry is written. `detail` must never carry secrets, codes or unmasked ID numbers.
     """
     actor = ctx.actor
     await ctx.session.flush()
+    # A prepared Core INSERT, not an ORM object and its flush: most writes record an entry,
+    # and the object's flush was a measurable part of a lean request's CPU.
     await ctx.session.execute(
         _INSERT,
         {
