@@ -26,6 +26,7 @@ import os
 import random
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -94,6 +95,13 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, tuple[float, float, floa
     }
 
 
+def _served_from(
+    env: Callable[[Path], dict[str, str]], source: str
+) -> Callable[[Path], dict[str, str]]:
+    """`env`, with the `vexam` package imported from `source` instead of this checkout."""
+    return lambda store: {**env(store), "PYTHONPATH": os.pathsep.join((source, str(REPO)))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--uploads", type=int, default=100, help="concurrent uploads")
@@ -112,16 +120,12 @@ def main() -> None:
     slots = asyncio.run(prepare(work, database_url, declared))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
     for round_ in range(args.rounds):
-        for name, source in sources.items():
+        for position, (name, source) in enumerate(sources.items()):
             server = next(s for s in servers(work, database_url, None, False) if s.kind == "vexam")
-            first = (round_ * len(sources) + list(sources).index(name)) * args.uploads
+            first = (round_ * len(sources) + position) * args.uploads
             server.work, server.slots = work, slots[first : first + args.uploads]
             if source:
-                env = server.env
-                server.env = lambda store, env=env, source=source: {  # type: ignore[misc]
-                    **env(store),
-                    "PYTHONPATH": os.pathsep.join((source, str(REPO))),
-                }
+                server.env = _served_from(server.env, source)
             server.start(work / "store", work / "vexam.log")
             try:
                 runs[name].append(asyncio.run(_measure(server, files)))
