@@ -32,6 +32,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
@@ -264,6 +265,14 @@ def sign_in(page: Page, base: str, phone: str, password: str = PASSWORD) -> None
     page.locator("input[name=password]").fill(password)
     page.locator("button[name=action][value=login]").click()
     page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+
+
+def open_from_home(page: Page, link: str) -> None:
+    """Follow one of the candidate home's links (`link` is its test id) once the home has
+    rendered what it fetched: until then its sections grow and move the links, and a click
+    can land where a link was a moment before."""
+    expect(page.get_by_test_id("next-step")).not_to_have_attribute("data-step", "loading")
+    page.get_by_test_id(link).click()
 
 
 def no_horizontal_scroll(page: Page) -> None:

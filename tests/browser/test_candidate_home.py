@@ -14,7 +14,13 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import update
 
-from tests.browser.conftest import LiveApp, no_horizontal_scroll, save_screenshot, sign_in
+from tests.browser.conftest import (
+    LiveApp,
+    no_horizontal_scroll,
+    open_from_home,
+    save_screenshot,
+    sign_in,
+)
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
 from tests.exams.test_sittings import PHONE, SHA, device, force_face
@@ -249,7 +255,7 @@ def test_exam_list_shows_windows_in_the_school_zone_and_the_ways_in(
     exam_id = world["exam_id"]
     page.set_viewport_size(NARROW)
     sign_in(page, live_server, phone)
-    page.get_by_test_id("exams-link").click()
+    open_from_home(page, "exams-link")
 
     card = page.get_by_test_id(f"application-{exam_id}")
     taking = card.get_by_test_id("taking")
@@ -346,7 +352,7 @@ def test_a_submission_waiting_then_verified(
     no_horizontal_scroll(page)
     save_screenshot(page, "home-upload-zh")
 
-    page.get_by_test_id("exams-link").click()
+    open_from_home(page, "exams-link")
     taking = page.get_by_test_id(f"application-{exam_id}").get_by_test_id("taking")
     expect(taking.get_by_test_id("uploads-link")).to_have_attribute("href", "/uploads")
     expect(taking.get_by_test_id("subject")).to_have_attribute("data-attempts-left", "1")

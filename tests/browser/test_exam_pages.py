@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import LiveApp, no_horizontal_scroll
+from tests.browser.conftest import LiveApp, no_horizontal_scroll, open_from_home
 from tests.exams.test_enrollment import add_roster_row
 from tests.exams.test_exam_setup import exam_body
 from tests.helpers import PASSWORD, app_ctx
@@ -95,7 +95,7 @@ def test_apply_wrong_province_then_confirm_and_pay(
     page.locator("input[name=phone]").fill(phone)
     page.locator("input[name=password]").fill(PASSWORD)
     page.locator("button[name=action][value=login]").click()
-    page.get_by_test_id("exams-link").click()
+    open_from_home(page, "exams-link")
     expect(page).to_have_url(f"{live_server}/exams")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_test_id("no-applications")).to_be_visible()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Playwright, Route, expect
 
-from tests.browser.conftest import LiveApp, launch_with_camera, phone_context
+from tests.browser.conftest import LiveApp, launch_with_camera, open_from_home, phone_context
 from tests.helpers import app_ctx
 from tests.identity.cardgen import cjk_font_path, make_card
 from tests.identity.conftest import new_id_number
@@ -90,7 +90,7 @@ def sign_in(page: Page, base: str, account: tuple[str, str]) -> None:
     page.locator("input[name=phone]").fill(account[0])
     page.locator("input[name=password]").fill(account[1])
     page.locator("button[name=action][value=login]").click()
-    page.get_by_test_id("identity-link").click()
+    open_from_home(page, "identity-link")
     expect(page.get_by_test_id("identity-status")).to_have_attribute("data-status", "not_started")
 
 

@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect
 from sqlalchemy import select
 
-from tests.browser.conftest import LiveApp, save_screenshot
+from tests.browser.conftest import LiveApp, open_from_home, save_screenshot
 from tests.browser.test_exam_pages import principal
 from tests.browser.test_identity_pages import camera_browser as camera_browser  # the fixture
 from tests.browser.test_identity_pages import engines as engines  # the fixture
@@ -113,7 +113,7 @@ def register(page: Page, base: str, phone: str, sms_code: Callable[..., str]) ->
 
 def certify(page: Page, engines: IdentityEngines, id_number: str) -> None:
     """Type the details, keep the card photo for the face comparison, pass the live check."""
-    page.get_by_test_id("identity-link").click()
+    open_from_home(page, "identity-link")
     expect(page.get_by_test_id("identity-status")).to_have_attribute("data-status", "not_started")
     portrait = camera_image(
         engines.faces(), "obama_2", face_width=150, centre=(160, 190), size=(320, 410)
@@ -142,7 +142,7 @@ def certify(page: Page, engines: IdentityEngines, id_number: str) -> None:
 
 def apply_and_pay(page: Page, base: str, exam_id: int) -> None:
     page.goto(f"{base}/")
-    page.get_by_test_id("exams-link").click()
+    open_from_home(page, "exams-link")
     page.get_by_test_id("search-input").fill("星海")
     page.get_by_test_id("search").click()
     page.get_by_test_id(f"result-{exam_id}").get_by_test_id("apply-link").click()
