@@ -2,12 +2,14 @@
 
     python -m bench.examday.load --target vexam|peer --urls U1,U2 --candidates FILE
         --video FILE --concurrency C --warmup W --seconds S --pids P1,P2 --out FILE
+        [--face-photo FILE]
 
 Closed loop: C simulated candidates at a time, each running the exam-day journey with no
 think time; a candidate that finishes hands its slot to the next unused one. Candidate i
 talks to URL i mod len(URLs) over kept-alive connections (what nginx would do). The
 journey (vexam): status polls between every step; continue the formal sitting; device
-check; per subject: start a recording (an attempt), two face-check frames (a small JPEG),
+check; per subject: start a recording (an attempt), two face-check frames (a small JPEG
+without a face; with --face-photo, a 360×640 camera frame showing that photo's face),
 a left-page event (flagged), complete, submit, tus creation and PATCHes of small chunks.
 The status target: every candidate polls its status only. The peer target: every
 candidate repeats one GET of the bare endpoint.
@@ -63,6 +65,21 @@ def small_jpeg() -> bytes:
     ImageDraw.Draw(image).ellipse((50, 20, 110, 100), fill=(220, 190, 170))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def camera_frame(photo: Path) -> bytes:
+    """A portrait camera frame as the take page sends it (640 px long side, JPEG 85) with the
+    face of `photo` in the middle: the face check detects and embeds it."""
+    from PIL import Image
+
+    frame = Image.new("RGB", (360, 640), (90, 90, 90))
+    with Image.open(photo) as source:
+        face = source.convert("RGB")
+    face.thumbnail((360, 640))
+    frame.paste(face, ((360 - face.width) // 2, (640 - face.height) // 2))
+    out = io.BytesIO()
+    frame.save(out, "JPEG", quality=85)
     return out.getvalue()
 
 
@@ -251,7 +268,7 @@ async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> N
 async def run(
     args: argparse.Namespace, candidates: list[Candidate], video: bytes
 ) -> dict[str, Any]:
-    frame = small_jpeg()
+    frame = camera_frame(Path(args.face_photo)) if args.face_photo else small_jpeg()
     urls = args.urls.split(",")
     pids = [int(p) for p in args.pids.split(",") if p]
     begin = time.perf_counter()
@@ -323,6 +340,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--pids", default="")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--face-photo", default="", help="face-check frames show this face")
     args = parser.parse_args()
     import uvloop
 
