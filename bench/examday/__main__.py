@@ -3,7 +3,7 @@ and a bare FastAPI endpoint doing one indexed read as the peer, in the same run.
 
     python -m bench.examday [--smoke] [--candidates N] [--seconds S] [--concurrency C]
                             [--web N] [--workdir DIR] [--direct [--server-src DIR]]
-                            [--face-photo FILE]
+                            [--face NAME]
 
 Brings up the cluster (`deploy/local-cluster up`: nginx, N `vexam serve`, 2 `vexam worker`,
 PostgreSQL, Redis db 7, moto S3), seeds N certified candidates with paid applications and a
@@ -19,9 +19,10 @@ per request; the vexam mix per request kind; the ratio to the peer (mean of its 
 PASS/MISS per goal: ≥ 1,000 requests/s, p99 ≤ 100 ms, ≥ 0.5× the peer, zero errors. Exits
 1 on errors only (the machine is shared: the figures are reported, not judged).
 `--smoke`: 1 process each, 30 candidates, 8 at a time, 1 + 3 s per run, no status-only run.
-The face-check frames hold no face (each costs a detection only) unless `--face-photo FILE`
-names a photo: its face is then detected and embedded on every check, as a candidate's is
-(the seeded candidates have no reference face, so the first frame's face becomes theirs).
+The face-check frames hold no face (each costs a detection only) unless `--face NAME` names
+one of the shared face photos (`../shared/faces/NAME.jpg`, e.g. obama_1): each frame is then
+a selfie of it, detected and embedded on every check as a candidate's is (the seeded
+candidates have no reference face, so the first frame's face becomes theirs).
 
 `--direct` skips the cluster and nginx: both apps as N uvicorn processes started here (local
 store, no workers; the client spreads the candidates over them); `--server-src DIR` then
@@ -241,8 +242,8 @@ def _load(
         "--out",
         str(out),
     ]
-    if args.face_photo:
-        command += ["--face-photo", str(Path(args.face_photo).resolve())]
+    if args.face:
+        command += ["--face", args.face]
     subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -288,7 +289,7 @@ def report(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> bool:
     peer_rps = statistics.mean(p["rps"] for p in peers)
     ratio = vexam["rps"] / peer_rps if peer_rps else 0.0
     setup = "uvicorn processes, no nginx" if args.direct else "processes behind nginx"
-    faces = f"show {Path(args.face_photo).name}" if args.face_photo else "hold no face"
+    faces = f"show {args.face}" if args.face else "hold no face"
     print(
         f"\nExam-day load: {args.web} web {setup} each, {args.concurrency} candidates at a "
         f"time, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s measured per run; "
@@ -343,7 +344,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="")
     parser.add_argument("--direct", action="store_true", help="no cluster, no nginx")
     parser.add_argument("--server-src", default="", help="(--direct) vexam from this src")
-    parser.add_argument("--face-photo", default="", help="face-check frames show this face")
+    parser.add_argument("--face", default="", help="a shared face photo, e.g. obama_1")
     args = parser.parse_args()
     small = args.smoke
     args.candidates = args.candidates or (30 if small else 800)

@@ -2,14 +2,14 @@
 
     python -m bench.examday.load --target vexam|peer --urls U1,U2 --candidates FILE
         --video FILE --concurrency C --warmup W --seconds S --pids P1,P2 --out FILE
-        [--face-photo FILE]
+        [--face NAME]
 
 Closed loop: C simulated candidates at a time, each running the exam-day journey with no
 think time; a candidate that finishes hands its slot to the next unused one. Candidate i
 talks to URL i mod len(URLs) over kept-alive connections (what nginx would do). The
 journey (vexam): status polls between every step; continue the formal sitting; device
 check; per subject: start a recording (an attempt), two face-check frames (a small JPEG
-without a face; with --face-photo, a 360×640 camera frame showing that photo's face),
+without a face; with --face NAME, a 480×640 selfie of that shared photo's face),
 a left-page event (flagged), complete, submit, tus creation and PATCHes of small chunks.
 The status target: every candidate polls its status only. The peer target: every
 candidate repeats one GET of the bare endpoint.
@@ -68,19 +68,14 @@ def small_jpeg() -> bytes:
     return out.getvalue()
 
 
-def camera_frame(photo: Path) -> bytes:
-    """A portrait camera frame as the take page sends it (640 px long side, JPEG 85) with the
-    face of `photo` in the middle: the face check detects and embeds it."""
-    from PIL import Image
+def face_frame(name: str) -> bytes:
+    """A phone selfie JPEG (480×640, face ≈ 200 px) of the shared photo `name`, as the face
+    tests and `bench.identity` make it: the face check detects and embeds its face."""
+    from tests.identity.test_faces import selfie
 
-    frame = Image.new("RGB", (360, 640), (90, 90, 90))
-    with Image.open(photo) as source:
-        face = source.convert("RGB")
-    face.thumbnail((360, 640))
-    frame.paste(face, ((360 - face.width) // 2, (640 - face.height) // 2))
-    out = io.BytesIO()
-    frame.save(out, "JPEG", quality=85)
-    return out.getvalue()
+    from vexam.identity.faces import FaceEngine
+
+    return selfie(FaceEngine(), name)
 
 
 class Stop(Exception):
@@ -268,7 +263,7 @@ async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> N
 async def run(
     args: argparse.Namespace, candidates: list[Candidate], video: bytes
 ) -> dict[str, Any]:
-    frame = camera_frame(Path(args.face_photo)) if args.face_photo else small_jpeg()
+    frame = face_frame(args.face) if args.face else small_jpeg()
     urls = args.urls.split(",")
     pids = [int(p) for p in args.pids.split(",") if p]
     begin = time.perf_counter()
@@ -340,7 +335,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--pids", default="")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--face-photo", default="", help="face-check frames show this face")
+    parser.add_argument("--face", default="", help="a shared face photo, e.g. obama_1")
     args = parser.parse_args()
     import uvloop
 
