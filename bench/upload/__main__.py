@@ -80,9 +80,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """The process's user and system CPU seconds so far (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _cpu_seconds(pid: int) -> float:
+    return sum(_cpu_split(pid))
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -180,6 +186,8 @@ class Server:
 class Result:
     seconds: float = 0.0
     cpu: float = 0.0
+    user: float = 0.0  # of `cpu`: in the process itself, and in the kernel on its behalf
+    system: float = 0.0
     errors: int = 0
     verified: int = 0
     rss_mib: float = 0.0
@@ -194,6 +202,10 @@ class Result:
     @property
     def mb_cpu(self) -> float:
         return self.mb / self.cpu if self.cpu else 0.0
+
+    def ms_per_mib(self, seconds: float) -> float:
+        """CPU milliseconds per MiB received."""
+        return seconds * 1000 / (self.mb * 1e6 / MIB) if self.mb else 0.0
 
 
 async def _one(
@@ -235,9 +247,11 @@ def run_one(
     pid = server.process.pid
     result = Result(mb=scenario.count * scenario.size / 1e6)
     try:
-        cpu0 = _cpu_seconds(pid)
+        user0, system0 = _cpu_split(pid)
         outcomes, result.seconds = asyncio.run(_drive(server, files, scenario.patch))
-        result.cpu = _cpu_seconds(pid) - cpu0
+        user1, system1 = _cpu_split(pid)
+        result.user, result.system = user1 - user0, system1 - system0
+        result.cpu = result.user + result.system
         result.rss_mib = _peak_rss_mib(pid)
     finally:
         server.stop()
@@ -448,14 +462,14 @@ def main() -> None:
         print(f"\n{scenario.label} ({scenario.count * scenario.size / 1e6:.0f} MB)")
         print(
             f"  {'server':<12} {'MB/s':>7} {'×best peer':>10} {'×raw':>6} {'MB/CPU-s':>9} "
-            f"{'errors':>6} {'SHA ok':>7} {'peak RSS':>9}"
+            f"{'errors':>6} {'SHA ok':>7} {'peak RSS':>9} {'CPU ms/MiB user+sys':>19}"
         )
         for name, r in results.items():
             vs_peer = f"{r.mb_s / best:.2f}" if best else "-"
             print(
                 f"  {name:<12} {r.mb_s:>7.0f} {vs_peer:>10} {r.mb_s / raw:>6.2f} "
                 f"{r.mb_cpu:>9.0f} {r.errors:>6} {r.verified:>3}/{scenario.count:<3} "
-                f"{r.rss_mib:>6.0f} MiB"
+                f"{r.rss_mib:>6.0f} MiB {r.ms_per_mib(r.user):>10.2f}+{r.ms_per_mib(r.system):.2f}"
             )
             if r.first_error:
                 print(f"    first error: {r.first_error[:160]}")
