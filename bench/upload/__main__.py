@@ -9,9 +9,11 @@ Every server is started fresh for each scenario (uvicorn with httptools + uvloop
 Python ones, Node for @tus/server); per server: MB/s (MB = 10^6 B), ratio to the best tus
 peer and to the raw write, MB per server CPU-second (/proc), errors, files whose SHA-256
 matches, peak RSS (the database's own CPU is not counted: SQLite runs in the process,
-PostgreSQL does not). Then the silent-connection check (a PATCH that goes silent, a resume on
-a new connection) on every tus server, and PASS/MISS per goal of vexam; exit 1 on a missed
-goal (`--smoke`: only on errors).
+PostgreSQL does not), and the server's CPU milliseconds per MiB split into user (its own
+code) and system (the kernel's work for it: socket reads, page-cache copies, syncs). Then
+the silent-connection check (a PATCH that goes silent, a resume on a new connection) on every
+tus server, and PASS/MISS per goal of vexam; exit 1 on a missed goal (`--smoke`: only on
+errors).
 """
 
 from __future__ import annotations
@@ -186,8 +188,8 @@ class Server:
 class Result:
     seconds: float = 0.0
     cpu: float = 0.0
-    user: float = 0.0  # of `cpu`: in the process itself, and in the kernel on its behalf
-    system: float = 0.0
+    user: float = 0.0  # `cpu` spent in the process's own code
+    system: float = 0.0  # and in the kernel on its behalf
     errors: int = 0
     verified: int = 0
     rss_mib: float = 0.0
