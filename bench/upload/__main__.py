@@ -187,8 +187,7 @@ class Server:
 @dataclass
 class Result:
     seconds: float = 0.0
-    cpu: float = 0.0
-    user: float = 0.0  # `cpu` spent in the process's own code
+    user: float = 0.0  # server CPU seconds in the process's own code
     system: float = 0.0  # and in the kernel on its behalf
     errors: int = 0
     verified: int = 0
@@ -200,6 +199,10 @@ class Result:
     @property
     def mb_s(self) -> float:
         return self.mb / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
 
     @property
     def mb_cpu(self) -> float:
@@ -253,7 +256,6 @@ def run_one(
         outcomes, result.seconds = asyncio.run(_drive(server, files, scenario.patch))
         user1, system1 = _cpu_split(pid)
         result.user, result.system = user1 - user0, system1 - system0
-        result.cpu = result.user + result.system
         result.rss_mib = _peak_rss_mib(pid)
     finally:
         server.stop()
