@@ -1,9 +1,10 @@
 """Recording attempts, face checks, events and submissions of a sitting (SPEC §5).
 
 Every rule the candidate could race is decided by the database:
-- an attempt is consumed by `UPDATE exam_subject_progress SET used = used + 1
-  WHERE used < allowed` (allowed = the subject's attempts + the accommodation's extra
-  attempts, read at that moment), so 50 concurrent starts with 2 attempts left make 2;
+- an attempt is consumed by `INSERT INTO exam_subject_progress … ON CONFLICT DO UPDATE
+  SET used = used + 1 WHERE used < allowed` (allowed = the subject's attempts + the
+  accommodation's extra attempts, read at that moment), so 50 concurrent starts with 2
+  attempts left make 2;
 - a recording moves recording → completed | voided by conditional updates on its state;
 - a subject is submitted once: `exam_submissions` is unique per sitting and subject.
 
@@ -17,14 +18,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
+from vexam.core.db import insert_into
 from vexam.core.errors import CountedRefusal, VexamError
-from vexam.exams import schemas, service
+from vexam.exams import accommodations, schemas, service
 from vexam.exams.models import (
+    Exam,
     ExamEvent,
     FaceVerification,
     Recording,
@@ -41,7 +44,6 @@ from vexam.exams.sittings import (
     device_of,
     ensure_open,
     judge_face,
-    load,
     own_sitting,
     void_open,
 )
@@ -57,38 +59,53 @@ async def _subject(ctx: Ctx, loaded: Loaded, subject_id: int) -> Subject:
     return subject
 
 
+# Built once with a parameter, as `sittings.own_sitting`'s: the recording, its sitting, the
+# exam and what the candidate is granted.
+_OWN_RECORDING = accommodations.with_granted(
+    select(Recording, Sitting, Exam, *accommodations.GRANTED_COLUMNS)
+    .join(Sitting, Sitting.id == Recording.sitting_id)
+    .join(Exam, Exam.id == Sitting.exam_id),
+    Sitting.user_id,
+    Sitting.exam_id,
+).where(Recording.id == bindparam("recording_id"))
+
+
 async def own_recording(
     ctx: Ctx, principal: Principal, recording_id: int
 ) -> tuple[Recording, Loaded]:
-    """The caller's recording and its sitting; `recording_not_found` otherwise."""
-    recording = await ctx.session.get(Recording, recording_id)
-    sitting = await ctx.session.get(Sitting, recording.sitting_id) if recording else None
-    if recording is None or sitting is None or sitting.user_id != principal.user_id:
+    """The caller's recording and its sitting (one statement); `recording_not_found` for
+    absent and other people's recordings."""
+    found = (
+        await ctx.session.execute(_OWN_RECORDING, {"recording_id": recording_id})
+    ).one_or_none()
+    if found is None or found[1].user_id != principal.user_id:
         raise VexamError("recording_not_found")
-    return recording, await load(ctx, sitting)
+    recording, sitting, exam, attempts, seconds, ends_at = found
+    granted = accommodations.granted_from(attempts, seconds, ends_at)
+    return recording, Loaded(sitting, exam, granted)
 
 
 # ------------------------------------------------------------------ starting a recording
 
 
 async def _consume_attempt(ctx: Ctx, sitting_id: int, subject_id: int, allowed: int) -> int:
-    """Use one attempt (the database decides); the attempt's number, or `attempts_exhausted`."""
-    try:
-        async with ctx.session.begin_nested():
-            ctx.session.add(SubjectProgress(sitting_id=sitting_id, subject_id=subject_id, used=0))
-    except IntegrityError:
-        pass  # the row exists: the update below decides
+    """Use one attempt (the database decides); the attempt's number, or `attempts_exhausted`.
+
+    One statement: the subject's first attempt inserts its progress row, a later one raises
+    the count only while it is below `allowed`; no row comes back when it is not.
+    """
+    if allowed < 1:
+        raise VexamError("attempts_exhausted", allowed=allowed)
+    insert = insert_into(ctx.session, SubjectProgress).values(
+        sitting_id=sitting_id, subject_id=subject_id, used=1
+    )
     used = (
         await ctx.session.execute(
-            update(SubjectProgress)
-            .where(
-                SubjectProgress.sitting_id == sitting_id,
-                SubjectProgress.subject_id == subject_id,
-                SubjectProgress.used < allowed,
-            )
-            .values(used=SubjectProgress.used + 1)
-            .returning(SubjectProgress.used)
-            .execution_options(synchronize_session=False)
+            insert.on_conflict_do_update(
+                index_elements=[SubjectProgress.sitting_id, SubjectProgress.subject_id],
+                set_={"used": SubjectProgress.used + 1},
+                where=SubjectProgress.used < allowed,
+            ).returning(SubjectProgress.used)
         )
     ).scalar_one_or_none()
     if used is None:

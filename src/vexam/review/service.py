@@ -13,15 +13,13 @@ is refused with `scores_locked`.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vexam.accounts import staff as staff_service
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal, Role
+from vexam.core.db import insert_into
 from vexam.core.errors import VexamError
 from vexam.exams import service as exams
 from vexam.exams.models import Exam, Sitting, Submission
@@ -36,12 +34,6 @@ DEFAULTS = schemas.SettingsIn()
 def new_code() -> str:
     """A fresh opaque item code, e.g. R-7KQ2MX9A (no meaning, not derived from any id)."""
     return "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def _insert(ctx: Ctx, table: Any) -> Any:
-    """An INSERT that skips rows a concurrent writer already inserted (ON CONFLICT DO NOTHING)."""
-    dialect = ctx.session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 # ------------------------------------------------------------------ settings
@@ -80,7 +72,7 @@ async def settings_row(ctx: Ctx, exam: Exam, *, lock: str | None = None) -> Revi
     if row is not None:
         return row
     await ctx.session.execute(
-        _insert(ctx, ReviewSettings)
+        insert_into(ctx.session, ReviewSettings)
         .values(
             exam_id=exam.id,
             school_id=exam.school_id,
@@ -259,7 +251,7 @@ async def assign(
     if body.reviewer_id not in await _reviewers(ctx, principal, exam.school_id):
         raise VexamError("reviewer_not_found")
     await ctx.session.execute(
-        _insert(ctx, ReviewAssignment)
+        insert_into(ctx.session, ReviewAssignment)
         .values(
             exam_id=exam.id,
             subject_id=body.subject_id,
@@ -337,7 +329,7 @@ async def sync_items(ctx: Ctx, exam_id: int) -> None:
         return
     now = ctx.now()
     await ctx.session.execute(
-        _insert(ctx, ReviewItem)
+        insert_into(ctx.session, ReviewItem)
         .values(
             [
                 {

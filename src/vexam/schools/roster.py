@@ -17,10 +17,10 @@ from datetime import timedelta
 from typing import IO, Any
 
 from sqlalchemy import delete, func, literal, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
+from vexam.core.db import insert_into
 from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.models import UTCDateTime
 from vexam.exams import service as exams
@@ -324,8 +324,6 @@ async def _upsert(ctx: Ctx, job: RosterImport, now: Any) -> int:
         .where(*valid)
     )
     updated = int(existing.scalar_one())
-    dialect = (await ctx.session.connection()).dialect.name
-    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stamp = literal(now, UTCDateTime())
     source = select(
         literal(job.school_id),
@@ -342,7 +340,7 @@ async def _upsert(ctx: Ctx, job: RosterImport, now: Any) -> int:
     ).where(*valid)
     # In file order, so row ids (and the roster listing) follow the file.
     source = source.order_by(staged.row_number)
-    statement = upsert(RosterRow).from_select(
+    statement = insert_into(ctx.session, RosterRow).from_select(
         [
             "school_id",
             "exam_id",
