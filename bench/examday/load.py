@@ -29,9 +29,10 @@ import io
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -107,8 +108,34 @@ class Recorder:
                 self.samples.append(f"{kind}: {detail[:300]}")
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What the journey reads of an answered call."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Caller(Protocol):
+    """Sends one call of a journey; None when it failed (the caller noted why)."""
+
+    async def call(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        expect: int,
+        *,
+        headers: dict[str, str],
+        json: Any = None,
+        data: bytes | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> Reply | None: ...
+
+
 class Client:
-    """One candidate's calls, timed and checked."""
+    """One candidate's calls over HTTP, timed and checked."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str, rec: Recorder) -> None:
         self.http = http
@@ -116,26 +143,41 @@ class Client:
         self.rec = rec
 
     async def call(
-        self, kind: str, method: str, path: str, expect: int, **kwargs: Any
-    ) -> aiohttp.ClientResponse | None:
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        expect: int,
+        *,
+        headers: dict[str, str],
+        json: Any = None,
+        data: bytes | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> Reply | None:
         if time.perf_counter() >= self.rec.ends_at:
             raise Stop
+        body: Any = data
+        if files is not None:
+            body = aiohttp.FormData()
+            for name, (filename, content, content_type) in files.items():
+                body.add_field(name, content, filename=filename, content_type=content_type)
         started = time.perf_counter()
         try:
-            async with self.http.request(method, self.url + path, **kwargs) as response:
-                body = await response.read()
+            async with self.http.request(
+                method, self.url + path, headers=headers, json=json, data=body
+            ) as response:
+                answer = await response.read()
         except aiohttp.ClientError as exc:
             self.rec.note(kind, started, False, repr(exc))
             return None
         ok = response.status == expect
-        self.rec.note(kind, started, ok, f"{response.status} {body[:200]!r}")
+        self.rec.note(kind, started, ok, f"{response.status} {answer[:200]!r}")
         if not ok:
             return None
-        response._body = body
-        return response
+        return Reply(response.status, response.headers, answer)
 
 
-async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> None:
+async def journey(client: Caller, c: Candidate, video: bytes, frame: bytes) -> None:
     """One candidate's exam day (see the module)."""
     who = {"Authorization": f"Bearer {c.token}", "X-Device-Id": c.device}
     status_path = f"/api/v1/sittings/{c.sitting_id}"
@@ -145,14 +187,12 @@ async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> N
             await client.call("status", "GET", status_path, 200, headers=who)
 
     async def face(recording_id: int) -> None:
-        form = aiohttp.FormData()
-        form.add_field("frame", frame, filename="frame.jpg", content_type="image/jpeg")
         await client.call(
             "face_check",
             "POST",
             f"/api/v1/recordings/{recording_id}/face-checks",
             200,
-            data=form,
+            files={"frame": ("frame.jpg", frame, "image/jpeg")},
             headers=who,
         )
 
@@ -188,7 +228,7 @@ async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> N
         )
         if started is None:
             return
-        recording_id = json.loads(started._body)["id"]
+        recording_id = json.loads(started.body)["id"]
         await poll(2)
         await face(recording_id)
         await poll(2)
@@ -222,7 +262,7 @@ async def journey(client: Client, c: Candidate, video: bytes, frame: bytes) -> N
         )
         if submitted is None:
             return
-        submission_id = json.loads(submitted._body)["submission_id"]
+        submission_id = json.loads(submitted.body)["submission_id"]
         meta = base64.b64encode(str(submission_id).encode()).decode()
         created = await client.call(
             "upload_create",

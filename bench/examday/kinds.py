@@ -1,0 +1,245 @@
+"""CPU per request kind of the exam-day mix, in one process, one call at a time.
+
+    python -m bench.examday.kinds [--candidates N] [--warmup W] [--face NAME] [--workdir DIR]
+                                  [--cprofile OUT --kind KIND] [--show KIND]
+
+Seeds N + W candidates into a fresh PostgreSQL database (local upload store), builds vexam
+in this process as `vexam serve` builds it, and runs each candidate's exam-day journey, the
+one the load test sends (`bench.examday.load.journey`), through the ASGI interface, one call
+at a time; the first W candidates are warm-up (caches, pools, statement caches). After each
+journey the peer (`bench.examday.peer_app`, in this process too) answers as many GETs as
+the journey polled its status, the same way, so both are measured in the same minutes. The
+process CPU (`time.process_time`, every thread: face checks run on worker threads) is read
+around each call and summed per kind.
+
+Prints per kind: calls, share of the mix, statements sent per call, CPU ms per call (median
+and mean, and the mean × the peer's), the kind's part of the mix's CPU, and the database
+server's CPU per call (its processes serving this database, from /proc/PID/schedstat: on
+one machine it shares the cores); the same for the peer; and the ratio the mix could reach
+against the peer if requests/s followed CPU per request. No HTTP server and no
+concurrency: what each kind costs the app itself, to see where the mix's CPU goes (the load
+test, `python -m bench.examday`, measures the whole under load). Face-check frames hold no
+face unless `--face NAME` names a shared face photo, as in the load test. `--cprofile OUT`
+writes a cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show
+KIND` prints the statements one call of that kind sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import event
+
+from bench.examday.__main__ import DATABASE, PG, QUEUE_URL, _env, _fresh_database
+from bench.examday.load import Reply, face_frame, journey, small_jpeg
+from bench.examday.seed import Candidate, seed, settings_for
+
+KINDS_DATABASE = f"{DATABASE}_kinds"
+# The server processes of the apps' connections (not this watcher's, not autovacuum's).
+_BACKENDS = """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
+    AND backend_type = 'client backend' AND pid <> pg_backend_pid()"""
+
+
+@dataclass
+class Meter:
+    """CPU seconds per call and statements sent, per kind; `on` is False during warm-up."""
+
+    spent: dict[str, list[float]] = field(default_factory=dict)
+    statements: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+    on: bool = False
+    profile: tuple[str, cProfile.Profile] | None = None
+    show: str = ""
+    shown: list[str] = field(default_factory=list)
+    showing: bool = False
+    db_pids: list[int] = field(default_factory=list)
+    db_spent: dict[str, float] = field(default_factory=dict)
+
+    def db_cpu(self) -> float:
+        """CPU seconds the database's server processes for this database have used."""
+        total = 0
+        for pid in self.db_pids:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it closed
+                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        return total / 1e9
+
+    def count(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        """SQLAlchemy's before_cursor_execute: one more statement sent to the database."""
+        self.sent += 1
+        if self.showing:
+            self.shown.append(" ".join(statement.split()))
+
+
+class InProcess:
+    """A journey's calls through ASGI, each one's process CPU added to its kind."""
+
+    def __init__(self, http: httpx.AsyncClient, meter: Meter) -> None:
+        self.http = http
+        self.meter = meter
+
+    async def call(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        expect: int,
+        *,
+        headers: dict[str, str],
+        json: Any = None,
+        data: bytes | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> Reply | None:
+        meter = self.meter
+        profile = meter.profile
+        profiler = profile[1] if meter.on and profile and profile[0] == kind else None
+        sent = meter.sent
+        meter.showing = meter.on and kind == meter.show and not meter.shown
+        db_began = meter.db_cpu()
+        began = time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        response = await self.http.request(
+            method, path, headers=headers, json=json, content=data, files=files
+        )
+        if profiler is not None:
+            profiler.disable()
+        spent = time.process_time() - began
+        db_spent = meter.db_cpu() - db_began
+        meter.showing = False
+        if response.status_code != expect:
+            raise RuntimeError(f"{kind} {path}: {response.status_code} {response.text[:300]}")
+        if meter.on:
+            meter.spent.setdefault(kind, []).append(spent)
+            meter.statements[kind] = meter.statements.get(kind, 0) + meter.sent - sent
+            meter.db_spent[kind] = meter.db_spent.get(kind, 0.0) + db_spent
+        return Reply(response.status_code, response.headers, response.content)
+
+
+async def measure(
+    candidates: list[Candidate], warmup: int, video: bytes, frame: bytes, meter: Meter
+) -> None:
+    """Each candidate's journey, then as many peer GETs as it polled its status, so that
+    both are measured in the same minutes of this machine, whose speed drifts."""
+    from bench.examday.peer_app import app as peer_app
+    from vexam.main import create_app
+
+    app = create_app()
+    vexam_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b")
+    peer_http = httpx.AsyncClient(transport=httpx.ASGITransport(app=peer_app), base_url="http://b")
+    async with (
+        app.router.lifespan_context(app),
+        peer_app.router.lifespan_context(peer_app),
+        vexam_http,
+        peer_http,
+    ):
+        event.listen(app.state.db.engine.sync_engine, "before_cursor_execute", meter.count)
+        event.listen(peer_app.state.engine.sync_engine, "before_cursor_execute", meter.count)
+        vexam, peer = InProcess(vexam_http, meter), InProcess(peer_http, meter)
+        watch = await asyncpg.connect(PG + "/" + KINDS_DATABASE)
+        for index, c in enumerate(candidates):
+            meter.on = index >= warmup
+            meter.db_pids = [row[0] for row in await watch.fetch(_BACKENDS)]
+            polls = len(meter.spent.get("status", []))
+            await journey(vexam, c, video, frame)
+            headers = {"Authorization": f"Bearer {c.token}"}
+            for _ in range(len(meter.spent.get("status", [])) - polls if meter.on else 50):
+                await peer.call("peer", "GET", "/peer", 200, headers=headers)
+        await watch.close()
+
+
+def report(meter: Meter) -> None:
+    """Print the table of kinds and the peer's figures."""
+    spent = dict(meter.spent)
+    peer = spent.pop("peer")
+    db = dict(meter.db_spent)
+    peer_db_ms = db.pop("peer") * 1000 / len(peer)
+    total_calls = sum(len(v) for v in spent.values())
+    mean_ms = sum(sum(v) for v in spent.values()) * 1000 / total_calls
+    db_ms = sum(db.values()) * 1000 / total_calls
+    peer_ms = statistics.mean(peer) * 1000
+    print(
+        "| kind | calls | share | statements | CPU ms p50 | CPU ms mean | × peer "
+        "| part of the mix | database CPU ms |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for kind, values in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
+        mean = statistics.mean(values) * 1000
+        print(
+            f"| {kind} | {len(values)} | {len(values) / total_calls:.0%} | "
+            f"{meter.statements[kind] / len(values):.1f} | "
+            f"{statistics.median(values) * 1000:.2f} | {mean:.2f} | {mean / peer_ms:.1f} | "
+            f"{sum(values) * 1000 / total_calls / mean_ms:.0%} | "
+            f"{db[kind] * 1000 / len(values):.2f} |"
+        )
+    print(
+        f"| **mix** | {total_calls} | 100% | | | {mean_ms:.2f} | {mean_ms / peer_ms:.1f} | "
+        f"100% | {db_ms:.2f} |"
+    )
+    print(
+        f"\npeer GET: {peer_ms:.2f} CPU ms per request, {peer_db_ms:.2f} database CPU ms, "
+        f"{meter.statements['peer'] / len(peer):.1f} statements ({len(peer)} calls)"
+    )
+    print(
+        "if requests/s followed CPU per request, the mix would run at "
+        f"{peer_ms / mean_ms:.2f}× the peer; counting the database's CPU too, at "
+        f"{(peer_ms + peer_db_ms) / (mean_ms + db_ms):.2f}×"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=60, help="measured candidates")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up candidates")
+    parser.add_argument("--face", default="", help="a shared face photo, e.g. obama_1")
+    parser.add_argument("--workdir", default="")
+    parser.add_argument("--cprofile", default="", help="write a cProfile of --kind's calls")
+    parser.add_argument("--kind", default="status", help="the kind --cprofile profiles")
+    parser.add_argument("--show", default="", help="print the statements of one KIND call")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="vexam-examday-kinds-"))
+    work.mkdir(parents=True, exist_ok=True)
+    from tests.uploads.conftest import make_video
+
+    make_video(work / "take.mp4", frames=24)
+    video = (work / "take.mp4").read_bytes()
+    frame = face_frame(args.face) if args.face else small_jpeg()
+    database_url = asyncio.run(_fresh_database(KINDS_DATABASE))
+    data_dir = work / "data"
+    os.environ.update(_env(database_url, data_dir))
+    started = time.monotonic()
+    settings = settings_for(data_dir, database_url, QUEUE_URL)
+    candidates = asyncio.run(seed(settings, args.warmup + args.candidates))
+    print(f"seeded {len(candidates)} candidates in {time.monotonic() - started:.1f} s")
+    meter = Meter(
+        profile=(args.kind, cProfile.Profile()) if args.cprofile else None, show=args.show
+    )
+    asyncio.run(measure(candidates, args.warmup, video, frame, meter))
+    if meter.profile is not None:
+        meter.profile[1].dump_stats(args.cprofile)
+    faces = f"show {args.face}" if args.face else "hold no face"
+    print(
+        f"\nExam-day mix, CPU per call in one process ({args.candidates} candidates after "
+        f"{args.warmup} warm-up, one call at a time; face-check frames {faces}):"
+    )
+    report(meter)
+    if args.show:
+        print(f"\nthe statements of one {args.show} call:")
+        for statement in meter.shown:
+            print(f"- {statement}")
+    print(f"(work folder {work})")
+
+
+if __name__ == "__main__":
+    main()
