@@ -14,14 +14,16 @@ around each call and summed per kind.
 
 Prints per kind: calls, share of the mix, statements sent per call, CPU ms per call (median
 and mean, and the mean × the peer's), the kind's part of the mix's CPU, and the database
-server's CPU per call (its processes serving this database, from /proc/PID/schedstat: on
-one machine it shares the cores); the same for the peer; and the ratio the mix could reach
-against the peer if requests/s followed CPU per request. No HTTP server and no
-concurrency: what each kind costs the app itself, to see where the mix's CPU goes (the load
-test, `python -m bench.examday`, measures the whole under load). Face-check frames hold no
-face unless `--face NAME` names a shared face photo, as in the load test. `--cprofile OUT`
-writes a cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show
-KIND` prints the statements one call of that kind sent.
+server's CPU per call (its processes serving this database, from /proc/PID/schedstat: on one
+machine it shares the cores); the same for the peer; and the ratio the mix could reach
+against the peer if requests/s followed CPU per request. The CPU figures include the in-
+process client's own work (httpx through ASGI), measured as an empty app's cost and taken
+off both sides in every × peer and ratio. No HTTP server and no concurrency: what each kind
+costs the app itself, to see where the mix's CPU goes (the load test, `python -m
+bench.examday`, measures the whole under load). Face-check frames hold no face unless
+`--face NAME` names a shared face photo, as in the load test. `--cprofile OUT` writes a
+cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show KIND` prints
+the statements one call of that kind sent.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any
 import asyncpg
 import httpx
 from sqlalchemy import event
+from starlette.types import Receive, Scope, Send
 
 from bench.examday.__main__ import DATABASE, PG, QUEUE_URL, _env, _fresh_database
 from bench.examday.load import Reply, face_frame, journey, small_jpeg
@@ -157,18 +160,37 @@ async def measure(
             for _ in range(len(meter.spent.get("status", [])) - polls if meter.on else 50):
                 await peer.call("peer", "GET", "/peer", 200, headers=headers)
         await watch.close()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_empty), base_url="http://b"
+    ) as http:
+        floor = InProcess(http, meter)
+        for _ in range(len(meter.spent["peer"])):
+            await floor.call("floor", "GET", "/", 204, headers={})
+
+
+async def _empty(scope: Scope, receive: Receive, send: Send) -> None:
+    """An ASGI app that answers 204 and does nothing: the in-process client's own cost."""
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def report(meter: Meter) -> None:
     """Print the table of kinds and the peer's figures."""
     spent = dict(meter.spent)
     peer = spent.pop("peer")
+    floor_ms = statistics.mean(spent.pop("floor")) * 1000
     db = dict(meter.db_spent)
     peer_db_ms = db.pop("peer") * 1000 / len(peer)
+    db.pop("floor")
     total_calls = sum(len(v) for v in spent.values())
     mean_ms = sum(sum(v) for v in spent.values()) * 1000 / total_calls
     db_ms = sum(db.values()) * 1000 / total_calls
     peer_ms = statistics.mean(peer) * 1000
+    app_peer = peer_ms - floor_ms  # the apps' own CPU: the client's work taken off
+
+    def times_peer(ms: float) -> float:
+        return (ms - floor_ms) / app_peer
+
     print(
         "| kind | calls | share | statements | CPU ms p50 | CPU ms mean | × peer "
         "| part of the mix | database CPU ms |"
@@ -179,12 +201,12 @@ def report(meter: Meter) -> None:
         print(
             f"| {kind} | {len(values)} | {len(values) / total_calls:.0%} | "
             f"{meter.statements[kind] / len(values):.1f} | "
-            f"{statistics.median(values) * 1000:.2f} | {mean:.2f} | {mean / peer_ms:.1f} | "
+            f"{statistics.median(values) * 1000:.2f} | {mean:.2f} | {times_peer(mean):.1f} | "
             f"{sum(values) * 1000 / total_calls / mean_ms:.0%} | "
             f"{db[kind] * 1000 / len(values):.2f} |"
         )
     print(
-        f"| **mix** | {total_calls} | 100% | | | {mean_ms:.2f} | {mean_ms / peer_ms:.1f} | "
+        f"| **mix** | {total_calls} | 100% | | | {mean_ms:.2f} | {times_peer(mean_ms):.1f} | "
         f"100% | {db_ms:.2f} |"
     )
     print(
@@ -192,9 +214,13 @@ def report(meter: Meter) -> None:
         f"{meter.statements['peer'] / len(peer):.1f} statements ({len(peer)} calls)"
     )
     print(
+        f"an empty ASGI app: {floor_ms:.2f} CPU ms per request (the in-process client's own "
+        "work, inside every CPU figure above, taken off both sides of every × peer)"
+    )
+    print(
         "if requests/s followed CPU per request, the mix would run at "
-        f"{peer_ms / mean_ms:.2f}× the peer; counting the database's CPU too, at "
-        f"{(peer_ms + peer_db_ms) / (mean_ms + db_ms):.2f}×"
+        f"{1 / times_peer(mean_ms):.2f}× the peer; counting the database's CPU too, at "
+        f"{(app_peer + peer_db_ms) / (mean_ms - floor_ms + db_ms):.2f}×"
     )
 
 
