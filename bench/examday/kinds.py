@@ -16,8 +16,8 @@ Prints per kind: calls, share of the mix, statements sent per call, CPU ms per c
 and mean, and the mean × the peer's), the kind's part of the mix's CPU, and the database
 server's CPU per call (its processes serving this database, from /proc/PID/schedstat: on one
 machine it shares the cores); the same for the peer; and the ratio the mix could reach
-against the peer if requests/s followed CPU per request. The CPU figures include the in-
-process client's own work (httpx through ASGI), measured as an empty app's cost and taken
+against the peer if requests/s followed CPU per request. The CPU figures include the
+in-process client's own work (httpx through ASGI), measured as an empty app's cost and taken
 off both sides in every × peer and ratio. No HTTP server and no concurrency: what each kind
 costs the app itself, to see where the mix's CPU goes (the load test, `python -m
 bench.examday`, measures the whole under load). Face-check frames hold no face unless
