@@ -430,9 +430,10 @@ async def submit(
         submitted_at=now,
         created_at=now,
     )
+    ctx.session.add(submission)
     try:
-        async with ctx.session.begin_nested():
-            ctx.session.add(submission)
+        # No savepoint: the refusal rolls the whole unit of work back.
+        await ctx.session.flush()
     except IntegrityError:
         raise VexamError("already_submitted") from None
     await audit.record(
