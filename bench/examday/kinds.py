@@ -38,7 +38,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -46,7 +45,7 @@ from sqlalchemy import event
 from starlette.types import Receive, Scope, Send
 
 from bench.examday.__main__ import DATABASE, PG, QUEUE_URL, _env, _fresh_database
-from bench.examday.load import Reply, face_frame, journey, small_jpeg
+from bench.examday.load import Call, Reply, face_frame, journey, small_jpeg
 from bench.examday.seed import Candidate, seed, settings_for
 
 KINDS_DATABASE = f"{DATABASE}_kinds"
@@ -92,41 +91,30 @@ class InProcess:
         self.http = http
         self.meter = meter
 
-    async def call(
-        self,
-        kind: str,
-        method: str,
-        path: str,
-        expect: int,
-        *,
-        headers: dict[str, str],
-        json: Any = None,
-        data: bytes | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
-    ) -> Reply | None:
+    async def call(self, c: Call) -> Reply | None:
         meter = self.meter
         profile = meter.profile
-        profiler = profile[1] if meter.on and profile and profile[0] == kind else None
+        profiler = profile[1] if meter.on and profile and profile[0] == c.kind else None
         sent = meter.sent
-        meter.showing = meter.on and kind == meter.show and not meter.shown
+        meter.showing = meter.on and c.kind == meter.show and not meter.shown
         db_began = meter.db_cpu()
         began = time.process_time()
         if profiler is not None:
             profiler.enable()
         response = await self.http.request(
-            method, path, headers=headers, json=json, content=data, files=files
+            c.method, c.path, headers=c.headers, json=c.json, content=c.data, files=c.files
         )
         if profiler is not None:
             profiler.disable()
         spent = time.process_time() - began
         db_spent = meter.db_cpu() - db_began
         meter.showing = False
-        if response.status_code != expect:
-            raise RuntimeError(f"{kind} {path}: {response.status_code} {response.text[:300]}")
+        if response.status_code != c.expect:
+            raise RuntimeError(f"{c.kind} {c.path}: {response.status_code} {response.text[:300]}")
         if meter.on:
-            meter.spent.setdefault(kind, []).append(spent)
-            meter.statements[kind] = meter.statements.get(kind, 0) + meter.sent - sent
-            meter.db_spent[kind] = meter.db_spent.get(kind, 0.0) + db_spent
+            meter.spent.setdefault(c.kind, []).append(spent)
+            meter.statements[c.kind] = meter.statements.get(c.kind, 0) + meter.sent - sent
+            meter.db_spent[c.kind] = meter.db_spent.get(c.kind, 0.0) + db_spent
         return Reply(response.status_code, response.headers, response.content)
 
 
@@ -158,14 +146,14 @@ async def measure(
             await journey(vexam, c, video, frame)
             headers = {"Authorization": f"Bearer {c.token}"}
             for _ in range(len(meter.spent.get("status", [])) - polls if meter.on else 50):
-                await peer.call("peer", "GET", "/peer", 200, headers=headers)
+                await peer.call(Call("peer", "GET", "/peer", 200, headers=headers))
         await watch.close()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=_empty), base_url="http://b"
     ) as http:
         floor = InProcess(http, meter)
         for _ in range(len(meter.spent["peer"])):
-            await floor.call("floor", "GET", "/", 204, headers={})
+            await floor.call(Call("floor", "GET", "/", 204, headers={}))
 
 
 async def _empty(scope: Scope, receive: Receive, send: Send) -> None:

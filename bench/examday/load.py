@@ -117,21 +117,24 @@ class Reply:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request of a journey: its kind (for the figures), what to send, what must answer."""
+
+    kind: str
+    method: str
+    path: str
+    expect: int
+    headers: dict[str, str]
+    json: Any = None
+    data: bytes | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+
+
 class Caller(Protocol):
     """Sends one call of a journey; None when it failed (the caller noted why)."""
 
-    async def call(
-        self,
-        kind: str,
-        method: str,
-        path: str,
-        expect: int,
-        *,
-        headers: dict[str, str],
-        json: Any = None,
-        data: bytes | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
-    ) -> Reply | None: ...
+    async def call(self, c: Call) -> Reply | None: ...
 
 
 class Client:
@@ -142,36 +145,25 @@ class Client:
         self.url = url
         self.rec = rec
 
-    async def call(
-        self,
-        kind: str,
-        method: str,
-        path: str,
-        expect: int,
-        *,
-        headers: dict[str, str],
-        json: Any = None,
-        data: bytes | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
-    ) -> Reply | None:
+    async def call(self, c: Call) -> Reply | None:
         if time.perf_counter() >= self.rec.ends_at:
             raise Stop
-        body: Any = data
-        if files is not None:
+        body: Any = c.data
+        if c.files is not None:
             body = aiohttp.FormData()
-            for name, (filename, content, content_type) in files.items():
+            for name, (filename, content, content_type) in c.files.items():
                 body.add_field(name, content, filename=filename, content_type=content_type)
         started = time.perf_counter()
         try:
             async with self.http.request(
-                method, self.url + path, headers=headers, json=json, data=body
+                c.method, self.url + c.path, headers=c.headers, json=c.json, data=body
             ) as response:
                 answer = await response.read()
         except aiohttp.ClientError as exc:
-            self.rec.note(kind, started, False, repr(exc))
+            self.rec.note(c.kind, started, False, repr(exc))
             return None
-        ok = response.status == expect
-        self.rec.note(kind, started, ok, f"{response.status} {answer[:200]!r}")
+        ok = response.status == c.expect
+        self.rec.note(c.kind, started, ok, f"{response.status} {answer[:200]!r}")
         if not ok:
             return None
         return Reply(response.status, response.headers, answer)
@@ -184,47 +176,55 @@ async def journey(client: Caller, c: Candidate, video: bytes, frame: bytes) -> N
 
     async def poll(times: int = 1) -> None:
         for _ in range(times):
-            await client.call("status", "GET", status_path, 200, headers=who)
+            await client.call(Call("status", "GET", status_path, 200, headers=who))
 
     async def face(recording_id: int) -> None:
         await client.call(
-            "face_check",
-            "POST",
-            f"/api/v1/recordings/{recording_id}/face-checks",
-            200,
-            files={"frame": ("frame.jpg", frame, "image/jpeg")},
-            headers=who,
+            Call(
+                "face_check",
+                "POST",
+                f"/api/v1/recordings/{recording_id}/face-checks",
+                200,
+                files={"frame": ("frame.jpg", frame, "image/jpeg")},
+                headers=who,
+            )
         )
 
     await poll(2)
     await client.call(
-        "start_sitting",
-        "POST",
-        f"/api/v1/exams/{c.exam_id}/sittings",
-        200,
-        json={"mode": "formal"},
-        headers=who,
+        Call(
+            "start_sitting",
+            "POST",
+            f"/api/v1/exams/{c.exam_id}/sittings",
+            200,
+            json={"mode": "formal"},
+            headers=who,
+        )
     )
     await poll()
     await client.call(
-        "device_check",
-        "POST",
-        f"/api/v1/sittings/{c.sitting_id}/device-check",
-        200,
-        json=PHONE,
-        headers=who,
+        Call(
+            "device_check",
+            "POST",
+            f"/api/v1/sittings/{c.sitting_id}/device-check",
+            200,
+            json=PHONE,
+            headers=who,
+        )
     )
     sha256 = hashlib.sha256(video).hexdigest()
     chunk = -(-len(video) // PATCHES_PER_UPLOAD)
     for subject_id in c.subject_ids:
         await poll(2)
         started = await client.call(
-            "start_attempt",
-            "POST",
-            f"/api/v1/sittings/{c.sitting_id}/subjects/{subject_id}/recordings",
-            201,
-            json={},
-            headers=who,
+            Call(
+                "start_attempt",
+                "POST",
+                f"/api/v1/sittings/{c.sitting_id}/subjects/{subject_id}/recordings",
+                201,
+                json={},
+                headers=who,
+            )
         )
         if started is None:
             return
@@ -233,49 +233,57 @@ async def journey(client: Caller, c: Candidate, video: bytes, frame: bytes) -> N
         await face(recording_id)
         await poll(2)
         await client.call(
-            "event",
-            "POST",
-            f"/api/v1/sittings/{c.sitting_id}/events",
-            201,
-            json={"kind": "left_page", "recording_id": recording_id},
-            headers=who,
+            Call(
+                "event",
+                "POST",
+                f"/api/v1/sittings/{c.sitting_id}/events",
+                201,
+                json={"kind": "left_page", "recording_id": recording_id},
+                headers=who,
+            )
         )
         await poll(2)
         await face(recording_id)
         await poll(2)
         await client.call(
-            "complete",
-            "POST",
-            f"/api/v1/recordings/{recording_id}/complete",
-            200,
-            json={"duration_seconds": 2},
-            headers=who,
+            Call(
+                "complete",
+                "POST",
+                f"/api/v1/recordings/{recording_id}/complete",
+                200,
+                json={"duration_seconds": 2},
+                headers=who,
+            )
         )
         await poll()
         submitted = await client.call(
-            "submit",
-            "POST",
-            f"/api/v1/sittings/{c.sitting_id}/subjects/{subject_id}/submission",
-            201,
-            json={"recording_id": recording_id, "sha256": sha256, "size_bytes": len(video)},
-            headers=who,
+            Call(
+                "submit",
+                "POST",
+                f"/api/v1/sittings/{c.sitting_id}/subjects/{subject_id}/submission",
+                201,
+                json={"recording_id": recording_id, "sha256": sha256, "size_bytes": len(video)},
+                headers=who,
+            )
         )
         if submitted is None:
             return
         submission_id = json.loads(submitted.body)["submission_id"]
         meta = base64.b64encode(str(submission_id).encode()).decode()
         created = await client.call(
-            "upload_create",
-            "POST",
-            "/api/v1/uploads",
-            201,
-            headers={
-                **who,
-                **TUS,
-                "Upload-Length": str(len(video)),
-                "Upload-Metadata": f"submission_id {meta},filename "
-                + base64.b64encode(b"take.mp4").decode(),
-            },
+            Call(
+                "upload_create",
+                "POST",
+                "/api/v1/uploads",
+                201,
+                headers={
+                    **who,
+                    **TUS,
+                    "Upload-Length": str(len(video)),
+                    "Upload-Metadata": f"submission_id {meta},filename "
+                    + base64.b64encode(b"take.mp4").decode(),
+                },
+            )
         )
         if created is None:
             return
@@ -284,17 +292,19 @@ async def journey(client: Caller, c: Candidate, video: bytes, frame: bytes) -> N
         path = path[path.index("/") :] if not location.startswith("/") else location
         for offset in range(0, len(video), chunk):
             await client.call(
-                "upload_patch",
-                "PATCH",
-                path,
-                204,
-                data=video[offset : offset + chunk],
-                headers={
-                    **who,
-                    **TUS,
-                    "Upload-Offset": str(offset),
-                    "Content-Type": "application/offset+octet-stream",
-                },
+                Call(
+                    "upload_patch",
+                    "PATCH",
+                    path,
+                    204,
+                    data=video[offset : offset + chunk],
+                    headers={
+                        **who,
+                        **TUS,
+                        "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                )
             )
         await poll(2)
     await poll(2)
@@ -331,13 +341,13 @@ async def run(
                     who = {"Authorization": f"Bearer {c.token}", "X-Device-Id": c.device}
                     while True:
                         path = f"/api/v1/sittings/{c.sitting_id}"
-                        await client.call("status", "GET", path, 200, headers=who)
+                        await client.call(Call("status", "GET", path, 200, headers=who))
                 if args.target == "peer":
                     client = Client(http, urls[slot % len(urls)], rec)
                     c = candidates[slot % len(candidates)]
                     who = {"Authorization": f"Bearer {c.token}"}
                     while True:
-                        await client.call("peer_read", "GET", "/peer", 200, headers=who)
+                        await client.call(Call("peer_read", "GET", "/peer", 200, headers=who))
                 while not queue.empty():
                     index = queue.get_nowait()
                     client = Client(http, urls[index % len(urls)], rec)
