@@ -8,9 +8,10 @@ concurrent × 2 MiB in 256 KiB PATCHes (`--smoke`: 1 × 10 MiB, 4 × 2 MiB, 16 �
 Every server is started fresh for each scenario (uvicorn with httptools + uvloop for the
 Python ones, Node for @tus/server); per server: MB/s (MB = 10^6 B), ratio to the best tus
 peer and to the raw write, MB per server CPU-second (/proc), errors, files whose SHA-256
-matches, peak RSS (the database's own CPU is not counted: SQLite runs in the process,
-PostgreSQL does not), and the server's CPU milliseconds per MiB split into user (its own
-code) and system (the kernel's work for it: socket reads, page-cache copies, syncs). Then
+matches, peak RSS, and the server's CPU milliseconds per MiB split into user (its own code),
+system (the kernel's work for it: socket reads, page-cache copies, syncs) and, with
+PostgreSQL, the database server's processes for vexam's connections (`dbcpu`; SQLite runs
+inside the process, so its work is in user and system). Server CPU counts all three. Then
 the silent-connection check (a PATCH that goes silent, a resume on a new connection) on every
 tus server, and PASS/MISS per goal of vexam; exit 1 on a missed goal (`--smoke`: only on
 errors).
@@ -38,6 +39,7 @@ from urllib.parse import urljoin
 import aiohttp
 from tests.uploads.conftest import server_env
 
+from bench.upload.dbcpu import DatabaseCPU, database_name
 from bench.upload.vexam_setup import Slot, prepare, settings_for
 from vexam.exams import uploads
 
@@ -189,6 +191,7 @@ class Result:
     seconds: float = 0.0
     user: float = 0.0  # server CPU seconds in the process's own code
     system: float = 0.0  # and in the kernel on its behalf
+    database: float = 0.0  # PostgreSQL's processes serving its connections
     errors: int = 0
     verified: int = 0
     rss_mib: float = 0.0
@@ -202,7 +205,7 @@ class Result:
 
     @property
     def cpu(self) -> float:
-        return self.user + self.system
+        return self.user + self.system + self.database
 
     @property
     def mb_cpu(self) -> float:
@@ -244,7 +247,12 @@ async def _drive(
 
 
 def run_one(
-    server: Server, scenario: Scenario, files: list[bytes], digests: list[str], work: Path
+    server: Server,
+    scenario: Scenario,
+    files: list[bytes],
+    digests: list[str],
+    work: Path,
+    database: str | None,
 ) -> Result:
     store = work / f"store-{server.slug}"
     server.start(store, work / f"{server.slug}.log")
@@ -253,9 +261,11 @@ def run_one(
     result = Result(mb=scenario.count * scenario.size / 1e6)
     try:
         user0, system0 = _cpu_split(pid)
-        outcomes, result.seconds = asyncio.run(_drive(server, files, scenario.patch))
+        with DatabaseCPU(database if server.kind == "vexam" else None) as meter:
+            outcomes, result.seconds = asyncio.run(_drive(server, files, scenario.patch))
         user1, system1 = _cpu_split(pid)
         result.user, result.system = user1 - user0, system1 - system0
+        result.database = meter.seconds
         result.rss_mib = _peak_rss_mib(pid)
     finally:
         server.stop()
@@ -458,7 +468,10 @@ def main() -> None:
     for scenario, files, digests in plan:
         vexam.slots = slots[used : used + scenario.count]
         used += scenario.count
-        results = {s.name: run_one(s, scenario, files, digests, work) for s in lineup}
+        results = {
+            s.name: run_one(s, scenario, files, digests, work, database_name(database_url))
+            for s in lineup
+        }
         del files
         raw = results["raw write"].mb_s
         peers = [r.mb_s for n, r in results.items() if n not in ("raw write", "vexam")]
@@ -467,6 +480,7 @@ def main() -> None:
         print(
             f"  {'server':<12} {'MB/s':>7} {'×best peer':>10} {'×raw':>6} {'MB/CPU-s':>9} "
             f"{'errors':>6} {'SHA ok':>7} {'peak RSS':>9} {'CPU ms/MiB user+sys':>19}"
+            + ("+db" if database_name(database_url) else "")
         )
         for name, r in results.items():
             vs_peer = f"{r.mb_s / best:.2f}" if best else "-"
@@ -474,6 +488,7 @@ def main() -> None:
                 f"  {name:<12} {r.mb_s:>7.0f} {vs_peer:>10} {r.mb_s / raw:>6.2f} "
                 f"{r.mb_cpu:>9.0f} {r.errors:>6} {r.verified:>3}/{scenario.count:<3} "
                 f"{r.rss_mib:>6.0f} MiB {r.ms_per_mib(r.user):>10.2f}+{r.ms_per_mib(r.system):.2f}"
+                + (f"+{r.ms_per_mib(r.database):.2f}" if r.database else "")
             )
             if r.first_error:
                 print(f"    first error: {r.first_error[:160]}")
