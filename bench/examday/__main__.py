@@ -15,7 +15,9 @@ status polls alone, peer. Each run: a warm-up, then S seconds measured.
 
 Prints per run: requests/s, p50/p95/p99, errors, server CPU per request (the web
 processes' and nginx's own CPU from /proc; PostgreSQL's is not counted), the client's CPU
-per request; the vexam mix per request kind; the ratio to the peer (mean of its two runs);
+per request; where the machine's cores went in each run (web + nginx, PostgreSQL's processes
+for the database, the S3 server, the workers, the load client, the rest, idle); the vexam
+mix per request kind; the ratio to the peer (mean of its two runs);
 PASS/MISS per goal: ≥ 1,000 requests/s, p99 ≤ 100 ms, ≥ 0.5× the peer, zero errors. Exits
 1 on errors only (the machine is shared: the figures are reported, not judged).
 `--smoke`: 1 process each, 30 candidates, 8 at a time, 1 + 3 s per run, no status-only run.
@@ -167,8 +169,11 @@ class Nginx:
         os.kill(self.pid, 15)
 
 
-def _cluster_up(work: Path, web: int) -> tuple[str, dict[str, str], list[int]]:
-    """Start the cluster; (its URL, its environment, pids of its web processes and nginx's)."""
+def _cluster_up(
+    work: Path, web: int
+) -> tuple[str, dict[str, str], list[int], dict[str, list[int]]]:
+    """Start the cluster; (its URL, its environment, pids of its web processes and nginx's,
+    pids of its other processes by part: the S3 server, the workers)."""
     asyncio.run(_drop_database(CLUSTER_DATABASE))
     directory = work / "cluster"
     command = [str(CLUSTER), "up", "--dir", str(directory), "--web", str(web)]
@@ -179,7 +184,11 @@ def _cluster_up(work: Path, web: int) -> tuple[str, dict[str, str], list[int]]:
     env = _cluster_module().Cluster(directory).env()
     pids = [pid for name, pid in state["pids"].items() if name.startswith("web")]
     pids += [state["pids"]["nginx"], *_children(state["pids"]["nginx"])]
-    return state["url"], env, pids
+    others = {
+        "S3 server": [state["pids"]["s3"]],
+        "workers": [pid for name, pid in state["pids"].items() if name.startswith("worker")],
+    }
+    return state["url"], env, pids, others
 
 
 def _cluster_down(work: Path) -> None:
@@ -217,6 +226,7 @@ def _load(
     args: argparse.Namespace,
     video: Path,
     tag: str,
+    others: dict[str, list[int]],
 ) -> dict[str, Any]:
     out = work / f"load-{tag}.json"
     command = [
@@ -244,6 +254,8 @@ def _load(
     ]
     if args.face:
         command += ["--face", args.face]
+    groups = ",".join(f"{name}={'+'.join(map(str, group))}" for name, group in others.items())
+    command += ["--others", groups, "--database", args.database]
     subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -282,6 +294,20 @@ def _row(name: str, s: dict[str, Any], ratio: str = "") -> str:
     )
 
 
+def _cores(name: str, run: dict[str, Any]) -> tuple[str, str]:
+    """Where the machine's cores went in one run's measured window: (its row, the header's
+    cells)."""
+    machine = run["machine"]
+    seconds = run["elapsed_s"] or 1.0
+    cores = machine["all_s"] / seconds
+    parts = {"web + nginx": run["server_cpu_s"], **machine["parts_s"]}
+    parts["load client"] = run["client_cpu_s"]
+    parts["the rest"] = max(0.0, machine["busy_s"] - sum(parts.values()))
+    parts["idle"] = machine["all_s"] - machine["busy_s"]
+    cells = " | ".join(f"{value / seconds:.2f}" for value in parts.values())
+    return f"| {name} | {cores:.1f} | {cells} |", " | ".join(parts)
+
+
 def report(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> bool:
     """Print the tables and the goals; whether there were errors."""
     vexam = summary(runs["vexam"])
@@ -306,6 +332,14 @@ def report(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> bool:
         polls = summary(runs["status"])
         print(_row("vexam status polls alone", polls, f"{polls['rps'] / peer_rps:.2f}"))
     print(_row("peer (2nd run)", peers[1]))
+    names = {"peer-1": "peer (1st run)", "vexam": "vexam exam-day mix"}
+    names |= {"status": "vexam status polls alone", "peer-2": "peer (2nd run)"}
+    rows = [_cores(names[key], runs[key]) for key in names if key in runs]
+    print("\nWhere the machine's cores went (cores busy on average over each measured window):")
+    print(f"| target | cores | {rows[0][1]} |")
+    print("| --- " * (rows[0][1].count("|") + 3) + "|")
+    for row, _ in rows:
+        print(row)
     print("\nvexam per request kind:")
     print("| kind | share | p50 ms | p95 ms | p99 ms |")
     print("| --- | --- | --- | --- | --- |")
@@ -372,8 +406,11 @@ def main() -> None:
         vexam_servers = _start("vexam", args.web, env, log)
         vexam_urls = [url for url, _ in vexam_servers]
         vexam_pids = [process.pid for _, process in vexam_servers]
+        others: dict[str, list[int]] = {}
+        args.database = DATABASE
     else:
-        url, env, vexam_pids = _cluster_up(work, args.web)
+        url, env, vexam_pids, others = _cluster_up(work, args.web)
+        args.database = CLUSTER_DATABASE
         vexam_urls = [url]
         os.environ.update(env)
         settings = Settings(argon2_time_cost=1, argon2_memory_kib=64, sms_sender="memory")
@@ -393,11 +430,13 @@ def main() -> None:
         started = time.monotonic()
         write_candidates(work / "candidates.json", asyncio.run(seed(settings, args.candidates)))
         print(f"seeded {args.candidates} candidates in {time.monotonic() - started:.1f} s")
-        runs["peer-1"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-1")
-        runs["vexam"] = _load("vexam", vexam_urls, vexam_pids, work, args, video, "vexam")
+        runs["peer-1"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-1", others)
+        runs["vexam"] = _load("vexam", vexam_urls, vexam_pids, work, args, video, "vexam", others)
         if not args.smoke:
-            runs["status"] = _load("status", vexam_urls, vexam_pids, work, args, video, "status")
-        runs["peer-2"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-2")
+            runs["status"] = _load(
+                "status", vexam_urls, vexam_pids, work, args, video, "status", others
+            )
+        runs["peer-2"] = _load("peer", peer_urls, peer_pids, work, args, video, "peer-2", others)
     finally:
         if nginx is not None:
             nginx.stop()

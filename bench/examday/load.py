@@ -2,7 +2,7 @@
 
     python -m bench.examday.load --target vexam|peer --urls U1,U2 --candidates FILE
         --video FILE --concurrency C --warmup W --seconds S --pids P1,P2 --out FILE
-        [--face NAME]
+        [--face NAME] [--others NAME=P1+P2,NAME=P3] [--database NAME]
 
 Closed loop: C simulated candidates at a time, each running the exam-day journey with no
 think time; a candidate that finishes hands its slot to the next unused one. Candidate i
@@ -16,7 +16,10 @@ candidate repeats one GET of the bare endpoint.
 
 Requests that start in the first W seconds are warm-up and not counted; the measurement
 window is the next S seconds (or until the candidates run out). The server processes'
-CPU (/proc, given pids) is read at the window's edges. Writes a JSON summary to --out.
+CPU (/proc, given pids) is read at the window's edges, and so is where the machine's CPU
+went: the other named processes (--others: e.g. the S3 server, the workers), PostgreSQL's
+processes serving --database (`bench.dbcpu`), this client, and the machine's busy and idle
+time (/proc/stat). Writes a JSON summary to --out.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -36,6 +40,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from bench.dbcpu import DatabaseCPU
 from bench.examday.seed import Candidate, load_candidates
 
 PHONE = {
@@ -56,6 +61,31 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its waited-for children (/proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / CLOCK_TICKS
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (/proc/stat);
+    waiting for the disk counts as idle."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
+
+
+def _groups(spec: str) -> dict[str, list[int]]:
+    """NAME=P1+P2,NAME=P3 → {NAME: [P1, P2], NAME: [P3]}."""
+    out: dict[str, list[int]] = {}
+    for part in filter(None, spec.split(",")):
+        name, _, pids = part.partition("=")
+        out[name] = [int(pid) for pid in pids.split("+") if pid]
+    return out
+
+
+def _group_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # ended: not counted
+            total += cpu_seconds(pid)
+    return total
 
 
 def small_jpeg() -> bytes:
@@ -321,11 +351,17 @@ async def run(
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     cpu: dict[str, float] = {}
+    others = _groups(args.others)
+    database = DatabaseCPU(args.database or None)
 
     async def mark_cpu() -> None:
         await asyncio.sleep(max(0.0, rec.starts_at - time.perf_counter()))
         cpu["start"] = sum(cpu_seconds(p) for p in pids)
         cpu["client_start"] = cpu_seconds(os.getpid())
+        cpu["busy_start"], cpu["all_start"] = machine_seconds()
+        for name, group in others.items():
+            cpu[f"start:{name}"] = _group_seconds(group)
+        database.__enter__()
         cpu["t_start"] = time.perf_counter()
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -361,12 +397,22 @@ async def run(
     end = min(time.perf_counter(), rec.ends_at)
     server_cpu = sum(cpu_seconds(p) for p in pids) - cpu["start"]
     client_cpu = cpu_seconds(os.getpid()) - cpu["client_start"]
+    busy, every = machine_seconds()
+    database.__exit__(None, None, None)
+    parts = {name: _group_seconds(group) - cpu[f"start:{name}"] for name, group in others.items()}
+    if args.database:
+        parts["PostgreSQL"] = database.seconds
     elapsed = end - cpu["t_start"]
     return {
         "target": args.target,
         "elapsed_s": elapsed,
         "server_cpu_s": server_cpu,
         "client_cpu_s": client_cpu,
+        "machine": {
+            "busy_s": busy - cpu["busy_start"],
+            "all_s": every - cpu["all_start"],
+            "parts_s": parts,
+        },
         "latencies": rec.latencies,
         "errors": rec.errors,
         "error_samples": rec.samples,
@@ -386,6 +432,8 @@ def main() -> None:
     parser.add_argument("--pids", default="")
     parser.add_argument("--out", required=True)
     parser.add_argument("--face", default="", help="a shared face photo, e.g. obama_1")
+    parser.add_argument("--others", default="", help="NAME=PID+PID,… other processes to account")
+    parser.add_argument("--database", default="", help="PostgreSQL database the servers use")
     args = parser.parse_args()
     import uvloop
 

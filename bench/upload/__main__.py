@@ -10,7 +10,7 @@ Python ones, Node for @tus/server); per server: MB/s (MB = 10^6 B), ratio to the
 peer and to the raw write, MB per server CPU-second (/proc), errors, files whose SHA-256
 matches, peak RSS, and the server's CPU milliseconds per MiB split into user (its own code),
 system (the kernel's work for it: socket reads, page-cache copies, syncs) and, with
-PostgreSQL, the database server's processes for vexam's connections (`dbcpu`; SQLite runs
+PostgreSQL, the database server's processes for vexam's connections (`bench.dbcpu`; SQLite runs
 inside the process, so its work is in user and system). Server CPU counts all three. Then
 the silent-connection check (a PATCH that goes silent, a resume on a new connection) on every
 tus server, and PASS/MISS per goal of vexam; exit 1 on a missed goal (`--smoke`: only on
@@ -39,7 +39,7 @@ from urllib.parse import urljoin
 import aiohttp
 from tests.uploads.conftest import server_env
 
-from bench.upload.dbcpu import DatabaseCPU, database_name
+from bench.dbcpu import DatabaseCPU, database_name
 from bench.upload.vexam_setup import Slot, prepare, settings_for
 from vexam.exams import uploads
 
