@@ -43,8 +43,9 @@ def _backends(database: str) -> dict[int, int]:
 
 
 class DatabaseCPU:
-    """Use as `with DatabaseCPU(name) as meter:`; then `meter.seconds` is the CPU seconds
-    the database's server processes used inside the block (0.0 when `name` is None)."""
+    """Use as `with DatabaseCPU(name) as meter:` (or `start()` … `stop()`); then
+    `meter.seconds` is the CPU seconds the database's server processes used inside the block
+    (0.0 when `name` is None)."""
 
     def __init__(self, database: str | None, interval: float = 0.1) -> None:
         self.database = database
@@ -64,12 +65,27 @@ class DatabaseCPU:
         while not self._stop.wait(self.interval):
             self._look()
 
-    def __enter__(self) -> DatabaseCPU:
+    def start(self) -> None:
+        """Begin counting (nothing when there is no database to watch)."""
         if self.database is not None:
             self._start = _backends(self.database)
             self._last = dict(self._start)
             self._thread = threading.Thread(target=self._watch, daemon=True)
             self._thread.start()
+
+    def stop(self) -> float:
+        """End counting; the CPU seconds used since `start` (also kept in `seconds`)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._look()
+            spent = sum(last - self._start.get(pid, 0) for pid, last in self._last.items())
+            self.seconds = spent / 1e9
+        return self.seconds
+
+    def __enter__(self) -> DatabaseCPU:
+        self.start()
         return self
 
     def __exit__(
@@ -78,10 +94,4 @@ class DatabaseCPU:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._look()
-        spent = sum(last - self._start.get(pid, 0) for pid, last in self._last.items())
-        self.seconds = spent / 1e9
+        self.stop()

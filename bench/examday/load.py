@@ -361,7 +361,7 @@ async def run(
         cpu["busy_start"], cpu["all_start"] = machine_seconds()
         for name, group in others.items():
             cpu[f"start:{name}"] = _group_seconds(group)
-        database.__enter__()
+        database.start()
         cpu["t_start"] = time.perf_counter()
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -398,10 +398,9 @@ async def run(
     server_cpu = sum(cpu_seconds(p) for p in pids) - cpu["start"]
     client_cpu = cpu_seconds(os.getpid()) - cpu["client_start"]
     busy, every = machine_seconds()
-    database.__exit__(None, None, None)
     parts = {name: _group_seconds(group) - cpu[f"start:{name}"] for name, group in others.items()}
     if args.database:
-        parts["PostgreSQL"] = database.seconds
+        parts["PostgreSQL"] = database.stop()
     elapsed = end - cpu["t_start"]
     return {
         "target": args.target,
