@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from vexam.core import audit
 from vexam.core.context import Ctx
-from vexam.exams import media_audit, media_transcode, uploads
+from vexam.exams import media_transcode, uploads
 from vexam.exams.models import Sitting, Submission, Upload
 from vexam.identity import service as identity
 
@@ -156,6 +156,9 @@ async def _work(
     ctx: Ctx, upload: Upload, path: Path, reference: tuple[str, list[float] | None]
 ) -> dict[str, Any]:
     """Poster, audit and playback copy of the file at `path`; returns the media additions."""
+    # Imported here: only workers audit videos, and numpy would add about 12 MiB to every web
+    # process, which imports this module for the status call's media summary.
+    from vexam.exams import media_audit
     from vexam.identity.faces import MATCH_THRESHOLD
 
     settings = ctx.settings

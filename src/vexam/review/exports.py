@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from openpyxl import Workbook
 from sqlalchemy import select
 
 from vexam.core import audit
@@ -175,6 +174,9 @@ def as_csv(data: Table) -> bytes:
 
 def as_xlsx(data: Table) -> bytes:
     """The table as one XLSX sheet, header row frozen."""
+    # Imported here: openpyxl adds about 6 MiB to a process, and exports are rare.
+    from openpyxl import Workbook
+
     book = Workbook()
     sheet = book.active
     assert sheet is not None
