@@ -26,8 +26,12 @@ def database_name(url: str) -> str | None:
     return parts.path.lstrip("/") or None
 
 
-def _backends(database: str) -> dict[int, int]:
-    """CPU nanoseconds so far of each process serving `database`."""
+def _cpu_ns(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def backends(database: str) -> dict[int, int]:
+    """CPU nanoseconds so far of each process serving a connection to `database`."""
     found: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -38,8 +42,17 @@ def _backends(database: str) -> dict[int, int]:
             if words[1:2] and words[1].endswith(":"):  # the cluster's name
                 del words[1]
             if len(words) >= 4 and words[0] == "postgres:" and words[2] == database:
-                found[int(entry.name)] = int(Path(entry.path, "schedstat").read_text().split()[0])
+                found[int(entry.name)] = _cpu_ns(int(entry.name))
     return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds so far of these processes together (those that ended are left out)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += _cpu_ns(pid)
+    return total / 1e9
 
 
 class DatabaseCPU:
@@ -58,7 +71,7 @@ class DatabaseCPU:
 
     def _look(self) -> None:
         assert self.database is not None
-        for pid, spent in _backends(self.database).items():
+        for pid, spent in backends(self.database).items():
             self._last[pid] = max(spent, self._last.get(pid, 0))
 
     def _watch(self) -> None:
@@ -68,7 +81,7 @@ class DatabaseCPU:
     def start(self) -> None:
         """Begin counting (nothing when there is no database to watch)."""
         if self.database is not None:
-            self._start = _backends(self.database)
+            self._start = backends(self.database)
             self._last = dict(self._start)
             self._thread = threading.Thread(target=self._watch, daemon=True)
             self._thread.start()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import os
 import statistics
@@ -39,19 +38,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy import event
 from starlette.types import Receive, Scope, Send
 
-from bench.examday.__main__ import DATABASE, PG, QUEUE_URL, _env, _fresh_database
+from bench import dbcpu
+from bench.examday.__main__ import DATABASE, QUEUE_URL, _env, _fresh_database
 from bench.examday.load import Call, Reply, face_frame, journey, small_jpeg
 from bench.examday.seed import Candidate, seed, settings_for
 
 KINDS_DATABASE = f"{DATABASE}_kinds"
-# The server processes of the apps' connections (not this watcher's, not autovacuum's).
-_BACKENDS = """SELECT pid FROM pg_stat_activity WHERE datname = current_database()
-    AND backend_type = 'client backend' AND pid <> pg_backend_pid()"""
 
 
 @dataclass
@@ -71,11 +67,7 @@ class Meter:
 
     def db_cpu(self) -> float:
         """CPU seconds the database's server processes for this database have used."""
-        total = 0
-        for pid in self.db_pids:
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it closed
-                total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-        return total / 1e9
+        return dbcpu.cpu_seconds(self.db_pids)
 
     def count(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
         """SQLAlchemy's before_cursor_execute: one more statement sent to the database."""
@@ -138,16 +130,14 @@ async def measure(
         event.listen(app.state.db.engine.sync_engine, "before_cursor_execute", meter.count)
         event.listen(peer_app.state.engine.sync_engine, "before_cursor_execute", meter.count)
         vexam, peer = InProcess(vexam_http, meter), InProcess(peer_http, meter)
-        watch = await asyncpg.connect(PG + "/" + KINDS_DATABASE)
         for index, c in enumerate(candidates):
             meter.on = index >= warmup
-            meter.db_pids = [row[0] for row in await watch.fetch(_BACKENDS)]
+            meter.db_pids = list(dbcpu.backends(KINDS_DATABASE))
             polls = len(meter.spent.get("status", []))
             await journey(vexam, c, video, frame)
             headers = {"Authorization": f"Bearer {c.token}"}
             for _ in range(len(meter.spent.get("status", [])) - polls if meter.on else 50):
                 await peer.call(Call("peer", "GET", "/peer", 200, headers=headers))
-        await watch.close()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=_empty), base_url="http://b"
     ) as http:
