@@ -22,7 +22,10 @@ _QUERY = text("SELECT user_id, expires_at FROM auth_sessions WHERE token_hash = 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    engine = create_async_engine(os.environ["VEXAM_DATABASE_URL"], pool_size=10, max_overflow=20)
+    # vexam's default pool (`vexam.core.db.Database`): 20 connections kept, none past them.
+    engine = create_async_engine(
+        os.environ["VEXAM_DATABASE_URL"], pool_size=20, max_overflow=0, pool_timeout=10
+    )
     app.state.engine = engine
     try:
         yield

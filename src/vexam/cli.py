@@ -60,7 +60,7 @@ def _settings() -> Settings:
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """The configured database for one command, disposed of when it ends."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database.configured(settings)
     try:
         yield db
     finally:
@@ -351,7 +351,7 @@ def worker(
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="vexam-worker-loop", daemon=True).start()
     queue.runtime = JobRuntime(
-        db=Database(settings.effective_database_url),
+        db=Database.configured(settings),
         settings=settings,
         clock=SystemClock(),
         loop=loop,

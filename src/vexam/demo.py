@@ -170,7 +170,7 @@ async def _ctx(
 async def seed(settings: Settings, clock: Clock | None = None) -> None:
     """Create what the demo needs (once) and keep the demo exams open."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.effective_database_url)
+    db = Database.configured(settings)
     clock = clock or SystemClock()
     try:
         users = await _accounts(db, settings, clock)

@@ -127,7 +127,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.effective_database_url)
+        db = Database.configured(settings)
         store = build_store(settings)
         queue = build_queue(settings)
         queue.runtime = JobRuntime(

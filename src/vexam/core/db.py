@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+if TYPE_CHECKING:
+    from vexam.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +114,34 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 class Database:
     """One engine and session factory for one database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    @classmethod
+    def configured(cls, settings: Settings) -> Database:
+        """The database `settings` name, with their pool size and wait."""
+        return cls(
+            settings.effective_database_url,
+            pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 20,
+        pool_timeout: float = 10.0,
+    ) -> None:
+        """On PostgreSQL the process keeps at most `pool_size` connections open, opened as
+        needed and kept: a request that finds them all in use waits up to `pool_timeout`
+        seconds for one (then `sqlalchemy.exc.TimeoutError`, answered 503). No overflow
+        connections: SQLAlchemy closes those as soon as they are returned, so under load
+        every request past the pool opened a connection of its own (a server process forked,
+        its statements prepared again) and the number open was bounded only by load."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=20)
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vexam.core.errors import CATALOGUE, VexamError, json_params
@@ -115,6 +116,13 @@ async def _unreachable(request: Request, exc: Exception) -> Response:
     return problem_response(request, "service_unavailable", headers={"Retry-After": "2"})
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    # Every pooled connection stayed busy for the pool's whole wait: the process is
+    # overloaded; the client retries, as after a restart.
+    log.warning("no free database connection for %s %s", request.method, request.url.path)
+    return problem_response(request, "service_unavailable", headers={"Retry-After": "2"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Full detail goes to the server log only; the client gets a stable code.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -175,6 +183,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(ConnectionError, _unreachable)  # e.g. the database refusing
     app.add_exception_handler(Exception, _unexpected)
     document_problems(app)
