@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import io
 import json
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from bench.dbcpu import DatabaseCPU
+from bench.dbcpu import cpu_seconds as group_cpu_seconds
 from bench.examday.seed import Candidate, load_candidates
 
 PHONE = {
@@ -78,14 +78,6 @@ def _groups(spec: str) -> dict[str, list[int]]:
         name, _, pids = part.partition("=")
         out[name] = [int(pid) for pid in pids.split("+") if pid]
     return out
-
-
-def _group_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # ended: not counted
-            total += cpu_seconds(pid)
-    return total
 
 
 def small_jpeg() -> bytes:
@@ -360,7 +352,7 @@ async def run(
         cpu["client_start"] = cpu_seconds(os.getpid())
         cpu["busy_start"], cpu["all_start"] = machine_seconds()
         for name, group in others.items():
-            cpu[f"start:{name}"] = _group_seconds(group)
+            cpu[f"start:{name}"] = group_cpu_seconds(group)
         database.start()
         cpu["t_start"] = time.perf_counter()
 
@@ -398,7 +390,9 @@ async def run(
     server_cpu = sum(cpu_seconds(p) for p in pids) - cpu["start"]
     client_cpu = cpu_seconds(os.getpid()) - cpu["client_start"]
     busy, every = machine_seconds()
-    parts = {name: _group_seconds(group) - cpu[f"start:{name}"] for name, group in others.items()}
+    parts = {
+        name: group_cpu_seconds(group) - cpu[f"start:{name}"] for name, group in others.items()
+    }
     if args.database:
         parts["PostgreSQL"] = database.stop()
     elapsed = end - cpu["t_start"]

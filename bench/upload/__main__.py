@@ -465,13 +465,11 @@ def main() -> None:
     goals: list[tuple[str, bool]] = []
     errors = 0
     used = 0
+    database = database_name(database_url)
     for scenario, files, digests in plan:
         vexam.slots = slots[used : used + scenario.count]
         used += scenario.count
-        results = {
-            s.name: run_one(s, scenario, files, digests, work, database_name(database_url))
-            for s in lineup
-        }
+        results = {s.name: run_one(s, scenario, files, digests, work, database) for s in lineup}
         del files
         raw = results["raw write"].mb_s
         peers = [r.mb_s for n, r in results.items() if n not in ("raw write", "vexam")]
@@ -480,7 +478,7 @@ def main() -> None:
         print(
             f"  {'server':<12} {'MB/s':>7} {'×best peer':>10} {'×raw':>6} {'MB/CPU-s':>9} "
             f"{'errors':>6} {'SHA ok':>7} {'peak RSS':>9} {'CPU ms/MiB user+sys':>19}"
-            + ("+db" if database_name(database_url) else "")
+            + ("+db" if database else "")
         )
         for name, r in results.items():
             vs_peer = f"{r.mb_s / best:.2f}" if best else "-"

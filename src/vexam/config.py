@@ -27,6 +27,12 @@ class InsecureSettingsError(RuntimeError):
     """Raised at start-up when production would run with development-only values."""
 
 
+# The PostgreSQL pool of one process (`core.db.Database`): connections kept, never more, and
+# how long a request waits for a free one.
+DATABASE_POOL_SIZE = 20
+DATABASE_POOL_TIMEOUT_SECONDS = 10.0
+
+
 class Settings(BaseSettings):
     """Every knob of a vexam process. See the README's configuration table."""
 
@@ -37,10 +43,8 @@ class Settings(BaseSettings):
     env: Environment = Environment.production
     data_dir: Path = Path("vexam-data")
     database_url: str = ""  # empty: SQLite file in data_dir
-    # PostgreSQL: connections one process keeps and never exceeds, and how long a request
-    # waits for a free one before it is answered 503 (see `core.db.Database`).
-    database_pool_size: int = Field(20, ge=1)
-    database_pool_timeout_seconds: float = Field(10.0, gt=0)
+    database_pool_size: int = Field(DATABASE_POOL_SIZE, ge=1)
+    database_pool_timeout_seconds: float = Field(DATABASE_POOL_TIMEOUT_SECONDS, gt=0)
     storage_url: str = ""  # empty: folder data_dir/blobs; s3://bucket[/prefix]
     s3_endpoint_url: str | None = None
     s3_region: str | None = None

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
+from vexam.config import DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_SECONDS
+
 if TYPE_CHECKING:
     from vexam.config import Settings
 
@@ -128,8 +130,8 @@ class Database:
         url: str,
         *,
         echo: bool = False,
-        pool_size: int = 20,
-        pool_timeout: float = 10.0,
+        pool_size: int = DATABASE_POOL_SIZE,
+        pool_timeout: float = DATABASE_POOL_TIMEOUT_SECONDS,
     ) -> None:
         """On PostgreSQL the process keeps at most `pool_size` connections open, opened as
         needed and kept: a request that finds them all in use waits up to `pool_timeout`

@@ -113,13 +113,17 @@ async def _unreachable(request: Request, exc: Exception) -> Response:
     # The class name only: the statement and its parameters (personal data) stay out of logs.
     cause = type(getattr(exc, "orig", None) or exc).__name__
     log.warning("unreachable dependency on %s %s (%s)", request.method, request.url.path, cause)
-    return problem_response(request, "service_unavailable", headers={"Retry-After": "2"})
+    return _retry_later(request)
 
 
 async def _pool_exhausted(request: Request, exc: Exception) -> Response:
     # Every pooled connection stayed busy for the pool's whole wait: the process is
     # overloaded; the client retries, as after a restart.
     log.warning("no free database connection for %s %s", request.method, request.url.path)
+    return _retry_later(request)
+
+
+def _retry_later(request: Request) -> Response:
     return problem_response(request, "service_unavailable", headers={"Retry-After": "2"})
 
 
