@@ -47,7 +47,10 @@ def backends(database: str) -> dict[int, int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds so far of these processes together (those that ended are left out)."""
+    """CPU seconds so far of these PostgreSQL server processes together (those that ended
+    are left out). Each one's main thread only (`/proc/PID/schedstat`), which is the whole of
+    a PostgreSQL server process; a threaded process (a web server, a queue worker) needs
+    `/proc/PID/stat`, which counts every thread, as `bench.examday.load.cpu_seconds` does."""
     total = 0
     for pid in pids:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
