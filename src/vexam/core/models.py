@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """`process_result_value` as a bare function (a page of rows holds dozens of
+        timestamps, and the decorator's generic wrapper costs more than the conversion);
+        a value that is already in UTC, as asyncpg's are, is kept as it is."""
+        impl = self.impl_instance.result_processor(dialect, coltype)
+
+        def to_utc(value: Any) -> datetime | None:
+            if impl is not None:
+                value = impl(value)
+            if value is None or value.tzinfo is UTC:
+                return value  # type: ignore[no-any-return]
+            return self.process_result_value(value, dialect)
+
+        return to_utc
 
 
 class Base(DeclarativeBase):
