@@ -12,10 +12,10 @@ any); it voids overdue recordings only when one of those it read is overdue.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, exists, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, FromClause, and_, bindparam, exists, select
 
 from vexam.core.context import Ctx, Principal
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
@@ -31,67 +31,146 @@ from vexam.exams.models import (
 from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
 
 # The status call's statements, built once (with parameters): on a poll their construction
-# and cache keys cost more CPU than running them.
+# and cache keys cost more CPU than running them. They are Core statements over the tables,
+# selecting only the columns the status shows, read as plain tuples (`SubjectFacts`,
+# `SubmissionFacts`, `uploads.UploadFacts`, `RecordingFacts`): the ORM's objects, identity
+# map and attribute instrumentation cost more than the statements themselves.
 _FLAGS = (
     select(ExamEvent.recording_id, ExamEvent.kind)
     .where(ExamEvent.sitting_id == bindparam("sitting_id"), ExamEvent.action == "flag")
     .order_by(ExamEvent.id)
 )
+
+
+class SubjectFacts(NamedTuple):
+    """What the status call reads of a subject."""
+
+    id: int
+    position: int
+    name: str
+    name_en: str | None
+    camera: str
+    orientation: str
+    prompt: str
+    max_seconds: int
+    face_check_seconds: int
+    attempts: int
+
+
+class SubmissionFacts(NamedTuple):
+    """What a receipt reads of a submission."""
+
+    id: int
+    sitting_id: int
+    subject_id: int
+    recording_id: int
+    sha256: str
+    size_bytes: int
+    submitted_at: datetime
+    upload_state: str
+
+
+class RecordingFacts(NamedTuple):
+    """What the status call reads of a recording."""
+
+    id: int
+    subject_id: int
+    attempt: int
+    state: str
+    void_reason: str | None
+    orientation: str
+    max_seconds: int
+    started_at: datetime
+    ends_by: datetime
+    finished_at: datetime | None
+    duration_seconds: float | None
+    device_id: str
+
+
+_SUBJECT_T = Subject.__table__
+_PROGRESS_T = SubjectProgress.__table__
+_SUBMISSION_T = Submission.__table__
+_UPLOAD_T = Upload.__table__
+_RECORDING_T = Recording.__table__
+_EVENT_T = ExamEvent.__table__
+
+
+def _columns(table: FromClause, facts: type[tuple[Any, ...]]) -> list[ColumnElement[Any]]:
+    """The columns of `table` named by the fields of `facts`, in their order."""
+    return [table.c[name] for name in facts._fields]  # type: ignore[attr-defined]
+
+
 # The newest upload of a submission (by creation).
-_OLDER = aliased(Upload)
+_OLDER = _UPLOAD_T.alias("older")
 _NEWEST_UPLOAD = (
-    select(_OLDER.id)
-    .where(_OLDER.submission_id == Submission.id)
-    .order_by(_OLDER.created_at.desc(), _OLDER.id.desc())
+    select(_OLDER.c.id)
+    .where(_OLDER.c.submission_id == _SUBMISSION_T.c.id)
+    .order_by(_OLDER.c.created_at.desc(), _OLDER.c.id.desc())
     .limit(1)
-    .correlate(Submission)
+    .correlate(_SUBMISSION_T)
     .scalar_subquery()
 )
-_IS_FLAG = ExamEvent.action == "flag"
+_IS_FLAG = _EVENT_T.c.action == "flag"
 # Flagged events while nothing was recording (rare): read only when the subjects' statement
 # says there are some.
 _LOOSE = and_(
-    ExamEvent.sitting_id == bindparam("sitting_id"), _IS_FLAG, ExamEvent.recording_id.is_(None)
+    _EVENT_T.c.sitting_id == bindparam("sitting_id"), _IS_FLAG, _EVENT_T.c.recording_id.is_(None)
 )
-_LOOSE_FLAGS = select(ExamEvent.kind).where(_LOOSE).order_by(ExamEvent.id)
+_LOOSE_FLAGS = select(_EVENT_T.c.kind).where(_LOOSE).order_by(_EVENT_T.c.id)
 # The exam's subjects with the sitting's attempts used and submission of each (both unique
 # per sitting and subject), the submission's newest upload, and whether loose flags exist.
+_SUBJECT_COLUMNS = _columns(_SUBJECT_T, SubjectFacts)
+_SUBMISSION_COLUMNS = _columns(_SUBMISSION_T, SubmissionFacts)
+_UPLOAD_COLUMNS = _columns(_UPLOAD_T, uploads.UploadFacts)
+_USED_AT = len(_SUBJECT_COLUMNS)  # where in a row each part starts
+_SUBMISSION_AT = _USED_AT + 1
+_UPLOAD_AT = _SUBMISSION_AT + len(_SUBMISSION_COLUMNS)
+_LOOSE_AT = _UPLOAD_AT + len(_UPLOAD_COLUMNS)
 _SUBJECTS = (
-    select(Subject, SubjectProgress.used, Submission, Upload, exists().where(_LOOSE))
-    .outerjoin(
-        SubjectProgress,
-        and_(
-            SubjectProgress.subject_id == Subject.id,
-            SubjectProgress.sitting_id == bindparam("sitting_id"),
-        ),
+    select(
+        *_SUBJECT_COLUMNS,
+        _PROGRESS_T.c.used,
+        *_SUBMISSION_COLUMNS,
+        *_UPLOAD_COLUMNS,
+        exists().where(_LOOSE),
     )
-    .outerjoin(
-        Submission,
-        and_(
-            Submission.subject_id == Subject.id,
-            Submission.sitting_id == bindparam("sitting_id"),
-        ),
+    .select_from(
+        _SUBJECT_T.outerjoin(
+            _PROGRESS_T,
+            and_(
+                _PROGRESS_T.c.subject_id == _SUBJECT_T.c.id,
+                _PROGRESS_T.c.sitting_id == bindparam("sitting_id"),
+            ),
+        )
+        .outerjoin(
+            _SUBMISSION_T,
+            and_(
+                _SUBMISSION_T.c.subject_id == _SUBJECT_T.c.id,
+                _SUBMISSION_T.c.sitting_id == bindparam("sitting_id"),
+            ),
+        )
+        .outerjoin(_UPLOAD_T, _UPLOAD_T.c.id == _NEWEST_UPLOAD)
     )
-    .outerjoin(Upload, Upload.id == _NEWEST_UPLOAD)
-    .where(Subject.exam_id == bindparam("exam_id"))
-    .order_by(Subject.position)
+    .where(_SUBJECT_T.c.exam_id == bindparam("exam_id"))
+    .order_by(_SUBJECT_T.c.position)
 )
 # The sitting's recordings, each with its flagged events' kinds (a row per flag).
+_RECORDING_COLUMNS = _columns(_RECORDING_T, RecordingFacts)
 _RECORDINGS = (
-    select(Recording, ExamEvent.kind)
-    .outerjoin(
-        ExamEvent,
-        and_(
-            ExamEvent.sitting_id == Recording.sitting_id,
-            ExamEvent.recording_id == Recording.id,
-            _IS_FLAG,
-        ),
+    select(*_RECORDING_COLUMNS, _EVENT_T.c.kind)
+    .select_from(
+        _RECORDING_T.outerjoin(
+            _EVENT_T,
+            and_(
+                _EVENT_T.c.sitting_id == _RECORDING_T.c.sitting_id,
+                _EVENT_T.c.recording_id == _RECORDING_T.c.id,
+                _IS_FLAG,
+            ),
+        )
     )
-    .where(Recording.sitting_id == bindparam("sitting_id"))
-    .order_by(Recording.id, ExamEvent.id)
+    .where(_RECORDING_T.c.sitting_id == bindparam("sitting_id"))
+    .order_by(_RECORDING_T.c.id, _EVENT_T.c.id)
 )
-# Rows changed by an UPDATE statement since they were loaded.
-_RECORDINGS_FRESH = _RECORDINGS.execution_options(populate_existing=True)
 
 
 async def flags_by_recording(ctx: Ctx, sitting_id: int) -> dict[int | None, list[str]]:
@@ -103,7 +182,7 @@ async def flags_by_recording(ctx: Ctx, sitting_id: int) -> dict[int | None, list
     return out
 
 
-def recording_out(recording: Recording, flags: list[str]) -> schemas.RecordingOut:
+def recording_out(recording: Recording | RecordingFacts, flags: list[str]) -> schemas.RecordingOut:
     """A recording as its candidate and school see it."""
     return schemas.RecordingOut(
         id=recording.id,
@@ -126,7 +205,7 @@ _UPLOAD_ERRORS = {"hash_mismatch": "upload_checksum_mismatch", "invalid": "recor
 
 
 def receipt(
-    submission: Submission, progress: uploads.Progress | None = None
+    submission: Submission | SubmissionFacts, progress: uploads.Progress | None = None
 ) -> schemas.SubmissionReceipt:
     """The receipt of a submission, with its upload's progress and checks when known."""
     media = progress.media if progress else {}
@@ -160,7 +239,7 @@ def _window(ctx: Ctx, loaded: Loaded) -> str:
 
 
 def _subject_state(
-    window: str, used: int, allowed: int, recordings: list[Recording], submitted: bool
+    window: str, used: int, allowed: int, recordings: list[RecordingFacts], submitted: bool
 ) -> str:
     if submitted:
         return "submitted"
@@ -192,21 +271,23 @@ def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[
 
 
 async def _recordings(
-    ctx: Ctx, sitting_id: int, *, fresh: bool = False
-) -> tuple[list[Recording], dict[int, list[str]]]:
+    ctx: Ctx, sitting_id: int
+) -> tuple[list[RecordingFacts], dict[int, list[str]]]:
     """The sitting's recordings in order, and the flagged event kinds of each."""
-    statement = _RECORDINGS_FRESH if fresh else _RECORDINGS
-    found = await ctx.session.execute(statement, {"sitting_id": sitting_id})
-    recordings: dict[int, Recording] = {}
+    found = await ctx.session.execute(_RECORDINGS, {"sitting_id": sitting_id})
+    recordings: dict[int, RecordingFacts] = {}
     flags: dict[int, list[str]] = {}
-    for recording, kind in found.all():
-        recordings[recording.id] = recording
-        if kind is not None:
-            flags.setdefault(recording.id, []).append(kind)
+    flag_at = len(_RECORDING_COLUMNS)
+    for row in found.all():
+        recording_id = row[0]
+        if recording_id not in recordings:
+            recordings[recording_id] = RecordingFacts._make(row[:flag_at])
+        if row[flag_at] is not None:
+            flags.setdefault(recording_id, []).append(row[flag_at])
     return list(recordings.values()), flags
 
 
-def _overdue(ctx: Ctx, recordings: list[Recording]) -> bool:
+def _overdue(ctx: Ctx, recordings: list[RecordingFacts]) -> bool:
     now = ctx.now()
     return any(r.state == "recording" and r.ends_by < now for r in recordings)
 
@@ -220,22 +301,30 @@ async def status(
     `void_open(overdue_only=True)` does), the statement run only when one of them is.
     """
     sitting, exam = loaded.sitting, loaded.exam
+    await ctx.session.flush()  # Core statements do not flush the session's changes first
     found = await ctx.session.execute(_SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id})
     rows = found.all()
-    subjects = [subject for subject, *_ in rows]
-    used = {subject.id: spent or 0 for subject, spent, *_ in rows}
-    submissions = {subject.id: done for subject, _, done, *_ in rows if done is not None}
-    progress = {
-        done.id: await uploads.progress(ctx, upload)
-        for _, _, done, upload, _ in rows
-        if done is not None and upload is not None
-    }
+    subjects: list[SubjectFacts] = []
+    used: dict[int, int] = {}
+    submissions: dict[int, SubmissionFacts] = {}
+    progress: dict[int, uploads.Progress] = {}
+    for row in rows:
+        subject = SubjectFacts._make(row[:_USED_AT])
+        subjects.append(subject)
+        used[subject.id] = row[_USED_AT] or 0
+        if row[_SUBMISSION_AT] is None:
+            continue
+        done = SubmissionFacts._make(row[_SUBMISSION_AT:_UPLOAD_AT])
+        submissions[subject.id] = done
+        if row[_UPLOAD_AT] is not None:
+            upload = uploads.UploadFacts._make(row[_UPLOAD_AT:_LOOSE_AT])
+            progress[done.id] = await uploads.progress(ctx, upload)
     recordings, flags = await _recordings(ctx, sitting.id)
     if void_overdue and _overdue(ctx, recordings):
         await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
-        recordings, flags = await _recordings(ctx, sitting.id, fresh=True)
+        recordings, flags = await _recordings(ctx, sitting.id)
     loose: list[str] = []
-    if any(row[4] for row in rows):
+    if any(row[_LOOSE_AT] for row in rows):
         kinds = await ctx.session.execute(_LOOSE_FLAGS, {"sitting_id": sitting.id})
         loose = list(kinds.scalars())
     window = _window(ctx, loaded)

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -490,7 +490,17 @@ class Progress:
     media: dict[str, Any]
 
 
-async def progress(ctx: Ctx, upload: Upload) -> Progress:
+class UploadFacts(NamedTuple):
+    """What the status call reads of an upload (its statement selects these columns)."""
+
+    id: str
+    length: int
+    received: int
+    state: str
+    media: dict[str, Any]
+
+
+async def progress(ctx: Ctx, upload: Upload | UploadFacts) -> Progress:
     """How far an upload is, for the status call (the sitting's statement loads the newest
     upload of each submission)."""
     offset = upload.received
