@@ -27,7 +27,7 @@ if __name__ == "__main__":
     if kind == "vexam":
         from vexam.main import create_app
 
-        application = create_app()
+        application = create_app(warm=True)
     else:
         from bench.examday.peer_app import app as application
     if os.environ.get("BENCH_PROFILE"):

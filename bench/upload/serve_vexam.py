@@ -19,7 +19,7 @@ from vexam.main import create_app
 
 def _serve() -> None:
     uvicorn.run(
-        create_app(),
+        create_app(warm=True),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         loop="uvloop",

@@ -299,7 +299,7 @@ def demo(
     console.print(
         f"    roster to import as 13900000002 at /school: {(data_dir / SAMPLE_ROSTER).resolve()}\n"
     )
-    application = create_app(settings, in_process_worker=True)
+    application = create_app(settings, in_process_worker=True, warm=True)
     log_process_to(sys.stderr)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
@@ -325,7 +325,7 @@ def serve(
     uvicorn with uvloop and the httptools parser (the pure-Python ones cost more CPU).
     """
     settings = _settings()
-    application = create_app(settings, in_process_worker=in_process_worker)
+    application = create_app(settings, in_process_worker=in_process_worker, warm=True)
     log_process_to(sys.stderr)
     uvicorn.run(
         application,

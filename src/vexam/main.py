@@ -34,6 +34,7 @@ from vexam.core.policy import PolicyCache
 from vexam.core.problems import install_problem_handlers
 from vexam.core.security import SecurityHeaders
 from vexam.core.storage import BlobStore, blob_store_from_url
+from vexam.core.warmup import warm_up
 from vexam.core.web import Templates
 from vexam.exams import api as exams_api
 from vexam.exams import candidate_api as exams_candidate_api
@@ -118,8 +119,13 @@ def create_app(
     clock: Clock | None = None,
     in_process_worker: bool = False,
     resources: dict[str, Any] | None = None,
+    warm: bool = False,
 ) -> FastAPI:
-    """Build the web application. Nothing connects until the lifespan starts."""
+    """Build the web application. Nothing connects until the lifespan starts.
+
+    `warm`: the lifespan does the libraries' first-request work before the app serves
+    (`vexam.core.warmup`; what `vexam serve` and `vexam demo` use).
+    """
     settings = settings or Settings()
     settings.check_safe_to_start()
     clock = clock or SystemClock()
@@ -142,6 +148,8 @@ def create_app(
         app.state.db = db
         app.state.queue = queue
         app.state.store = store
+        if warm:
+            await warm_up(app)
         worker = InProcessWorker(queue) if in_process_worker else None
         if worker:
             worker.start()
