@@ -444,10 +444,10 @@ def _best_peer(results: dict[str, Result]) -> float:
 def summarize(rounds: list[dict[str, Result]]) -> dict[str, Row]:
     """Each server's row over the rounds of one scenario (every round ran every server)."""
     rows: dict[str, Row] = {}
+    best = [_best_peer(r) for r in rounds]
+    raw = [r["raw write"].mb_s for r in rounds]
     for name in rounds[0]:
         mine = [r[name] for r in rounds]
-        best = [_best_peer(r) for r in rounds]
-        raw = [r["raw write"].mb_s for r in rounds]
         rows[name] = Row(
             mb_s=statistics.median(r.mb_s for r in mine),
             vs_peer=(
