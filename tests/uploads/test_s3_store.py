@@ -92,6 +92,12 @@ def leftovers(s3: Any, bucket: str) -> tuple[list[str], list[str]]:
     return sorted(o["Key"] for o in objects), sorted(u["Key"] for u in pending)
 
 
+def assert_only_the_object_left(s3: Any, bucket: str, key: str) -> None:
+    """The upload `key` is an object, with nothing of it staged or pending."""
+    objects, pending = leftovers(s3, bucket)
+    assert key in objects and sizes(s3, bucket, f"{key}.staged.") == {} and pending == []
+
+
 def object_sha256(s3: Any, bucket: str, key: str) -> str:
     return hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
 
@@ -178,6 +184,95 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
         assert row is not None and row.state == "received" and row.parts_done == 3
         assert row.sha256 == hashlib.sha256(data).hexdigest() and row.lease_token is None
     await app.state.queue.drain()  # random bytes: the media check finds no video
+
+
+@pytest.fixture
+def s3_calls(app: Any) -> list[tuple[str, str]]:
+    """The S3 operations the app's store sends from now on: (operation, object key)."""
+    calls: list[tuple[str, str]] = []
+
+    def seen(model: Any, params: dict[str, Any], **_: Any) -> None:
+        calls.append((model.name, str(params.get("Key", ""))))
+
+    app.state.store.client.meta.events.register("before-call.s3", seen)
+    yield calls
+    app.state.store.client.meta.events.unregister("before-call.s3", seen)
+
+
+async def test_a_short_recording_completes_without_reading_or_listing_it_again(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls
+) -> None:
+    """A recording shorter than a part, sent in three PATCHes: the last one reads the staged
+    bytes, sends the only part and hashes it as sent, so the completion lists no parts and no
+    staged objects and never reads the object back; the object is byte-exact, the hash is
+    checked (a wrong one is refused as ever) and nothing is left."""
+    for declared in ("right", "wrong"):
+        data = os.urandom(3 * MiB + 17)
+        sha256 = hashlib.sha256(data).hexdigest() if declared == "right" else "0" * 64
+        sub = await submitted_with(app, client, inbox, new_phone, world, data, sha256=sha256)
+        location = (await create_upload(client, sub)).headers["location"]
+        key = f"{PREFIX}/uploads/{upload_id(location)}"
+        offset = await send(client, sub, location, 0, MiB)
+        offset = await send(client, sub, location, offset, MiB)
+        s3_calls.clear()
+        last = await patch(client, sub, location, offset, data[offset:])
+        assert [name for name, _ in s3_calls] == [
+            "ListObjectsV2",  # the staged objects, every generation
+            "GetObject",
+            "GetObject",
+            "UploadPart",
+            "DeleteObjects",  # the staged objects, once the row counts the part
+            "CompleteMultipartUpload",  # with the part's ETag: no ListParts
+        ]
+        assert_only_the_object_left(s3, bucket, key)
+        assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+        async with app_ctx(app) as ctx:
+            row = await ctx.session.get(Upload, upload_id(location))
+            assert row is not None and row.sha256 == hashlib.sha256(data).hexdigest()
+            if declared == "right":
+                assert last.status_code == 204 and row.state == "received"
+            else:
+                assert last.status_code == 422 and row.state == "hash_mismatch"
+                assert last.json()["code"] == "upload_checksum_mismatch"
+    await app.state.queue.drain()
+
+
+async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may_be_left(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls
+) -> None:
+    """The last PATCH knows its part's ETag but not always that no staged object is left: a
+    whole file in one PATCH read no staged listing (a cut PATCH may have staged bytes at 0),
+    and a listing that found another generation's object (a PATCH cut after sending a part
+    the row never counted) leaves that one: the completion lists and deletes them."""
+    data = os.urandom(2 * MiB + 3)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000", Body=b"cut" * 100)
+    s3_calls.clear()
+    assert (await patch(client, sub, location, 0, data)).status_code == 204
+    assert [name for name, _ in s3_calls] == [
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "ListObjectsV2",
+        "DeleteObjects",
+    ]
+    assert_only_the_object_left(s3, bucket, key)
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+
+    data = os.urandom(2 * MiB + 5)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, MiB)
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.1.0000000000", Body=b"cut" * 100)
+    s3_calls.clear()
+    assert (await patch(client, sub, location, offset, data[offset:])).status_code == 204
+    assert [name for name, _ in s3_calls][-2:] == ["ListObjectsV2", "DeleteObjects"]
+    assert "ListParts" not in [name for name, _ in s3_calls]
+    assert_only_the_object_left(s3, bucket, key)
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
 
 
 @pytest.fixture
@@ -307,7 +402,7 @@ async def test_head_completes_an_upload_whose_completion_was_lost(
     location = (await create_upload(client, sub)).headers["location"]
     real_finish = S3UploadStore.finish
 
-    async def crash(self: S3UploadStore, upload_id: str, ref: str | None, parts: int) -> None:
+    async def crash(self: S3UploadStore, *args: Any) -> None:
         raise RuntimeError("killed before CompleteMultipartUpload")
 
     monkeypatch.setattr(S3UploadStore, "finish", crash)

@@ -426,6 +426,11 @@ class Stored:
 
     size: int
     digest: str | None = None
+    # S3, when this PATCH ended the upload and sent every part itself: their ETags (1..n), so
+    # completion need not list the parts; and whether it deleted every staged object, so
+    # completion need not list those either.
+    parts: tuple[str, ...] | None = None
+    staged_cleared: bool = False
 
 
 async def append(
@@ -568,7 +573,9 @@ class LocalUploadStore:
             checksum=checksum,
         )
 
-    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
+    async def finish(
+        self, upload_id: str, ref: str | None, parts: int, stored: Stored | None = None
+    ) -> None:
         """Nothing to assemble: the file is whole once its last byte is written."""
         forget_running_hash(upload_id)
 

@@ -21,8 +21,12 @@ One PATCH at a time per upload across hosts: a lease on the row (a conditional U
 holder token and an expiry), renewed while the body streams; only the holder records
 progress. A PATCH's bytes belong to the upload only once the row says so: a checksummed PATCH
 that fails (460) leaves parts past `parts_done`, which later PATCHes overwrite and completion
-never lists. Completion lists the parts and completes the multipart upload; expiry and
-termination abort it and delete the staged objects.
+never lists. Completion lists the parts and completes the multipart upload, reads the object
+back to hash it, and deletes staged objects left behind; expiry and termination abort it and
+delete the staged objects. A PATCH that ends an upload none of whose parts was sent before it
+(a recording shorter than a part, or a whole file in one PATCH) sends every part itself: it
+hashes them as sent and keeps their ETags, so completion reads nothing back and lists no
+parts, nor the staged objects when its own listing found none it did not delete.
 """
 
 from __future__ import annotations
@@ -240,9 +244,16 @@ class S3UploadStore:
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
+        others = True  # whether staged objects of another generation were listed
         buf = bytearray()
         done = start_parts
         hasher = hashlib.sha256() if checksum is not None else None
+        # A PATCH that will end an upload no part of which is in S3 yet sends every part
+        # itself: it hashes them as sent and keeps their ETags, so that completion reads
+        # nothing back and lists nothing (short recordings, a whole file in one PATCH).
+        whole = start_parts == 0 and offset + (content_length or 0) == upload.length
+        file_hash = hashlib.sha256() if whole else None
+        etags: list[str] = []
         room = upload.length - offset
         taken = 0
         renew_every = self.lease.total_seconds() / 3
@@ -255,10 +266,15 @@ class S3UploadStore:
                 hasher.update(chunk)
             buf += chunk
             if unread and unread + len(buf) >= part_size:
-                staged_keys = await self._prepend_staged(upload.id, start_parts, staged, buf)
+                staged_keys, others = await self._prepend_staged(
+                    upload.id, start_parts, staged, buf
+                )
                 unread = 0
             while len(buf) >= part_size:
-                await self._put_part(upload.id, ref, done + 1, bytes(buf[:part_size]))
+                etag = await self._put_part(
+                    upload.id, ref, done + 1, bytes(buf[:part_size]), file_hash
+                )
+                etags.append(etag)
                 del buf[:part_size]
                 done += 1
                 if hasher is None:  # unverified bytes may count at once; checked ones may not
@@ -278,9 +294,11 @@ class S3UploadStore:
         total = offset + taken
         if total == upload.length:
             if unread:
-                staged_keys = await self._prepend_staged(upload.id, start_parts, staged, buf)
+                staged_keys, others = await self._prepend_staged(
+                    upload.id, start_parts, staged, buf
+                )
             if buf:
-                await self._put_part(upload.id, ref, done + 1, bytes(buf))
+                etags.append(await self._put_part(upload.id, ref, done + 1, bytes(buf), file_hash))
                 done += 1
         elif buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
@@ -302,16 +320,23 @@ class S3UploadStore:
         )
         if staged_keys and done != start_parts:
             await in_s3_thread(self._delete, staged_keys)
-        return Stored(total)
+        if file_hash is None or total != upload.length:
+            return Stored(total)
+        # Every part was sent here. When staged bytes were read, every staged object was
+        # listed then: those of this generation are deleted above, and if there was none of
+        # another (left by a PATCH cut before the row counted it), none is left.
+        cleared = staged > 0 and not others
+        return Stored(total, file_hash.hexdigest(), tuple(etags), cleared)
 
     async def _prepend_staged(
         self, upload_id: str, parts: int, count: int, buf: bytearray
-    ) -> list[str]:
+    ) -> tuple[list[str], bool]:
         """Put the `count` bytes staged after `parts` parts before `buf`; returns every
-        staged key of `parts` (see `_read_staged`)."""
-        prefix, keys = await in_s3_thread(self._read_staged, upload_id, parts, count)
+        staged key of `parts`, and whether staged objects of another generation exist (see
+        `_read_staged`)."""
+        prefix, keys, others = await in_s3_thread(self._read_staged, upload_id, parts, count)
         buf[:0] = prefix
-        return keys
+        return keys, others
 
     def _keys(self, prefix: str) -> list[str]:
         """The full keys of the bucket's objects under the full key `prefix`."""
@@ -320,18 +345,24 @@ class S3UploadStore:
         )
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
-    def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str]]:
-        """The `count` bytes staged after `parts` parts, and every staged key of `parts`
-        (those past `count`, left by a PATCH cut before the row counted them, included)."""
+    def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str], bool]:
+        """The `count` bytes staged after `parts` parts; every staged key of `parts` (those past
+        `count`, left by a PATCH cut before the row counted them, included); and whether
+        staged objects of another generation exist (left by a cut PATCH). One listing of
+        every generation."""
         base = self.staged_key(upload_id, parts)
+        every = self.blobs.object_key(f"uploads/{upload_id}.staged.")
         starts: dict[int, str] = {}
         legacy: str | None = None
-        for key in self._keys(base):
-            rest = key[len(base) :]
+        others = False
+        for key in self._keys(every):
+            rest = key[len(base) :] if key.startswith(base) else None
             if key == base:
                 legacy = key
-            elif rest[:1] == "." and rest[1:].isdigit():
+            elif rest is not None and rest[:1] == "." and rest[1:].isdigit():
                 starts[int(rest[1:])] = key
+            else:
+                others = True
         if legacy is not None and 0 not in starts:
             starts[0] = legacy
         counted = sorted(start for start in starts if start < count)
@@ -353,33 +384,69 @@ class S3UploadStore:
         keys = sorted(starts.values())
         if legacy is not None and legacy not in keys:
             keys.append(legacy)
-        return bytes(data), keys
+        return bytes(data), keys, others
 
     def _delete(self, keys: list[str]) -> None:
         for first in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
             batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[first : first + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
-    async def _put_part(self, upload_id: str, ref: str, number: int, data: bytes) -> None:
-        await in_s3_thread(
-            self.client.upload_part,
-            Bucket=self.bucket,
-            Key=self.key(upload_id),
-            UploadId=ref,
-            PartNumber=number,
-            Body=data,
+    async def _put_part(
+        self, upload_id: str, ref: str, number: int, data: bytes, digest: Any | None
+    ) -> str:
+        """Send part `number`; returns its ETag. With `digest`, update it with the part first
+        (in the S3 thread: a part is 5 MiB, too long to hash on the event loop)."""
+        return await in_s3_thread(self._send_part, upload_id, ref, number, data, digest)
+
+    def _send_part(
+        self, upload_id: str, ref: str, number: int, data: bytes, digest: Any | None
+    ) -> str:
+        if digest is not None:
+            digest.update(data)
+        sent = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key(upload_id), UploadId=ref, PartNumber=number, Body=data
         )
+        return sent["ETag"]
 
     # ------------------------------------------------------------------ completion
 
-    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
+    async def finish(
+        self, upload_id: str, ref: str | None, parts: int, stored: Stored | None = None
+    ) -> None:
         """Complete the multipart upload from parts 1..`parts`, then delete any staged object
         left behind (a PATCH cut after its part counted, before it deleted them); idempotent
-        (an upload already completed is found as its object)."""
+        (an upload already completed is found as its object). When the PATCH that ended the
+        upload sent every part (`stored.parts`), their ETags complete it without listing the
+        parts, and if it also deleted every staged object, nothing is listed at all."""
         if ref is None:
             return
-        await in_s3_thread(self._finish, upload_id, ref, parts)
+        sent = stored.parts if stored is not None else None
+        if sent is not None and len(sent) == parts:
+            if await in_s3_thread(self._complete_sent, upload_id, ref, sent):
+                if stored is not None and stored.staged_cleared:
+                    return
+            else:
+                await in_s3_thread(self._finish, upload_id, ref, parts)
+        else:
+            await in_s3_thread(self._finish, upload_id, ref, parts)
         await in_s3_thread(self._drop_staged, upload_id)
+
+    def _complete_sent(self, upload_id: str, ref: str, etags: tuple[str, ...]) -> bool:
+        """Complete the multipart upload from parts with these ETags; False when S3 refuses
+        (e.g. completed meanwhile, or a part is not as sent), for `_finish` to settle."""
+        listed: list[CompletedPartTypeDef] = [
+            {"PartNumber": number, "ETag": etag} for number, etag in enumerate(etags, 1)
+        ]
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key(upload_id),
+                UploadId=ref,
+                MultipartUpload={"Parts": listed},
+            )
+        except ClientError:
+            return False
+        return True
 
     def _drop_staged(self, upload_id: str) -> None:
         """Delete every staged object of the upload (all generations)."""

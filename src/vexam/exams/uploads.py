@@ -81,8 +81,11 @@ class UploadStore(Protocol):
         """Append a PATCH body at `offset` durably, one PATCH at a time per upload."""
         ...
 
-    async def finish(self, upload_id: str, ref: str | None, parts: int) -> None:
-        """Assemble the whole file once every byte is in; idempotent."""
+    async def finish(
+        self, upload_id: str, ref: str | None, parts: int, stored: files.Stored | None = None
+    ) -> None:
+        """Assemble the whole file once every byte is in; idempotent. `stored`: what the PATCH
+        that wrote the last byte left, when this runs in that PATCH."""
         ...
 
     async def sha256(self, upload_id: str) -> str:
@@ -286,7 +289,7 @@ async def head(ctx: Ctx, principal: Principal, upload_id: str) -> tuple[Upload, 
         upload.received = size
         upload.updated_at = ctx.now()
     if not busy and size == upload.length:
-        await complete(ctx, upload.id, None)
+        await complete(ctx, upload.id)
     return upload, size
 
 
@@ -364,7 +367,7 @@ async def receive(
 async def complete_or_refuse(ctx: Ctx, upload_id: str, stored: files.Stored) -> None:
     """Settle an upload whose last byte just arrived (see `complete`);
     `upload_checksum_mismatch` (kept: the settlement is committed) when its hash is wrong."""
-    if not await complete(ctx, upload_id, stored.digest):
+    if not await complete(ctx, upload_id, stored):
         raise CountedRefusal("upload_checksum_mismatch", offset=stored.size)
 
 
@@ -386,10 +389,12 @@ def _record_progress(ctx: Ctx, upload: Upload, size: int) -> bool:
     )
 
 
-async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
+async def complete(ctx: Ctx, upload_id: str, stored: files.Stored | None = None) -> bool:
     """Settle an upload whose bytes are all in: False when its SHA-256 is not the declared one
     (state `hash_mismatch`, kept for support); else `received` and the media check queued.
-    Idempotent: an upload already settled answers as it was settled.
+    Idempotent: an upload already settled answers as it was settled. `stored`: what the
+    PATCH that wrote the last byte knows (the whole file's hash, the S3 parts it sent), if
+    this runs in that PATCH.
 
     Lean: on the local store with the running hash, one UPDATE … RETURNING settles the row
     against the declared hash; otherwise one read (the upload with its submission's declared
@@ -397,6 +402,7 @@ async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
     (an Upload or Submission object of this session is brought up to date)."""
     store = store_of(ctx)
     now = ctx.now()
+    digest = stored.digest if stored is not None else None
     if digest is not None and store.name == "local":
         quick = (
             await ctx.session.execute(
@@ -413,7 +419,7 @@ async def complete(ctx: Ctx, upload_id: str, digest: str | None) -> bool:
         return True
     if found.state != "receiving":
         return bool(found.state != "hash_mismatch")
-    await store.finish(upload_id, found.multipart_id, found.parts_done)
+    await store.finish(upload_id, found.multipart_id, found.parts_done, stored)
     if digest is None:
         digest = await store.sha256(upload_id)
     state = "received" if digest == found.sha256 else "hash_mismatch"
