@@ -22,7 +22,7 @@ from tests.helpers import app_ctx
 from tests.uploads.conftest import TUS, Submitted, create_upload, patch, sha256_header
 from tests.uploads.conftest import submitted_with as submitted_with
 from vexam.config import Settings
-from vexam.exams import uploads
+from vexam.exams import upload_files, uploads
 from vexam.exams.models import Upload
 from vexam.exams.upload_s3 import S3UploadStore
 from vexam.main import create_app
@@ -194,9 +194,10 @@ def s3_calls(app: Any) -> list[tuple[str, str]]:
     def seen(model: Any, params: dict[str, Any], **_: Any) -> None:
         calls.append((model.name, str(params.get("Key", ""))))
 
-    app.state.store.client.meta.events.register("before-call.s3", seen)
+    events = app.state.store.client.meta.events
+    events.register("before-parameter-build.s3", seen)
     yield calls
-    app.state.store.client.meta.events.unregister("before-call.s3", seen)
+    events.unregister("before-parameter-build.s3", seen)
 
 
 async def test_a_short_recording_completes_without_reading_or_listing_it_again(
@@ -304,6 +305,44 @@ async def test_an_upload_started_on_one_instance_continues_on_another(
     key = f"{PREFIX}/uploads/{upload_id(location)}"
     assert leftovers(s3, bucket) == ([key], [])
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_a_process_that_wrote_every_byte_hashes_as_it_goes_else_reads_back(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls
+) -> None:
+    """Parts and staged bytes over several PATCHes: when this process wrote every byte, its
+    running hash settles the upload and the object is never read back (a wrong declared hash
+    is still refused); when another process wrote some (this one's hash stops short of the
+    offset), the completion reads the object back."""
+    for case in ("one process", "wrong hash", "another process"):
+        data = os.urandom(11 * MiB + 3)
+        sha256 = hashlib.sha256(data).hexdigest() if case != "wrong hash" else "1" * 64
+        sub = await submitted_with(app, client, inbox, new_phone, world, data, sha256=sha256)
+        location = (await create_upload(client, sub)).headers["location"]
+        key = f"{PREFIX}/uploads/{upload_id(location)}"
+        s3_calls.clear()
+        offset = await send(client, sub, location, 0, 3 * MiB)
+        kept = upload_files.take_running_hash(upload_id(location), offset)
+        assert kept is not None  # what this process would hold had the next PATCH gone elsewhere
+        upload_files.keep_running_hash(upload_id(location), offset, kept.copy())
+        offset = await send(client, sub, location, offset, 3 * MiB)
+        if case == "another process":
+            upload_files.keep_running_hash(upload_id(location), 3 * MiB, kept)
+        offset = await send(client, sub, location, offset, 3 * MiB)
+        last = await patch(client, sub, location, offset, data[offset:])
+        read_back = ("GetObject", key) in s3_calls
+        assert read_back == (case == "another process")
+        assert_only_the_object_left(s3, bucket, key)
+        assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+        async with app_ctx(app) as ctx:
+            row = await ctx.session.get(Upload, upload_id(location))
+            assert row is not None and row.sha256 == hashlib.sha256(data).hexdigest()
+            assert row.parts_done == 3
+            if case == "wrong hash":
+                assert last.status_code == 422 and row.state == "hash_mismatch"
+            else:
+                assert last.status_code == 204 and row.state == "received"
     await app.state.queue.drain()
 
 

@@ -21,12 +21,16 @@ One PATCH at a time per upload across hosts: a lease on the row (a conditional U
 holder token and an expiry), renewed while the body streams; only the holder records
 progress. A PATCH's bytes belong to the upload only once the row says so: a checksummed PATCH
 that fails (460) leaves parts past `parts_done`, which later PATCHes overwrite and completion
-never lists. Completion lists the parts and completes the multipart upload, reads the object
-back to hash it, and deletes staged objects left behind; expiry and termination abort it and
-delete the staged objects. A PATCH that ends an upload none of whose parts was sent before it
-(a recording shorter than a part, or a whole file in one PATCH) sends every part itself: it
-hashes them as sent and keeps their ETags, so completion reads nothing back and lists no
-parts, nor the staged objects when its own listing found none it did not delete.
+never lists. Completion lists the parts and completes the multipart upload, hashes the object,
+and deletes staged objects left behind; expiry and termination abort it and delete the staged
+objects.
+
+Completion reads the object back to hash it only when no hash of the whole file is at hand:
+a process that wrote every byte of an upload so far keeps its running hash between PATCHes
+(as the local store does, `upload_files`), and a PATCH that ends an upload none of whose parts
+was sent before it (a recording shorter than a part, a whole file in one PATCH) hashes the
+parts as it sends them. That PATCH also knows every part's ETag, so completion lists no parts,
+nor the staged objects when its own listing found none it did not delete.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from vexam.core.errors import VexamError
 from vexam.core.s3 import S3BlobStore, in_s3_thread
 from vexam.core.storage import BlobStore
 from vexam.exams.models import Upload
-from vexam.exams.upload_files import Stored
+from vexam.exams.upload_files import Stored, keep_running_hash, take_running_hash
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
@@ -248,12 +252,16 @@ class S3UploadStore:
         buf = bytearray()
         done = start_parts
         hasher = hashlib.sha256() if checksum is not None else None
-        # A PATCH that will end an upload no part of which is in S3 yet sends every part
-        # itself: it hashes them as sent and keeps their ETags, so that completion reads
-        # nothing back and lists nothing (short recordings, a whole file in one PATCH).
+        # The whole file's hash, so that completion need not read the object back: the running
+        # hash this process kept if it wrote every byte before `offset` (a hash of nothing at
+        # offset 0; it goes with the PATCH and is kept again only if the PATCH ends well);
+        # else, for a PATCH that will end an upload no part of which is in S3 yet, a hash of
+        # the parts as it sends them (all of them, the staged bytes included).
+        running = take_running_hash(upload.id, offset)
         whole = start_parts == 0 and offset + (content_length or 0) == upload.length
-        file_hash = hashlib.sha256() if whole else None
-        etags: list[str] = []
+        parts_hash = hashlib.sha256() if running is None and whole else None
+        file_hash = running if running is not None else parts_hash
+        etags: list[str] = []  # of the parts this PATCH sends: all of them if start_parts == 0
         room = upload.length - offset
         taken = 0
         renew_every = self.lease.total_seconds() / 3
@@ -264,6 +272,8 @@ class S3UploadStore:
                 raise VexamError("upload_exceeds_length", length=upload.length)
             if hasher is not None:
                 hasher.update(chunk)
+            if running is not None:
+                running.update(chunk)
             buf += chunk
             if unread and unread + len(buf) >= part_size:
                 staged_keys, others = await self._prepend_staged(
@@ -272,7 +282,7 @@ class S3UploadStore:
                 unread = 0
             while len(buf) >= part_size:
                 etag = await self._put_part(
-                    upload.id, ref, done + 1, bytes(buf[:part_size]), file_hash
+                    upload.id, ref, done + 1, bytes(buf[:part_size]), parts_hash
                 )
                 etags.append(etag)
                 del buf[:part_size]
@@ -298,7 +308,7 @@ class S3UploadStore:
                     upload.id, start_parts, staged, buf
                 )
             if buf:
-                etags.append(await self._put_part(upload.id, ref, done + 1, bytes(buf), file_hash))
+                etags.append(await self._put_part(upload.id, ref, done + 1, bytes(buf), parts_hash))
                 done += 1
         elif buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
@@ -320,13 +330,17 @@ class S3UploadStore:
         )
         if staged_keys and done != start_parts:
             await in_s3_thread(self._delete, staged_keys)
-        if file_hash is None or total != upload.length:
+        if total < upload.length:
+            keep_running_hash(upload.id, total, running)
             return Stored(total)
+        if start_parts:
+            return Stored(total, file_hash.hexdigest() if file_hash is not None else None)
         # Every part was sent here. When staged bytes were read, every staged object was
         # listed then: those of this generation are deleted above, and if there was none of
         # another (left by a PATCH cut before the row counted it), none is left.
         cleared = staged > 0 and not others
-        return Stored(total, file_hash.hexdigest(), tuple(etags), cleared)
+        digest = file_hash.hexdigest() if file_hash is not None else None
+        return Stored(total, digest, tuple(etags), cleared)
 
     async def _prepend_staged(
         self, upload_id: str, parts: int, count: int, buf: bytearray
