@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.deploy.cluster import (
+    TUS,
     Cluster,
     Take,
     create_upload,
@@ -222,15 +223,22 @@ async def test_upload_alternates_between_web_processes_and_a_worker_verifies_it(
     cluster: Cluster, world: dict[str, Any], video: bytes
 ) -> None:
     """A tus upload whose PATCHes go to web process 0, 1, 0, 1 ... completes byte-exact; a
-    worker process verifies it and runs its media jobs; nginx spreads requests over both."""
+    worker process verifies it and runs its media jobs; nginx spreads requests over both,
+    except those of one upload, which it keeps to one process."""
     settings = world["settings"]
     phone, province = world["people"][0]
     async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
         (take,) = await submit_takes(client, settings, world["exam_id"], phone, province, [video])
         await create_upload(client, take)
         answered = {(await client.get("/healthz")).headers["X-Vexam-Upstream"] for _ in range(4)}
+        upload_heads = [
+            await client.head(take.location, headers={**take.headers, **TUS}) for _ in range(6)
+        ]
     ports = {f"127.0.0.1:{port}" for port in cluster.state["web_ports"]}
     assert answered == ports  # nginx uses both web processes
+    # ... but keeps an upload's requests to one of them (it hashes the upload's id)
+    assert {head.status_code for head in upload_heads} == {200}
+    assert len({head.headers["X-Vexam-Upstream"] for head in upload_heads}) == 1
 
     urls = [cluster.web_url(0), cluster.web_url(1)]
     deadline = asyncio.get_running_loop().time() + 40
