@@ -205,8 +205,8 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
 ) -> None:
     """A recording shorter than a part, sent in three PATCHes: the last one reads the staged
     bytes, sends the only part and hashes it as sent, so the completion lists no parts and no
-    staged objects and never reads the object back; the object is byte-exact, the hash is
-    checked (a wrong one is refused as ever) and nothing is left."""
+    staged objects and reads the object back only to confirm a wrong hash before refusing
+    it; the object is byte-exact and nothing is left."""
     for declared in ("right", "wrong"):
         data = os.urandom(3 * MiB + 17)
         sha256 = hashlib.sha256(data).hexdigest() if declared == "right" else "0" * 64
@@ -217,13 +217,15 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
         offset = await send(client, sub, location, offset, MiB)
         s3_calls.clear()
         last = await patch(client, sub, location, offset, data[offset:])
-        assert [name for name, _ in s3_calls] == [
-            "ListObjectsV2",  # the staged objects, every generation
-            "GetObject",
-            "GetObject",
-            "UploadPart",
-            "DeleteObjects",  # the staged objects, once the row counts the part
-            "CompleteMultipartUpload",  # with the part's ETag: no ListParts
+        assert s3_calls == [
+            ("ListObjectsV2", ""),  # the staged objects, every generation
+            ("GetObject", f"{key}.staged.0.0000000000"),
+            ("GetObject", f"{key}.staged.0.{MiB:010d}"),
+            ("UploadPart", key),
+            ("DeleteObjects", ""),  # the staged objects, once the row counts the part
+            ("CompleteMultipartUpload", key),  # with the part's ETag: no ListParts
+            # the object is read back only to confirm a refusal
+            *([("GetObject", key)] if declared == "wrong" else []),
         ]
         assert_only_the_object_left(s3, bucket, key)
         assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
@@ -312,9 +314,9 @@ async def test_a_process_that_wrote_every_byte_hashes_as_it_goes_else_reads_back
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
     """Parts and staged bytes over several PATCHes: when this process wrote every byte, its
-    running hash settles the upload and the object is never read back (a wrong declared hash
-    is still refused); when another process wrote some (this one's hash stops short of the
-    offset), the completion reads the object back."""
+    running hash settles the upload and the object is never read back, unless to confirm a
+    refusal (a wrong declared hash); when another process wrote some (this one's hash stops
+    short of the offset), the completion reads the object back."""
     for case in ("one process", "wrong hash", "another process"):
         data = os.urandom(11 * MiB + 3)
         sha256 = hashlib.sha256(data).hexdigest() if case != "wrong hash" else "1" * 64
@@ -332,7 +334,7 @@ async def test_a_process_that_wrote_every_byte_hashes_as_it_goes_else_reads_back
         offset = await send(client, sub, location, offset, 3 * MiB)
         last = await patch(client, sub, location, offset, data[offset:])
         read_back = ("GetObject", key) in s3_calls
-        assert read_back == (case == "another process")
+        assert read_back == (case != "one process")  # a refusal is confirmed from the object
         assert_only_the_object_left(s3, bucket, key)
         assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
         async with app_ctx(app) as ctx:
@@ -343,6 +345,28 @@ async def test_a_process_that_wrote_every_byte_hashes_as_it_goes_else_reads_back
                 assert last.status_code == 422 and row.state == "hash_mismatch"
             else:
                 assert last.status_code == 204 and row.state == "received"
+    await app.state.queue.drain()
+
+
+async def test_a_running_hash_that_disagrees_is_checked_against_the_object(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls
+) -> None:
+    """Were a process's running hash ever wrong, the upload is not refused on its word: the
+    completion reads the object back, finds the declared hash and accepts it."""
+    data = os.urandom(6 * MiB + 1)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, 2 * MiB)
+    upload_files.keep_running_hash(upload_id(location), offset, hashlib.sha256(b"not the data"))
+    s3_calls.clear()
+    last = await patch(client, sub, location, offset, data[offset:])
+    assert last.status_code == 204, last.text
+    assert ("GetObject", key) in s3_calls
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.state == "received"
+        assert row.sha256 == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
 
 

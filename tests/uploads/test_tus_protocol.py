@@ -185,6 +185,27 @@ async def test_whole_file_hash_must_match_the_receipt(app, client, inbox, new_ph
     assert kept.read_bytes() == data
 
 
+async def test_a_running_hash_that_disagrees_is_checked_against_the_file(
+    app, client, inbox, new_phone, world
+) -> None:
+    """Were the running hash kept between PATCHes ever wrong, the upload is not refused on its
+    word: the completion hashes the file, finds the declared SHA-256 and accepts it."""
+    data = b"recorded bytes" * 5000
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    half = len(data) // 2
+    assert (await patch(client, sub, location, 0, data[:half])).status_code == 204
+    upload_id = location.rsplit("/", 1)[1]
+    upload_files.keep_running_hash(upload_id, half, hashlib.sha256(b"not the data"))
+    last = await patch(client, sub, location, half, data[half:])
+    assert last.status_code == 204, last.text
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id)
+        assert row is not None and row.state == "received"
+        assert row.sha256 == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
 async def test_protocol_refusals(app, client, inbox, new_phone, world) -> None:
     """412 without Tus-Resumable, 415 wrong content type, 409 wrong offset, 460 wrong
     checksum with nothing appended, 413 past Upload-Length, 400s for bad headers."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, column, func, select, table
+from sqlalchemy import Table, and_, bindparam, column, func, select, table
 
 from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
 
@@ -81,21 +81,18 @@ SETTLE_SUBMISSION = (
     .values(upload_state=bindparam("settled_state"))
 )
 
-# A local upload's row settled against its submission's declared hash in one statement.
+# A local upload's row settled as received in one statement, when the running hash is its
+# submission's declared hash (else no row: the general path confirms the mismatch).
 SETTLE_LOCAL = (
     UPLOADS.update()
-    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
+    .where(
+        UPLOADS.c.id == bindparam("upload_id"),
+        UPLOADS.c.state == "receiving",
+        select(Submission.sha256).where(Submission.id == UPLOADS.c.submission_id).scalar_subquery()
+        == bindparam("digest"),
+    )
     .values(
-        state=case(
-            (
-                select(Submission.sha256)
-                .where(Submission.id == UPLOADS.c.submission_id)
-                .scalar_subquery()
-                == bindparam("digest"),
-                "received",
-            ),
-            else_="hash_mismatch",
-        ),
+        state="received",
         sha256=bindparam("digest"),
         received=UPLOADS.c.length,
         completed_at=bindparam("now"),

@@ -396,10 +396,13 @@ async def complete(ctx: Ctx, upload_id: str, stored: files.Stored | None = None)
     PATCH that wrote the last byte knows (the whole file's hash, the S3 parts it sent), if
     this runs in that PATCH.
 
-    Lean: on the local store with the running hash, one UPDATE … RETURNING settles the row
-    against the declared hash; otherwise one read (the upload with its submission's declared
-    hash), the store's finish, one update. Then the submission's update and the audit entry
-    (an Upload or Submission object of this session is brought up to date)."""
+    A hash kept in memory (`stored.digest`) that disagrees with the declared one is checked
+    against the stored bytes before the upload is refused.
+
+    Lean: on the local store with a running hash that matches, one UPDATE … RETURNING settles
+    the row; otherwise one read (the upload with its submission's declared hash), the store's
+    finish, one update. Then the submission's update and the audit entry (an Upload or
+    Submission object of this session is brought up to date)."""
     store = store_of(ctx)
     now = ctx.now()
     digest = stored.digest if stored is not None else None
@@ -420,7 +423,9 @@ async def complete(ctx: Ctx, upload_id: str, stored: files.Stored | None = None)
     if found.state != "receiving":
         return bool(found.state != "hash_mismatch")
     await store.finish(upload_id, found.multipart_id, found.parts_done, stored)
-    if digest is None:
+    if digest is None or digest != found.sha256:
+        # Read the bytes: a refusal costs a candidate their recording, so a hash kept in
+        # memory does not decide it alone.
         digest = await store.sha256(upload_id)
     state = "received" if digest == found.sha256 else "hash_mismatch"
     # Core statements (the ORM's bulk UPDATE costs more); a loaded object is set below.
