@@ -248,7 +248,9 @@ class S3UploadStore:
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
-        others = True  # whether staged objects of another generation were listed
+        # Whether staged objects this PATCH will not delete may be left: unknown (so yes)
+        # until it lists them; then, whether any of another generation was listed.
+        others = True
         buf = bytearray()
         done = start_parts
         hasher = hashlib.sha256() if checksum is not None else None
@@ -333,14 +335,13 @@ class S3UploadStore:
         if total < upload.length:
             keep_running_hash(upload.id, total, running)
             return Stored(total)
-        if start_parts:
-            return Stored(total, file_hash.hexdigest() if file_hash is not None else None)
-        # Every part was sent here. When staged bytes were read, every staged object was
-        # listed then: those of this generation are deleted above, and if there was none of
-        # another (left by a PATCH cut before the row counted it), none is left.
-        cleared = staged > 0 and not others
         digest = file_hash.hexdigest() if file_hash is not None else None
-        return Stored(total, digest, tuple(etags), cleared)
+        if start_parts:
+            return Stored(total, digest)
+        # Every part was sent here. If staged bytes were read, every staged object was listed
+        # then: those of this generation are deleted above, and if there was none of another
+        # (left by a PATCH cut before the row counted it), none is left.
+        return Stored(total, digest, tuple(etags), staged_cleared=not others)
 
     async def _prepend_staged(
         self, upload_id: str, parts: int, count: int, buf: bytearray
@@ -432,18 +433,16 @@ class S3UploadStore:
         (an upload already completed is found as its object). When the PATCH that ended the
         upload sent every part (`stored.parts`), their ETags complete it without listing the
         parts, and if it also deleted every staged object, nothing is listed at all."""
-        if ref is None:
-            return
+        if ref is not None:
+            await in_s3_thread(self._assemble, upload_id, ref, parts, stored)
+
+    def _assemble(self, upload_id: str, ref: str, parts: int, stored: Stored | None) -> None:
         sent = stored.parts if stored is not None else None
-        if sent is not None and len(sent) == parts:
-            if await in_s3_thread(self._complete_sent, upload_id, ref, sent):
-                if stored is not None and stored.staged_cleared:
-                    return
-            else:
-                await in_s3_thread(self._finish, upload_id, ref, parts)
-        else:
-            await in_s3_thread(self._finish, upload_id, ref, parts)
-        await in_s3_thread(self._drop_staged, upload_id)
+        if sent is None or len(sent) != parts or not self._complete_sent(upload_id, ref, sent):
+            self._finish(upload_id, ref, parts)
+        elif stored is not None and stored.staged_cleared:
+            return
+        self._drop_staged(upload_id)
 
     def _complete_sent(self, upload_id: str, ref: str, etags: tuple[str, ...]) -> bool:
         """Complete the multipart upload from parts with these ETags; False when S3 refuses
