@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     args.warmup = 2.0
+    args.face = ""  # frames without a face, as the load test sends by default
+    args.database = DATABASE
     work = Path(args.workdir)
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DATABASE}"
     log = work / "ab-servers.log"
@@ -44,7 +46,7 @@ def main() -> None:
                 urls = [url for url, _ in started]
                 pids = [process.pid for _, process in started]
                 tag = f"ab-{name}-{round_}"
-                result = _load("status", urls, pids, work, args, work / "take.mp4", tag)
+                result = _load("status", urls, pids, work, args, work / "take.mp4", tag, {})
                 s = summary(result)
                 figures[name].append(s)
                 print(f"{name}: {s['rps']:.0f} req/s, {s['cpu_ms']:.2f} server CPU ms/req")

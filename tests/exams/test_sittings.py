@@ -474,6 +474,33 @@ async def test_max_length_voids_a_late_recording(app, client, inbox, new_phone, 
     assert code(too_long) == "recording_too_long"
 
 
+async def test_a_status_poll_voids_an_overdue_recording(
+    app, client, inbox, new_phone, world, clock
+):
+    """The poll reads without a transaction (PostgreSQL); finding a recording past its limit,
+    it runs again in one, voids it (audited) and shows it voided."""
+    exam = await new_exam(client, world)
+    who, number = await certified_candidate(client, inbox, new_phone, world["agent"])
+    await enrol(app, client, world, who, number, exam["id"])
+    sitting = await ready(app, client, who, exam["id"])
+    running = (await record(client, who, sitting)).json()
+    assert (await status(client, who, sitting["id"]))["subjects"][0]["state"] == "recording"
+    clock.advance(seconds=400)
+    subject = (await status(client, who, sitting["id"]))["subjects"][0]
+    assert [(r["id"], r["state"], r["void_reason"]) for r in subject["recordings"]] == [
+        (running["id"], "voided", "too_long")
+    ]
+    assert subject["state"] != "recording"
+    async with app_ctx(app) as ctx:
+        found = await ctx.session.execute(
+            select(AuditEntry.action).where(
+                AuditEntry.subject_type == "recording",
+                AuditEntry.subject_id == str(running["id"]),
+            )
+        )
+        assert "recording.voided" in found.scalars().all()
+
+
 async def roster_row_id(app, exam_id: int) -> int:
     from vexam.schools.models import RosterRow
 

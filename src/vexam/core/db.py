@@ -30,10 +30,16 @@ AfterCommit = Callable[[], Awaitable[None]]
 _AFTER_COMMIT = "vexam.after_commit"
 _AFTER_ROLLBACK = "vexam.after_rollback"
 _CHANGED = "vexam.changed_tables"
+_READS = "vexam.reads_only"
 
 
 class KeepChanges(Exception):
     """Mixin for refusals whose writes must be kept (a failed-login counter, a wrong code)."""
+
+
+class TransactionNeeded(Exception):
+    """A unit of work opened for reads only (`Database.unit_of_work(reads=True)`) was about
+    to write: nothing was written; run the work again in a unit of work with a transaction."""
 
 
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
@@ -76,6 +82,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # IMMEDIATE takes the write lock up front: two writers wait in line instead of
         # both reading and then deadlocking on the upgrade to a write lock.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _refuse_flush_in_reads(session: Session, _flush: Any, _instances: Any) -> None:
+    if session.info.get(_READS) and (session.new or session.dirty or session.deleted):
+        raise TransactionNeeded("a flush of changed objects")
 
 
 def _changed_columns(instance: object) -> set[str]:
@@ -155,8 +166,22 @@ class Database:
         self._watched: dict[str, frozenset[str]] = {}
         event.listen(session_class, "after_flush", self._note_flush)
         event.listen(session_class, "do_orm_execute", self._note_statement)
+        event.listen(session_class, "before_flush", _refuse_flush_in_reads)
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=session_class
+        )
+        # Reads without BEGIN and COMMIT (PostgreSQL): each statement is its own transaction,
+        # which under READ COMMITTED sees what a statement inside a transaction would see,
+        # and saves the two round trips. SQLite keeps its transaction: its "begin" hook takes
+        # the write lock, which an autocommit connection would never release.
+        self._reads_sessionmaker = (
+            self.sessionmaker
+            if self.is_sqlite
+            else async_sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+                sync_session_class=session_class,
+            )
         )
 
     def watch(self, tables: Mapping[str, frozenset[str]], hook: Callable[[], None]) -> None:
@@ -186,6 +211,10 @@ class Database:
                 self._mark(session, table)
 
     def _note_statement(self, state: ORMExecuteState) -> None:
+        if state.session.info.get(_READS) and (
+            state.is_insert or state.is_update or state.is_delete
+        ):
+            raise TransactionNeeded(str(state.statement))
         if self._watched and (state.is_update or state.is_delete):
             table = getattr(getattr(state.statement, "table", None), "name", None)
             if table in self._watched:
@@ -197,13 +226,20 @@ class Database:
                 hook()
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+    async def unit_of_work(self, *, reads: bool = False) -> AsyncIterator[AsyncSession]:
         """Yield a session; commit on success, roll back on error, then run after-commit hooks.
 
         An exception that is a `KeepChanges` commits first and is then re-raised, so a
         refusal can still count (e.g. a wrong password towards the lockout).
+
+        `reads`: for work that only reads. On PostgreSQL its statements run without a
+        transaction (no BEGIN or COMMIT sent); any write it attempts (an INSERT, UPDATE or
+        DELETE statement, or a flush of changed objects) raises `TransactionNeeded` before
+        anything is written, for the caller to run the work again with `reads=False`.
         """
-        session = self.sessionmaker()
+        session = (self._reads_sessionmaker if reads else self.sessionmaker)()
+        if reads:
+            session.info[_READS] = True
         try:
             try:
                 yield session

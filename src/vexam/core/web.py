@@ -13,10 +13,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from vexam.core.db import Database, TransactionNeeded
 from vexam.core.errors import VexamError
 from vexam.core.i18n import DEFAULT_LOCALE, LOCALES, format_datetime, gettext, negotiate
 
 PUBLIC_ATTR = "__vexam_public__"
+READS_ATTR = "__vexam_reads__"
 SESSION_COOKIE = "vexam_session"
 DEVICE_COOKIE = "vexam_device"
 LANG_COOKIE = "vexam_lang"
@@ -34,6 +36,16 @@ def public(endpoint: F) -> F:
 def is_public(endpoint: object) -> bool:
     """Whether `endpoint` was opted out of authentication with `@public`."""
     return bool(getattr(endpoint, PUBLIC_ATTR, False))
+
+
+def reads_first(endpoint: F) -> F:
+    """Mark a route whose requests usually only read: each runs first in a unit of work for
+    reads (`Database.unit_of_work(reads=True)`: no BEGIN or COMMIT on PostgreSQL), and only
+    if it turns out to write, again from the start in an ordinary one. For hot GETs whose
+    writes are rare (the status poll voids an overdue recording; a session's last-seen time
+    is refreshed a few times an hour)."""
+    setattr(endpoint, READS_ATTR, True)
+    return endpoint
 
 
 # Row ids are signed 64-bit integers in SQLite and PostgreSQL; the drivers raise on a larger one.
@@ -68,6 +80,7 @@ class UnitOfWorkRoute(APIRoute):
         """Wrap FastAPI's handler in `Database.unit_of_work()`."""
         original = super().get_route_handler()
         path_ints, query_ints = _int_params(self, "path"), _int_params(self, "query")
+        reads = bool(getattr(self.endpoint, READS_ATTR, False))
 
         async def handler(request: Request) -> Response:
             if any(_out_of_range(request.path_params.get(name, "")) for name in path_ints):
@@ -76,7 +89,15 @@ class UnitOfWorkRoute(APIRoute):
                 if any(_out_of_range(raw) for raw in request.query_params.getlist(name)):
                     error = {"loc": ["query", name], "type": "less_than_equal"}
                     raise VexamError("invalid_request", errors=[error])
-            async with request.app.state.db.unit_of_work() as session:
+            db: Database = request.app.state.db
+            if reads:
+                try:
+                    async with db.unit_of_work(reads=True) as session:
+                        request.state.db = session
+                        return await original(request)
+                except TransactionNeeded:
+                    pass  # nothing was written: the request runs again, in a transaction
+            async with db.unit_of_work() as session:
                 request.state.db = session
                 return await original(request)
 

@@ -13,7 +13,7 @@ from fastapi import File, Response, UploadFile, status
 from vexam.core.auth import Candidate, CurrentPrincipal, ServiceCtx
 from vexam.core.context import Ctx
 from vexam.core.errors import VexamError
-from vexam.core.web import make_router
+from vexam.core.web import make_router, reads_first
 from vexam.exams import attempts, schemas, sitting_status, sittings
 
 router = make_router(prefix="/api/v1", tags=["exam sittings"])
@@ -39,12 +39,14 @@ async def start_sitting(
 
 
 @router.get("/me/sittings")
+@reads_first
 async def my_sittings(principal: Candidate, ctx: ServiceCtx) -> list[schemas.SittingOut]:
     """Your sittings, newest first."""
     return await sitting_status.my_sittings(ctx, principal)
 
 
 @router.get("/sittings/{sitting_id}")
+@reads_first
 async def get_sitting(sitting_id: int, principal: Candidate, ctx: ServiceCtx) -> schemas.SittingOut:
     """The whole sitting: subjects, attempts left, recordings, submissions, what comes next."""
     return await sitting_status.my_status(ctx, principal, sitting_id)

@@ -1,0 +1,59 @@
+"""Units of work for reads (`Database.unit_of_work(reads=True)`): no transaction on
+PostgreSQL, and any write refused before anything is written (`TransactionNeeded`)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select, text, update
+
+from vexam.accounts.models import AuthSession
+from vexam.core.db import TransactionNeeded
+
+
+async def _state_of(url: str, backend: int) -> str:
+    """What PostgreSQL says the backend is doing (seen from another connection)."""
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        return str(
+            await admin.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", backend)
+        )
+    finally:
+        await admin.close()
+
+
+async def test_reads_run_without_a_transaction_on_postgresql(app) -> None:
+    """After a statement an ordinary unit of work is "idle in transaction"; a reads unit is
+    "idle": it sent no BEGIN."""
+    database = app.state.db
+    if database.is_sqlite:
+        pytest.skip("PostgreSQL only: on SQLite a reads unit keeps its transaction")
+    pid = text("SELECT pg_backend_pid()")
+    async with database.unit_of_work() as session:
+        backend = (await session.execute(pid)).scalar_one()
+        assert await _state_of(database.url, backend) == "idle in transaction"
+    async with database.unit_of_work(reads=True) as session:
+        backend = (await session.execute(pid)).scalar_one()
+        assert await _state_of(database.url, backend) == "idle"
+
+
+async def test_a_reads_unit_refuses_every_write_before_it_is_made(app) -> None:
+    """An UPDATE statement and a flush of a new row both raise `TransactionNeeded`; nothing
+    was written."""
+    database = app.state.db
+    count = select(func.count()).select_from(AuthSession)
+    async with database.unit_of_work() as session:
+        before = (await session.execute(count)).scalar_one()
+    with pytest.raises(TransactionNeeded):
+        async with database.unit_of_work(reads=True) as session:
+            await session.execute(count)
+            await session.execute(update(AuthSession).values(user_agent="changed"))
+    with pytest.raises(TransactionNeeded):
+        async with database.unit_of_work(reads=True) as session:
+            session.add(AuthSession(token_hash="x" * 64))
+    async with database.unit_of_work(reads=True) as session:
+        assert (await session.execute(count)).scalar_one() == before
+        changed = (
+            select(func.count()).select_from(AuthSession).where(AuthSession.user_agent == "changed")
+        )
+        assert (await session.execute(changed)).scalar_one() == 0
