@@ -1,5 +1,6 @@
-"""Units of work for reads (`Database.unit_of_work(reads=True)`): no transaction on
-PostgreSQL, and any write refused before anything is written (`TransactionNeeded`)."""
+"""Statements without transactions on PostgreSQL: units of work for reads
+(`Database.unit_of_work(reads=True)`), which refuse any write before it is made
+(`TransactionNeeded`), and `autocommit_next` for work that commits after every statement."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from vexam.accounts.models import AuthSession
-from vexam.core.db import TransactionNeeded
+from vexam.core.db import TransactionNeeded, autocommit_next
 
 
 async def _state_of(url: str, backend: int) -> str:
@@ -57,3 +58,25 @@ async def test_a_reads_unit_refuses_every_write_before_it_is_made(app) -> None:
             select(func.count()).select_from(AuthSession).where(AuthSession.user_agent == "changed")
         )
         assert (await session.execute(changed)).scalar_one() == 0
+
+
+async def test_autocommit_next_commits_each_statement_by_itself(app) -> None:
+    """Between transactions, the next statements each commit at once (another connection sees
+    the UPDATE before the session commits); inside a transaction, or with changed objects
+    waiting, nothing changes. SQLite keeps its transactions."""
+    database = app.state.db
+    pid = text("SELECT pg_backend_pid()")
+    async with database.unit_of_work() as session:
+        if database.is_sqlite:
+            assert not await autocommit_next(session)
+            return
+        assert await autocommit_next(session)
+        backend = (await session.execute(pid)).scalar_one()
+        assert await _state_of(database.url, backend) == "idle"
+        await session.commit()
+        await session.execute(pid)
+        assert not await autocommit_next(session)  # a transaction is open
+        await session.commit()
+        session.add(AuthSession(token_hash="y" * 64))
+        assert not await autocommit_next(session)  # a flush is waiting
+        session.expunge_all()

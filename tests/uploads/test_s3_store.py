@@ -24,7 +24,7 @@ from tests.uploads.conftest import submitted_with as submitted_with
 from vexam.config import Settings
 from vexam.exams import upload_files, uploads
 from vexam.exams.models import Upload
-from vexam.exams.upload_s3 import S3UploadStore
+from vexam.exams.upload_s3 import STAGED_MEMORY, S3UploadStore
 from vexam.main import create_app
 
 MiB = 1 << 20
@@ -132,9 +132,10 @@ def staged_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real = S3UploadStore._read_staged
 
-    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int) -> Any:
-        reads.append(count)
-        return real(self, upload_id, parts, count)
+    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int, known: Any = None) -> Any:
+        if known is None:  # held in this process's memory: nothing read
+            reads.append(count)
+        return real(self, upload_id, parts, count, known)
 
     monkeypatch.setattr(S3UploadStore, "_read_staged", spy)
     return reads
@@ -146,7 +147,8 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
     """PATCHes of 1, 3, 2.5 and 6 MiB (staged, staged, crossing a part, above a part) then the
     rest: the S3 object is byte-exact, parts were ≥ 5 MiB, nothing staged or pending remains.
     A PATCH below a part stores only its own bytes and reads nothing back; the one that fills
-    a part reads the staged bytes once."""
+    a part reads the staged bytes once when this process does not hold them (as another
+    process would), and nothing when it does."""
     data = os.urandom(14 * MiB + 12345)
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     created = await create_upload(client, sub)
@@ -166,6 +168,7 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
         row = await ctx.session.get(Upload, upload_id(location))
         assert row is not None and (row.received, row.parts_done) == (4 * MiB, 0)
         assert (row.lease_token, row.lease_until) == (None, None)
+    STAGED_MEMORY.forget(upload_id(location))  # as if another process had staged them
     offset = await send(client, sub, location, offset, 5 * MiB // 2)
     assert staged_reads == [4 * MiB]
     # 6.5 MiB: one part, 1.5 MiB staged for the next; the first part's staged bytes are gone
@@ -176,6 +179,7 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
     )
     offset = await send(client, sub, location, offset, len(data) - offset)
     assert offset == len(data)
+    assert staged_reads == [4 * MiB]  # the later parts' staged bytes were held in memory
     objects, pending = leftovers(s3, bucket)
     assert objects == [key] and pending == []
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
@@ -184,6 +188,39 @@ async def test_patches_below_and_above_a_part_complete_byte_exact(
         assert row is not None and row.state == "received" and row.parts_done == 3
         assert row.sha256 == hashlib.sha256(data).hexdigest() and row.lease_token is None
     await app.state.queue.drain()  # random bytes: the media check finds no video
+
+
+async def test_a_patch_below_a_part_runs_its_statements_without_transactions(
+    app, client, inbox, new_phone, world, monkeypatch
+) -> None:
+    """On PostgreSQL a PATCH that only stages bytes reads the upload, takes the lease and
+    counts its bytes each in a statement of its own: no BEGIN or COMMIT sent."""
+    if app.state.db.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite keeps its transactions")
+    from asyncpg.transaction import Transaction
+
+    data = os.urandom(3 * MiB)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    created = await create_upload(client, sub)
+    assert created.status_code == 201, created.text
+    begun: list[object] = []
+    start = Transaction.start
+
+    async def counted(self: Transaction) -> None:
+        begun.append(self)
+        await start(self)
+
+    monkeypatch.setattr(Transaction, "start", counted)
+    done = await patch(client, sub, created.headers["location"], 0, data[:MiB])
+    assert done.status_code == 204 and done.headers["upload-offset"] == str(MiB)
+    assert begun == []
+    monkeypatch.setattr(Transaction, "start", start)
+    offset = await send(client, sub, created.headers["location"], MiB, 2 * MiB)
+    assert offset == 3 * MiB
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(created.headers["location"]))
+        assert row is not None and row.state == "received" and row.lease_token is None
+    await app.state.queue.drain()
 
 
 @pytest.fixture
@@ -203,11 +240,12 @@ def s3_calls(app: Any) -> list[tuple[str, str]]:
 async def test_a_short_recording_completes_without_reading_or_listing_it_again(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
-    """A recording shorter than a part, sent in three PATCHes: the last one reads the staged
-    bytes, sends the only part and hashes it as sent, so the completion lists no parts and no
+    """A recording shorter than a part, sent in three PATCHes: the last one takes the staged
+    bytes from this process's memory (or, when it holds none, as in another process, reads
+    them), sends the only part and hashes it as sent, so the completion lists no parts and no
     staged objects and reads the object back only to confirm a wrong hash before refusing
     it; the object is byte-exact and nothing is left."""
-    for declared in ("right", "wrong"):
+    for declared, remembered in (("right", True), ("wrong", True), ("right", False)):
         data = os.urandom(3 * MiB + 17)
         sha256 = hashlib.sha256(data).hexdigest() if declared == "right" else "0" * 64
         sub = await submitted_with(app, client, inbox, new_phone, world, data, sha256=sha256)
@@ -215,12 +253,14 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
         key = f"{PREFIX}/uploads/{upload_id(location)}"
         offset = await send(client, sub, location, 0, MiB)
         offset = await send(client, sub, location, offset, MiB)
+        if not remembered:
+            STAGED_MEMORY.forget(upload_id(location))
         s3_calls.clear()
         last = await patch(client, sub, location, offset, data[offset:])
+        read = [] if remembered else [f"{key}.staged.0.0000000000", f"{key}.staged.0.{MiB:010d}"]
         assert s3_calls == [
             ("ListObjectsV2", ""),  # the staged objects, every generation
-            ("GetObject", f"{key}.staged.0.0000000000"),
-            ("GetObject", f"{key}.staged.0.{MiB:010d}"),
+            *[("GetObject", staged) for staged in read],
             ("UploadPart", key),
             ("DeleteObjects", ""),  # the staged objects, once the row counts the part
             ("CompleteMultipartUpload", key),  # with the part's ETag: no ListParts
@@ -547,3 +587,27 @@ async def test_an_upload_staged_by_the_earlier_layout_completes(
     assert leftovers(s3, bucket) == ([key], [])
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
+
+
+def test_staged_memory_gives_back_only_exactly_what_it_holds() -> None:
+    """An entry is taken out whole: only for its generation and byte count, once; the oldest
+    entries make room for new ones within the budget."""
+    from vexam.exams.upload_s3 import StagedMemory
+
+    memory = StagedMemory(budget=10)
+    memory.keep("a", 0, bytearray(b"abcd"))
+    assert memory.take("a", 1, 4) is None  # another generation: dropped all the same
+    assert memory.take("a", 0, 4) is None
+    memory.keep("a", 0, bytearray(b"abcd"))
+    assert memory.take("a", 0, 3) is None  # the row counts other bytes than it holds
+    memory.keep("a", 0, bytearray(b"abcd"))
+    assert memory.take("a", 0, 4) == b"abcd"
+    assert memory.take("a", 0, 4) is None  # taken: the PATCH owns it now
+    assert memory.take("b", 0, 0) == b""  # nothing staged: nothing to read
+    memory.keep("a", 0, bytearray(b"abcd"))
+    memory.keep("b", 2, bytearray(b"efgh"))
+    memory.keep("c", 1, bytearray(b"ijk"))  # 11 bytes > 10: "a" goes
+    assert memory.take("a", 0, 4) is None
+    assert memory.take("b", 2, 4) == b"efgh" and memory.take("c", 1, 3) == b"ijk"
+    memory.keep("d", 0, bytearray(b"x" * 11))  # larger than the budget: not kept
+    assert memory.take("d", 0, 11) is None

@@ -275,6 +275,20 @@ class Database:
         await self.engine.dispose()
 
 
+async def autocommit_next(session: AsyncSession) -> bool:
+    """Run the statements `session` sends until its next commit each as a transaction of its
+    own (PostgreSQL's autocommit: no BEGIN or COMMIT sent), for work that commits after every
+    statement anyway, such as an upload's lease. Only between transactions, with no changed
+    objects waiting for a flush, and not on SQLite (its "begin" hook takes the write lock,
+    which an autocommit connection would never release); returns whether it did."""
+    if session.in_transaction() or session.new or session.dirty or session.deleted:
+        return False
+    if session.get_bind().dialect.name == "sqlite":
+        return False
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return True
+
+
 LIKE_ESCAPE = "\\"
 
 

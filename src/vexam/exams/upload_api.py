@@ -27,6 +27,7 @@ from vexam.core.auth import (
     require_roles,
 )
 from vexam.core.context import Ctx, Principal, Role
+from vexam.core.db import autocommit_next
 from vexam.core.errors import VexamError
 from vexam.core.problems import problem_response
 from vexam.core.web import UnitOfWorkRoute
@@ -294,6 +295,8 @@ async def tus_patch(
         raise VexamError("upload_content_type")
     offset = _whole_number(request.headers.get("upload-offset"), "upload_offset_invalid")
     checksum = upload_checksum(request)
+    # The upload is only read here, and the transaction would end before the body anyway.
+    await autocommit_next(ctx.session)
     upload = await uploads.patch_target(ctx, principal, upload_id, offset)
     _remember(request, ctx, principal, upload)
     await _end_transaction(ctx)

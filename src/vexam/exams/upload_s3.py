@@ -31,6 +31,11 @@ a process that wrote every byte of an upload so far keeps its running hash betwe
 was sent before it (a recording shorter than a part, a whole file in one PATCH) hashes the
 parts as it sends them. That PATCH also knows every part's ETag, so completion lists no parts,
 nor the staged objects when its own listing found none it did not delete.
+
+Likewise the PATCH that fills a part (or ends the upload) reads no staged bytes from S3 when
+this process staged them all itself and the row counts exactly them: it keeps the current
+part's staged bytes in memory between PATCHes (`StagedMemory`, bounded). It still lists the
+staged objects, to delete every one of them.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ import hashlib
 import secrets
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -52,6 +59,7 @@ from sqlalchemy import or_, update
 
 from vexam.config import Settings
 from vexam.core.context import Ctx
+from vexam.core.db import autocommit_next
 from vexam.core.errors import VexamError
 from vexam.core.s3 import S3BlobStore, in_s3_thread
 from vexam.core.storage import BlobStore
@@ -67,6 +75,58 @@ _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class StagedMemory:
+    """The staged bytes of the current part of uploads this process staged itself, so that
+    the PATCH filling the part need not read them back from S3.
+
+    An entry says: after `parts` full parts, these bytes are staged from the part's first byte,
+    and the row counts exactly them. It is kept only once the row has recorded that (as the
+    running hash is), and a PATCH takes it out while it works, so a failed PATCH leaves none.
+    Bounded by bytes: the oldest entries go first; a miss only costs the read it would save.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._held: OrderedDict[str, tuple[int, bytearray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, upload_id: str, parts: int, count: int) -> bytearray | None:
+        """The `count` bytes staged after `parts` parts, if held exactly (removed: the caller
+        owns them, and may append to them)."""
+        with self._lock:
+            held = self._held.pop(upload_id, None)
+            if held is not None:
+                self._bytes -= len(held[1])
+        if count == 0:
+            return bytearray()
+        if held is None or held[0] != parts or len(held[1]) != count:
+            return None
+        return held[1]
+
+    def forget(self, upload_id: str) -> None:
+        """Drop what is held for `upload_id`."""
+        self.take(upload_id, -1, -1)
+
+    def keep(self, upload_id: str, parts: int, staged: bytearray) -> None:
+        """Remember that `staged` is what the row counts after `parts` parts."""
+        if not staged or len(staged) > self.budget:
+            return
+        with self._lock:
+            old = self._held.pop(upload_id, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            while self._held and self._bytes + len(staged) > self.budget:
+                _, (_, dropped) = self._held.popitem(last=False)
+                self._bytes -= len(dropped)
+            self._held[upload_id] = (parts, staged)
+            self._bytes += len(staged)
+
+
+# Per process: 32 MiB holds the staged bytes of hundreds of phone-sized PATCH streams.
+STAGED_MEMORY = StagedMemory(32 << 20)
 
 
 @dataclass(frozen=True)
@@ -135,6 +195,7 @@ class S3UploadStore:
             except ClientError as exc:
                 if _code(exc) not in _GONE:
                     raise
+        STAGED_MEMORY.forget(upload_id)
         await in_s3_thread(self._drop_staged, upload_id)
         await self.blobs.delete(f"uploads/{upload_id}")
 
@@ -149,6 +210,7 @@ class S3UploadStore:
         statement. `upload_locked` while another PATCH holds it (or the upload is not
         receiving)."""
         now = ctx.now()
+        await autocommit_next(ctx.session)
         taken = await ctx.session.execute(
             update(Upload)
             .where(
@@ -175,6 +237,7 @@ class S3UploadStore:
         lease: dict[str, Any] = {"lease_until": now + self.lease}
         if release:
             lease = {"lease_token": None, "lease_until": None}
+        await autocommit_next(ctx.session)
         done = await ctx.session.execute(
             update(Upload)
             .where(
@@ -189,6 +252,7 @@ class S3UploadStore:
             raise VexamError("upload_locked")  # the lease lapsed and another PATCH took it
 
     async def _release(self, ctx: Ctx, upload_id: str, token: str) -> None:
+        await autocommit_next(ctx.session)
         await ctx.session.execute(
             update(Upload)
             .where(Upload.id == upload_id, Upload.lease_token == token)
@@ -247,6 +311,7 @@ class S3UploadStore:
             return Stored(offset)
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
+        remembered = STAGED_MEMORY.take(upload.id, start_parts, staged)  # None: read them
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
         # Whether staged objects this PATCH will not delete may be left: unknown (so yes)
         # until it lists them; then, whether any of another generation was listed.
@@ -279,7 +344,7 @@ class S3UploadStore:
             buf += chunk
             if unread and unread + len(buf) >= part_size:
                 staged_keys, others = await self._prepend_staged(
-                    upload.id, start_parts, staged, buf
+                    upload.id, start_parts, staged, buf, remembered
                 )
                 unread = 0
             while len(buf) >= part_size:
@@ -304,10 +369,18 @@ class S3UploadStore:
             if hasher.digest() != checksum:
                 raise VexamError("upload_chunk_checksum_mismatch")
         total = offset + taken
+        # What the current part's staged bytes will be once the row counts this PATCH.
+        kept: bytearray | None = None
+        if total < upload.length:
+            if done != start_parts:
+                kept = bytearray(buf)
+            elif remembered is not None:
+                kept = remembered
+                kept += buf
         if total == upload.length:
             if unread:
                 staged_keys, others = await self._prepend_staged(
-                    upload.id, start_parts, staged, buf
+                    upload.id, start_parts, staged, buf, remembered
                 )
             if buf:
                 etags.append(await self._put_part(upload.id, ref, done + 1, bytes(buf), parts_hash))
@@ -334,6 +407,8 @@ class S3UploadStore:
             await in_s3_thread(self._delete, staged_keys)
         if total < upload.length:
             keep_running_hash(upload.id, total, running)
+            if kept is not None:
+                STAGED_MEMORY.keep(upload.id, done, kept)
             return Stored(total)
         digest = file_hash.hexdigest() if file_hash is not None else None
         if start_parts:
@@ -344,12 +419,19 @@ class S3UploadStore:
         return Stored(total, digest, tuple(etags), staged_cleared=not others)
 
     async def _prepend_staged(
-        self, upload_id: str, parts: int, count: int, buf: bytearray
+        self,
+        upload_id: str,
+        parts: int,
+        count: int,
+        buf: bytearray,
+        remembered: bytearray | None,
     ) -> tuple[list[str], bool]:
-        """Put the `count` bytes staged after `parts` parts before `buf`; returns every
-        staged key of `parts`, and whether staged objects of another generation exist (see
-        `_read_staged`)."""
-        prefix, keys, others = await in_s3_thread(self._read_staged, upload_id, parts, count)
+        """Put the `count` bytes staged after `parts` parts before `buf` (`remembered`, when
+        this process holds them, else read from S3); returns every staged key of `parts`, and
+        whether staged objects of another generation exist (see `_read_staged`)."""
+        prefix, keys, others = await in_s3_thread(
+            self._read_staged, upload_id, parts, count, remembered
+        )
         buf[:0] = prefix
         return keys, others
 
@@ -360,11 +442,13 @@ class S3UploadStore:
         )
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
-    def _read_staged(self, upload_id: str, parts: int, count: int) -> tuple[bytes, list[str], bool]:
-        """The `count` bytes staged after `parts` parts; every staged key of `parts` (those past
-        `count`, left by a PATCH cut before the row counted them, included); and whether
-        staged objects of another generation exist (left by a cut PATCH). One listing of
-        every generation."""
+    def _read_staged(
+        self, upload_id: str, parts: int, count: int, known: bytearray | None = None
+    ) -> tuple[bytes | bytearray, list[str], bool]:
+        """The `count` bytes staged after `parts` parts (`known`, when given, instead of
+        reading them); every staged key of `parts` (those past `count`, left by a PATCH cut
+        before the row counted them, included); and whether staged objects of another
+        generation exist (left by a cut PATCH). One listing of every generation."""
         base = self.staged_key(upload_id, parts)
         every = self.blobs.object_key(f"uploads/{upload_id}.staged.")
         starts: dict[int, str] = {}
@@ -383,6 +467,11 @@ class S3UploadStore:
         counted = sorted(start for start in starts if start < count)
         if not counted or counted[0] != 0:
             raise RuntimeError(f"upload {upload_id}: staged bytes lost (none from byte 0)")
+        keys = sorted(starts.values())
+        if legacy is not None and legacy not in keys:
+            keys.append(legacy)
+        if known is not None:
+            return known, keys, others
         data = bytearray()
         for start, end in zip(counted, [*counted[1:], count], strict=True):
             body = self.client.get_object(
@@ -396,10 +485,7 @@ class S3UploadStore:
                 raise RuntimeError(
                     f"upload {upload_id}: staged bytes lost ({len(data)} of {end} at {start})"
                 )
-        keys = sorted(starts.values())
-        if legacy is not None and legacy not in keys:
-            keys.append(legacy)
-        return bytes(data), keys, others
+        return data, keys, others
 
     def _delete(self, keys: list[str]) -> None:
         for first in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
