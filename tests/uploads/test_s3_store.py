@@ -194,7 +194,8 @@ async def test_a_patch_below_a_part_runs_its_statements_without_transactions(
     app, client, inbox, new_phone, world, monkeypatch
 ) -> None:
     """On PostgreSQL a PATCH that only stages bytes reads the upload, takes the lease and
-    counts its bytes each in a statement of its own: no BEGIN or COMMIT sent."""
+    counts its bytes each in a statement of its own: no BEGIN or COMMIT sent. The last PATCH
+    completes the upload in one transaction."""
     if app.state.db.is_sqlite:
         pytest.skip("PostgreSQL only: SQLite keeps its transactions")
     from asyncpg.transaction import Transaction
@@ -214,9 +215,9 @@ async def test_a_patch_below_a_part_runs_its_statements_without_transactions(
     done = await patch(client, sub, created.headers["location"], 0, data[:MiB])
     assert done.status_code == 204 and done.headers["upload-offset"] == str(MiB)
     assert begun == []
-    monkeypatch.setattr(Transaction, "start", start)
-    offset = await send(client, sub, created.headers["location"], MiB, 2 * MiB)
-    assert offset == 3 * MiB
+    last = await patch(client, sub, created.headers["location"], MiB, data[MiB:])
+    assert last.status_code == 204 and last.headers["upload-offset"] == str(3 * MiB)
+    assert len(begun) == 1  # the completion's statements: one transaction
     async with app_ctx(app) as ctx:
         row = await ctx.session.get(Upload, upload_id(created.headers["location"]))
         assert row is not None and row.state == "received" and row.lease_token is None
