@@ -80,3 +80,17 @@ async def test_autocommit_next_commits_each_statement_by_itself(app) -> None:
         session.add(AuthSession(token_hash="y" * 64))
         assert not await autocommit_next(session)  # a flush is waiting
         session.expunge_all()
+
+
+def test_reads_first_is_for_get_routes_only() -> None:
+    """A request that writes runs twice: a route with a body cannot be marked."""
+    from vexam.core.web import make_router, reads_first
+
+    router = make_router()
+
+    async def change() -> None:
+        """Change something."""
+
+    with pytest.raises(TypeError, match="GET routes only"):
+        router.post("/x")(reads_first(change))
+    router.get("/y")(reads_first(change))

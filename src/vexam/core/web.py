@@ -39,7 +39,7 @@ def is_public(endpoint: object) -> bool:
 
 
 def reads_first(endpoint: F) -> F:
-    """Mark a route whose requests usually only read: each runs first in a unit of work for
+    """Mark a GET route whose requests usually only read: each runs first in a unit of work for
     reads (`Database.unit_of_work(reads=True)`: no BEGIN or COMMIT on PostgreSQL), and only
     if it turns out to write, again from the start in an ordinary one. For hot GETs whose
     writes are rare (the status poll voids an overdue recording; a session's last-seen time
@@ -81,6 +81,9 @@ class UnitOfWorkRoute(APIRoute):
         original = super().get_route_handler()
         path_ints, query_ints = _int_params(self, "path"), _int_params(self, "query")
         reads = bool(getattr(self.endpoint, READS_ATTR, False))
+        if reads and not (self.methods or set()) <= {"GET", "HEAD"}:
+            # A request runs twice when it turns out to write: only one without a body can.
+            raise TypeError(f"@reads_first on {self.path}: GET routes only")
 
         async def handler(request: Request) -> Response:
             if any(_out_of_range(request.path_params.get(name, "")) for name in path_ints):
