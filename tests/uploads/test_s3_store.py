@@ -24,7 +24,8 @@ from tests.uploads.conftest import submitted_with as submitted_with
 from vexam.config import Settings
 from vexam.exams import upload_files, uploads
 from vexam.exams.models import Upload
-from vexam.exams.upload_s3 import STAGED_MEMORY, S3UploadStore
+from vexam.exams.upload_s3 import S3UploadStore
+from vexam.exams.upload_staged import STAGED_MEMORY
 from vexam.main import create_app
 
 MiB = 1 << 20
@@ -593,7 +594,7 @@ async def test_an_upload_staged_by_the_earlier_layout_completes(
 def test_staged_memory_gives_back_only_exactly_what_it_holds() -> None:
     """An entry is taken out whole: only for its generation and byte count, once; the oldest
     entries make room for new ones within the budget."""
-    from vexam.exams.upload_s3 import StagedMemory
+    from vexam.exams.upload_staged import StagedMemory
 
     memory = StagedMemory(budget=10)
     memory.keep("a", 0, bytearray(b"abcd"))

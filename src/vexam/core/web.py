@@ -92,15 +92,16 @@ class UnitOfWorkRoute(APIRoute):
                 if any(_out_of_range(raw) for raw in request.query_params.getlist(name)):
                     error = {"loc": ["query", name], "type": "less_than_equal"}
                     raise VexamError("invalid_request", errors=[error])
-            db: Database = request.app.state.db
             if reads:
                 try:
-                    async with db.unit_of_work(reads=True) as session:
-                        request.state.db = session
-                        return await original(request)
+                    return await run(request, reads=True)
                 except TransactionNeeded:
                     pass  # nothing was written: the request runs again, in a transaction
-            async with db.unit_of_work() as session:
+            return await run(request, reads=False)
+
+        async def run(request: Request, *, reads: bool) -> Response:
+            db: Database = request.app.state.db
+            async with db.unit_of_work(reads=reads) as session:
                 request.state.db = session
                 return await original(request)
 

@@ -34,7 +34,7 @@ nor the staged objects when its own listing found none it did not delete.
 
 Likewise the PATCH that fills a part (or ends the upload) reads no staged bytes from S3 when
 this process staged them all itself and the row counts exactly them: it keeps the current
-part's staged bytes in memory between PATCHes (`StagedMemory`, bounded). It still lists the
+part's staged bytes in memory between PATCHes (`upload_staged`, bounded). It still lists the
 staged objects, to delete every one of them.
 """
 
@@ -45,9 +45,7 @@ import hashlib
 import secrets
 import shutil
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +63,7 @@ from vexam.core.s3 import S3BlobStore, in_s3_thread
 from vexam.core.storage import BlobStore
 from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored, keep_running_hash, take_running_hash
+from vexam.exams.upload_staged import STAGED_MEMORY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
@@ -75,58 +74,6 @@ _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-class StagedMemory:
-    """The staged bytes of the current part of uploads this process staged itself, so that
-    the PATCH filling the part need not read them back from S3.
-
-    An entry says: after `parts` full parts, these bytes are staged from the part's first byte,
-    and the row counts exactly them. It is kept only once the row has recorded that (as the
-    running hash is), and a PATCH takes it out while it works, so a failed PATCH leaves none.
-    Bounded by bytes: the oldest entries go first; a miss only costs the read it would save.
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._held: OrderedDict[str, tuple[int, bytearray]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def take(self, upload_id: str, parts: int, count: int) -> bytearray | None:
-        """The `count` bytes staged after `parts` parts, if held exactly (removed: the caller
-        owns them, and may append to them)."""
-        with self._lock:
-            held = self._held.pop(upload_id, None)
-            if held is not None:
-                self._bytes -= len(held[1])
-        if count == 0:
-            return bytearray()
-        if held is None or held[0] != parts or len(held[1]) != count:
-            return None
-        return held[1]
-
-    def forget(self, upload_id: str) -> None:
-        """Drop what is held for `upload_id`."""
-        self.take(upload_id, -1, -1)
-
-    def keep(self, upload_id: str, parts: int, staged: bytearray) -> None:
-        """Remember that `staged` is what the row counts after `parts` parts."""
-        if not staged or len(staged) > self.budget:
-            return
-        with self._lock:
-            old = self._held.pop(upload_id, None)
-            if old is not None:
-                self._bytes -= len(old[1])
-            while self._held and self._bytes + len(staged) > self.budget:
-                _, (_, dropped) = self._held.popitem(last=False)
-                self._bytes -= len(dropped)
-            self._held[upload_id] = (parts, staged)
-            self._bytes += len(staged)
-
-
-# Per process: 32 MiB holds the staged bytes of hundreds of phone-sized PATCH streams.
-STAGED_MEMORY = StagedMemory(32 << 20)
 
 
 @dataclass(frozen=True)
