@@ -496,3 +496,22 @@ async def test_small_patches_spare_the_row_until_completion(
     async with app_ctx(app) as ctx:
         row = await ctx.session.get(Upload, location.rsplit("/", 1)[1])
         assert row is not None and row.received == len(data) and row.state == "received"
+
+
+async def test_a_patch_after_a_quiet_while_mirrors_the_bytes_on_the_row(
+    app, client, inbox, new_phone, world, clock
+) -> None:
+    """Past `PROGRESS_EVERY` since the row last changed, an intermediate PATCH of the full
+    route (a process whose fast lane does not know the upload) writes the bytes on disk to
+    the row."""
+    data = bytes(range(256)) * 40
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    app.state.upload_memory.forget(location.rsplit("/", 1)[1])
+    clock.advance(uploads.PROGRESS_EVERY + timedelta(seconds=1))
+    first = await patch(client, sub, location, 0, data[:1000])
+    assert first.status_code == 204 and first.headers["upload-offset"] == "1000"
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, location.rsplit("/", 1)[1])
+        assert row is not None and (row.received, row.state) == (1000, "receiving")
+        assert row.updated_at == clock.now()

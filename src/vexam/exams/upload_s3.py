@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
-from sqlalchemy import or_, update
 
 from vexam.config import Settings
 from vexam.core.context import Ctx
@@ -61,6 +60,7 @@ from vexam.core.db import autocommit_next
 from vexam.core.errors import VexamError
 from vexam.core.s3 import S3BlobStore, in_s3_thread
 from vexam.core.storage import BlobStore
+from vexam.exams import upload_statements as sql
 from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored, keep_running_hash, take_running_hash
 from vexam.exams.upload_staged import STAGED_MEMORY
@@ -159,15 +159,8 @@ class S3UploadStore:
         now = ctx.now()
         await autocommit_next(ctx.session)
         taken = await ctx.session.execute(
-            update(Upload)
-            .where(
-                Upload.id == upload_id,
-                Upload.state == "receiving",
-                or_(Upload.lease_token.is_(None), Upload.lease_until <= now),
-            )
-            .values(lease_token=token, lease_until=now + self.lease)
-            .returning(Upload.received, Upload.multipart_id, Upload.part_size, Upload.parts_done)
-            .execution_options(synchronize_session=False)
+            sql.TAKE_LEASE,
+            {"upload_id": upload_id, "token": token, "now": now, "until": now + self.lease},
         )
         row = taken.one_or_none()
         await ctx.session.commit()
@@ -176,23 +169,15 @@ class S3UploadStore:
         return _Held(*row)
 
     async def _record(
-        self, ctx: Ctx, upload_id: str, token: str, *, release: bool = False, **values: Any
+        self, ctx: Ctx, statement: Any, upload_id: str, token: str, **params: Any
     ) -> None:
-        """Record progress (or just renew) as the lease holder, committed at once; with
-        `release`, give the lease up in the same statement (the PATCH's last write)."""
-        now = ctx.now()
-        lease: dict[str, Any] = {"lease_until": now + self.lease}
-        if release:
-            lease = {"lease_token": None, "lease_until": None}
+        """Run one of the lease holder's statements (`sql.RENEW_LEASE`, `sql.COUNT_PARTS`,
+        `sql.COUNT_AND_RELEASE`: the PATCH's last write), committed at once. Core statements,
+        built once: the session's Upload object is not brought up to date."""
         await autocommit_next(ctx.session)
         done = await ctx.session.execute(
-            update(Upload)
-            .where(
-                Upload.id == upload_id,
-                Upload.lease_token == token,
-                Upload.state == "receiving",
-            )
-            .values(**lease, **values)
+            statement,
+            {"upload_id": upload_id, "token": token, "until": ctx.now() + self.lease, **params},
         )
         await ctx.session.commit()
         if done.rowcount != 1:  # type: ignore[attr-defined]
@@ -200,11 +185,7 @@ class S3UploadStore:
 
     async def _release(self, ctx: Ctx, upload_id: str, token: str) -> None:
         await autocommit_next(ctx.session)
-        await ctx.session.execute(
-            update(Upload)
-            .where(Upload.id == upload_id, Upload.lease_token == token)
-            .values(lease_token=None, lease_until=None)
-        )
+        await ctx.session.execute(sql.RELEASE_LEASE, {"upload_id": upload_id, "token": token})
         await ctx.session.commit()
 
     # ------------------------------------------------------------------ PATCH
@@ -303,11 +284,11 @@ class S3UploadStore:
                 done += 1
                 if hasher is None:  # unverified bytes may count at once; checked ones may not
                     await self._record(
-                        ctx, upload.id, token, received=done * part_size, parts_done=done
+                        ctx, sql.COUNT_PARTS, upload.id, token, counted=done * part_size, parts=done
                     )
                     renew_at = time.monotonic() + renew_every
             if time.monotonic() >= renew_at:
-                await self._record(ctx, upload.id, token)
+                await self._record(ctx, sql.RENEW_LEASE, upload.id, token)
                 renew_at = time.monotonic() + renew_every
         if hasher is not None:
             if content_length is not None and taken != content_length:
@@ -342,13 +323,7 @@ class S3UploadStore:
                 Body=bytes(buf),
             )
         await self._record(
-            ctx,
-            upload.id,
-            token,
-            release=True,
-            received=total,
-            parts_done=done,
-            updated_at=ctx.now(),
+            ctx, sql.COUNT_AND_RELEASE, upload.id, token, counted=total, parts=done, now=ctx.now()
         )
         if staged_keys and done != start_parts:
             await in_s3_thread(self._delete, staged_keys)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, column, func, select, table
+from sqlalchemy import Table, and_, bindparam, column, func, or_, select, table
 
 from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
 
@@ -100,3 +100,64 @@ SETTLE_LOCAL = (
     )
     .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
 )
+
+# A settlement as `uploads.complete` decides it (the state and the hash it found), unless
+# another request settled the upload first (then no row).
+SETTLE = (
+    UPLOADS.update()
+    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
+    .values(
+        state=bindparam("settled_state"),
+        sha256=bindparam("digest"),
+        received=UPLOADS.c.length,
+        completed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
+)
+# The local store's mirror of the bytes on disk (`uploads.receive`, now and then).
+COUNT_RECEIVED = (
+    UPLOADS.update()
+    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
+    .values(received=bindparam("counted"), updated_at=bindparam("now"))
+)
+
+# The S3 store's lease on a receiving upload (`upload_s3`): taken by a conditional UPDATE that
+# returns what the row counts; only its holder (`token`) records progress, renews it
+# (`until`) and gives it up.
+_RECEIVING = UPLOADS.c.state == "receiving"
+_HOLDER = and_(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.lease_token == bindparam("token"))
+TAKE_LEASE = (
+    UPLOADS.update()
+    .where(
+        UPLOADS.c.id == bindparam("upload_id"),
+        _RECEIVING,
+        or_(UPLOADS.c.lease_token.is_(None), UPLOADS.c.lease_until <= bindparam("now")),
+    )
+    .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
+    .returning(
+        UPLOADS.c.received, UPLOADS.c.multipart_id, UPLOADS.c.part_size, UPLOADS.c.parts_done
+    )
+)
+RENEW_LEASE = UPLOADS.update().where(_HOLDER, _RECEIVING).values(lease_until=bindparam("until"))
+COUNT_PARTS = (
+    UPLOADS.update()
+    .where(_HOLDER, _RECEIVING)
+    .values(
+        lease_until=bindparam("until"),
+        received=bindparam("counted"),
+        parts_done=bindparam("parts"),
+    )
+)
+COUNT_AND_RELEASE = (
+    UPLOADS.update()
+    .where(_HOLDER, _RECEIVING)
+    .values(
+        lease_token=None,
+        lease_until=None,
+        received=bindparam("counted"),
+        parts_done=bindparam("parts"),
+        updated_at=bindparam("now"),
+    )
+)
+RELEASE_LEASE = UPLOADS.update().where(_HOLDER).values(lease_token=None, lease_until=None)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from starlette.requests import ClientDisconnect
@@ -353,12 +353,12 @@ async def receive(
     size = stored.size
     if size < upload.length:
         if _record_progress(ctx, upload, size):
-            now = ctx.now()
+            values = {"received": size, "updated_at": ctx.now()}
             await ctx.session.execute(
-                update(Upload)
-                .where(Upload.id == upload.id, Upload.state == "receiving")
-                .values(received=size, updated_at=now)
+                sql.COUNT_RECEIVED,
+                {"upload_id": upload.id, "counted": size, "now": values["updated_at"]},
             )
+            _settle_loaded(ctx, Upload, upload.id, values)
         return Received(size, False)
     await complete_or_refuse(ctx, upload.id, stored)
     return Received(size, True)
@@ -430,10 +430,8 @@ async def complete(ctx: Ctx, upload_id: str, stored: files.Stored | None = None)
     state = "received" if digest == found.sha256 else "hash_mismatch"
     # Core statements (the ORM's bulk UPDATE costs more); a loaded object is set below.
     done = await ctx.session.execute(
-        sql.UPLOADS.update()
-        .where(sql.UPLOADS.c.id == upload_id, sql.UPLOADS.c.state == "receiving")
-        .values(state=state, sha256=digest, received=found.length, completed_at=now, updated_at=now)
-        .returning(sql.UPLOADS.c.state, sql.UPLOADS.c.submission_id, sql.UPLOADS.c.length)
+        sql.SETTLE,
+        {"upload_id": upload_id, "settled_state": state, "digest": digest, "now": now},
     )
     settled = done.one_or_none()
     if settled is None:  # another request settled it meanwhile
