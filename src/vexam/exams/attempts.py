@@ -23,9 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.db import insert_into
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import accommodations, schemas, service
+from vexam.exams import recording_statements as statements
 from vexam.exams.models import (
     Exam,
     ExamEvent,
@@ -33,7 +33,6 @@ from vexam.exams.models import (
     Recording,
     Sitting,
     Subject,
-    SubjectProgress,
     Submission,
 )
 from vexam.exams.sitting_status import flags_by_recording, receipt, recording_out
@@ -96,18 +95,12 @@ async def _consume_attempt(ctx: Ctx, sitting_id: int, subject_id: int, allowed: 
     """
     if allowed < 1:
         raise VexamError("attempts_exhausted", allowed=allowed)
-    insert = insert_into(ctx.session, SubjectProgress).values(
-        sitting_id=sitting_id, subject_id=subject_id, used=1
+    await ctx.session.flush()  # a Core statement does not flush the session's changes first
+    use = statements.USE_ATTEMPT[ctx.session.get_bind().dialect.name]
+    found = await ctx.session.execute(
+        use, {"sitting": sitting_id, "subject": subject_id, "allowed": allowed}
     )
-    used = (
-        await ctx.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=[SubjectProgress.sitting_id, SubjectProgress.subject_id],
-                set_={"used": SubjectProgress.used + 1},
-                where=SubjectProgress.used < allowed,
-            ).returning(SubjectProgress.used)
-        )
-    ).scalar_one_or_none()
+    used = found.scalar_one_or_none()
     if used is None:
         raise VexamError("attempts_exhausted", allowed=allowed)
     return int(used)
@@ -258,15 +251,10 @@ async def face_check(
     if result == "no_reference" and sitting.live_embedding is None:
         sitting.live_embedding = embedding
     passed = result in PASSING
+    await ctx.session.flush()  # a Core statement does not flush the session's changes first
     counted = await ctx.session.execute(
-        update(Recording)
-        .where(Recording.id == recording.id, Recording.state == "recording")
-        .values(
-            face_failures_in_row=0 if passed else Recording.face_failures_in_row + 1,
-            updated_at=now,
-        )
-        .returning(Recording.face_failures_in_row)
-        .execution_options(synchronize_session=False)
+        statements.FACE_CHECK_PASSED if passed else statements.FACE_CHECK_FAILED,
+        {"recording_id": recording.id, "now": now},
     )
     failures = counted.scalar_one_or_none()
     if failures is None:
@@ -340,12 +328,12 @@ async def report_event(
         raise CountedRefusal(refused.code, **refused.params) from None
     action = service.effective_anti_cheat(loaded.exam.anti_cheat or {})[body.kind]
     event.action = action
-    running = select(Recording.id).where(
-        Recording.sitting_id == sitting.id, Recording.state == "recording"
+    await ctx.session.flush()  # a Core statement does not flush the session's changes first
+    running = statements.RUNNING if body.recording_id is None else statements.RUNNING_ONE
+    found = await ctx.session.execute(
+        running, {"sitting_id": sitting.id, "recording_id": body.recording_id}
     )
-    if body.recording_id is not None:
-        running = running.where(Recording.id == body.recording_id)
-    open_ids = sorted((await ctx.session.execute(running)).scalars())
+    open_ids = sorted(found.scalars())
     if event.recording_id is None and open_ids:
         event.recording_id = open_ids[0]
     voided: list[int] = []

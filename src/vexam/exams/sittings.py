@@ -27,6 +27,7 @@ from vexam.core.context import Ctx, Principal
 from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.i18n import N_, Msg
 from vexam.exams import accommodations, enrollment, schemas, service
+from vexam.exams import recording_statements as statements
 from vexam.exams.models import (
     Application,
     DeviceCheck,
@@ -34,7 +35,6 @@ from vexam.exams.models import (
     ExamDeviceLock,
     FaceVerification,
     PaymentOrder,
-    Recording,
     Sitting,
     Subject,
 )
@@ -168,23 +168,24 @@ async def void_open(
     overdue_only: bool = False,
 ) -> list[int]:
     """Void running recordings (attempts stay used) chosen by the filters; their ids."""
-    statement = update(Recording).where(Recording.state == "recording")
-    if user_id is not None:
-        mine = select(Sitting.id).where(Sitting.user_id == user_id)
-        statement = statement.where(Recording.sitting_id.in_(mine))
-    if device_id is not None:
-        statement = statement.where(Recording.device_id == device_id)
-    if sitting_id is not None:
-        statement = statement.where(Recording.sitting_id == sitting_id)
-    if recording_id is not None:
-        statement = statement.where(Recording.id == recording_id)
-    now = ctx.now()
-    if overdue_only:
-        statement = statement.where(Recording.ends_by < now)
+    statement = statements.void_running(
+        by_user=user_id is not None,
+        by_device=device_id is not None,
+        by_sitting=sitting_id is not None,
+        by_recording=recording_id is not None,
+        overdue_only=overdue_only,
+    )
+    await ctx.session.flush()  # a Core statement does not flush the session's changes first
     done = await ctx.session.execute(
-        statement.values(state="voided", void_reason=reason, finished_at=now, updated_at=now)
-        .returning(Recording.id)
-        .execution_options(synchronize_session=False)
+        statement,
+        {
+            "of_user": user_id,
+            "on_device": device_id,
+            "in_sitting": sitting_id,
+            "recording": recording_id,
+            "reason": reason,
+            "now": ctx.now(),
+        },
     )
     ids = sorted(done.scalars())
     for recording in ids:
