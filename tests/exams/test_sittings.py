@@ -196,6 +196,7 @@ async def test_formal_flow_attempts_submission_receipt_and_status(
     assert open_submit.status_code == 409 and code(open_submit) == "recording_not_completed"
     done = await complete(client, who, first.json()["id"], duration_seconds=120)
     assert done.status_code == 200 and done.json()["state"] == "completed"
+    assert done.json()["duration_seconds"] == 120 and done.json()["finished_at"]
     twice = await complete(client, who, first.json()["id"])
     assert twice.status_code == 409 and code(twice) == "recording_not_open"
 
@@ -217,6 +218,7 @@ async def test_formal_flow_attempts_submission_receipt_and_status(
     assert subject["state"] == "submitted" and subject["attempts_left"] == 0
     assert subject["submission"]["submission_id"] == receipt.json()["submission_id"]
     assert [r["state"] for r in subject["recordings"]] == ["completed", "recording"]
+    assert subject["recordings"][0]["duration_seconds"] == 120
     assert view["subjects"][1]["attempts_left"] == 3 and view["next_step"] == "record"
     async with app_ctx(app) as ctx:
         actions = set(
@@ -447,7 +449,9 @@ async def test_max_length_voids_a_late_recording(app, client, inbox, new_phone, 
     sitting = await ready(app, client, who, exam["id"])
     on_time = (await record(client, who, sitting)).json()
     clock.advance(seconds=329)
-    assert (await complete(client, who, on_time["id"])).json()["state"] == "completed"
+    stopped = (await complete(client, who, on_time["id"])).json()
+    # Without the app's measure, the server's: from the start to the server's clock.
+    assert (stopped["state"], stopped["duration_seconds"]) == ("completed", 329)
     late = (await record(client, who, sitting)).json()
     clock.advance(seconds=331)
     refused = await complete(client, who, late["id"])

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
@@ -190,22 +191,23 @@ async def complete(
         if await void_open(ctx, recording_id=recording.id, reason="too_long"):
             raise CountedRefusal("recording_too_long", max_seconds=recording.max_seconds)
         raise VexamError("recording_not_open")
+    duration = body.duration_seconds
+    if duration is None:
+        duration = round((now - recording.started_at).total_seconds(), 3)
+    await ctx.session.flush()  # a Core statement does not flush the session's changes first
     done = await ctx.session.execute(
-        update(Recording)
-        .where(Recording.id == recording.id, Recording.state == "recording")
-        .values(
-            state="completed",
-            finished_at=now,
-            duration_seconds=body.duration_seconds
-            if body.duration_seconds is not None
-            else round((now - recording.started_at).total_seconds(), 3),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        statements.COMPLETE, {"recording_id": recording.id, "now": now, "duration": duration}
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise VexamError("recording_not_open")
-    await ctx.session.refresh(recording)
+    # The row now holds what was written: no read back.
+    for name, value in (
+        ("state", "completed"),
+        ("finished_at", now),
+        ("duration_seconds", duration),
+        ("updated_at", now),
+    ):
+        set_committed_value(recording, name, value)
     await audit.record(
         ctx,
         "recording.completed",

@@ -52,6 +52,19 @@ def _face_check(passed: bool) -> Any:
 FACE_CHECK_PASSED = _face_check(True)
 FACE_CHECK_FAILED = _face_check(False)
 
+# A running recording stopped in time (`duration` as the candidate's app measured it, or the
+# server's own measure).
+COMPLETE = (
+    RECORDINGS.update()
+    .where(RECORDINGS.c.id == bindparam("recording_id"), RECORDINGS.c.state == "recording")
+    .values(
+        state="completed",
+        finished_at=bindparam("now"),
+        duration_seconds=bindparam("duration"),
+        updated_at=bindparam("now"),
+    )
+)
+
 
 @functools.cache
 def void_running(
