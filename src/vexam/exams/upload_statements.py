@@ -81,51 +81,47 @@ SETTLE_SUBMISSION = (
     .values(upload_state=bindparam("settled_state"))
 )
 
+_RECEIVING = UPLOADS.c.state == "receiving"
+
+
+def _settle(state: Any, *checks: Any) -> Any:
+    """A receiving upload's row settled as `state` (parameters `upload_id`, `digest` and
+    `now`) while `checks` hold: every byte counted, the hash kept; returns its state,
+    submission and length, or no row."""
+    return (
+        UPLOADS.update()
+        .where(UPLOADS.c.id == bindparam("upload_id"), _RECEIVING, *checks)
+        .values(
+            state=state,
+            sha256=bindparam("digest"),
+            received=UPLOADS.c.length,
+            completed_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+        .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
+    )
+
+
 # A local upload's row settled as received in one statement, when the running hash is its
 # submission's declared hash (else no row: the general path confirms the mismatch).
-SETTLE_LOCAL = (
-    UPLOADS.update()
-    .where(
-        UPLOADS.c.id == bindparam("upload_id"),
-        UPLOADS.c.state == "receiving",
-        select(Submission.sha256).where(Submission.id == UPLOADS.c.submission_id).scalar_subquery()
-        == bindparam("digest"),
-    )
-    .values(
-        state="received",
-        sha256=bindparam("digest"),
-        received=UPLOADS.c.length,
-        completed_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
+SETTLE_LOCAL = _settle(
+    "received",
+    select(Submission.sha256).where(Submission.id == UPLOADS.c.submission_id).scalar_subquery()
+    == bindparam("digest"),
 )
-
-# A settlement as `uploads.complete` decides it (the state and the hash it found), unless
-# another request settled the upload first (then no row).
-SETTLE = (
-    UPLOADS.update()
-    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
-    .values(
-        state=bindparam("settled_state"),
-        sha256=bindparam("digest"),
-        received=UPLOADS.c.length,
-        completed_at=bindparam("now"),
-        updated_at=bindparam("now"),
-    )
-    .returning(UPLOADS.c.state, UPLOADS.c.submission_id, UPLOADS.c.length)
-)
+# A settlement as `uploads.complete` decides it (`settled_state` and the hash it found),
+# unless another request settled the upload first (then no row).
+SETTLE = _settle(bindparam("settled_state"))
 # The local store's mirror of the bytes on disk (`uploads.receive`, now and then).
 COUNT_RECEIVED = (
     UPLOADS.update()
-    .where(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.state == "receiving")
+    .where(UPLOADS.c.id == bindparam("upload_id"), _RECEIVING)
     .values(received=bindparam("counted"), updated_at=bindparam("now"))
 )
 
 # The S3 store's lease on a receiving upload (`upload_s3`): taken by a conditional UPDATE that
 # returns what the row counts; only its holder (`token`) records progress, renews it
 # (`until`) and gives it up.
-_RECEIVING = UPLOADS.c.state == "receiving"
 _HOLDER = and_(UPLOADS.c.id == bindparam("upload_id"), UPLOADS.c.lease_token == bindparam("token"))
 TAKE_LEASE = (
     UPLOADS.update()
