@@ -4,14 +4,16 @@
 has ended shows as absent.
 
 The candidate's app polls the status call all through the exam, so it reads what it shows in
-few statements, built once: the sitting with its exam and accommodation in one, the subjects
-with their attempts used, submissions and newest uploads in one, the recordings with their
-flagged events in one (flags while nothing was recording in another, only when there are
-any); it voids overdue recordings only when one of those it read is overdue.
+two statements, built once: the sitting with its exam and accommodation in one; the subjects
+with their attempts used, submissions, newest uploads and recordings (with their flagged
+events) in the other. Flags raised while nothing was recording take a third, only when there
+are any; overdue recordings are voided (and the recordings read again) only when one of those
+it read is overdue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -118,14 +120,18 @@ _LOOSE = and_(
 )
 _LOOSE_FLAGS = select(_EVENT_T.c.kind).where(_LOOSE).order_by(_EVENT_T.c.id)
 # The exam's subjects with the sitting's attempts used and submission of each (both unique
-# per sitting and subject), the submission's newest upload, and whether loose flags exist.
+# per sitting and subject), the submission's newest upload, whether loose flags exist, and
+# the subject's recordings, each with its flagged events' kinds: a row per subject, recording
+# and flag, in order.
 _SUBJECT_COLUMNS = _columns(_SUBJECT_T, SubjectFacts)
 _SUBMISSION_COLUMNS = _columns(_SUBMISSION_T, SubmissionFacts)
 _UPLOAD_COLUMNS = _columns(_UPLOAD_T, uploads.UploadFacts)
+_RECORDING_COLUMNS = _columns(_RECORDING_T, RecordingFacts)
 _USED_AT = len(_SUBJECT_COLUMNS)  # where in a row each part starts
 _SUBMISSION_AT = _USED_AT + 1
 _UPLOAD_AT = _SUBMISSION_AT + len(_SUBMISSION_COLUMNS)
 _LOOSE_AT = _UPLOAD_AT + len(_UPLOAD_COLUMNS)
+_RECORDING_AT = _LOOSE_AT + 1
 _SUBJECTS = (
     select(
         *_SUBJECT_COLUMNS,
@@ -133,6 +139,8 @@ _SUBJECTS = (
         *_SUBMISSION_COLUMNS,
         *_UPLOAD_COLUMNS,
         exists().where(_LOOSE),
+        *_RECORDING_COLUMNS,
+        _EVENT_T.c.kind,
     )
     .select_from(
         _SUBJECT_T.outerjoin(
@@ -150,12 +158,27 @@ _SUBJECTS = (
             ),
         )
         .outerjoin(_UPLOAD_T, _UPLOAD_T.c.id == _NEWEST_UPLOAD)
+        .outerjoin(
+            _RECORDING_T,
+            and_(
+                _RECORDING_T.c.sitting_id == bindparam("sitting_id"),
+                _RECORDING_T.c.subject_id == _SUBJECT_T.c.id,
+            ),
+        )
+        .outerjoin(
+            _EVENT_T,
+            and_(
+                _EVENT_T.c.sitting_id == _RECORDING_T.c.sitting_id,
+                _EVENT_T.c.recording_id == _RECORDING_T.c.id,
+                _IS_FLAG,
+            ),
+        )
     )
     .where(_SUBJECT_T.c.exam_id == bindparam("exam_id"))
-    .order_by(_SUBJECT_T.c.position)
+    .order_by(_SUBJECT_T.c.position, _SUBJECT_T.c.id, _RECORDING_T.c.id, _EVENT_T.c.id)
 )
-# The sitting's recordings, each with its flagged events' kinds (a row per flag).
-_RECORDING_COLUMNS = _columns(_RECORDING_T, RecordingFacts)
+# The sitting's recordings, each with its flagged events' kinds (a row per flag): read again
+# after overdue recordings were voided.
 _RECORDINGS = (
     select(*_RECORDING_COLUMNS, _EVENT_T.c.kind)
     .select_from(
@@ -270,21 +293,31 @@ def _next_step(loaded: Loaded, window: str, device_id: str | None, states: list[
     return "record"
 
 
+def _recordings_of(
+    rows: Sequence[Any], at: int
+) -> tuple[list[RecordingFacts], dict[int, list[str]]]:
+    """The recordings in `rows` (their columns from `at`, then a flag's kind; rows without a
+    recording skipped) in order, and the flagged event kinds of each."""
+    recordings: dict[int, RecordingFacts] = {}
+    flags: dict[int, list[str]] = {}
+    flag_at = at + len(_RECORDING_COLUMNS)
+    for row in rows:
+        recording_id = row[at]
+        if recording_id is None:
+            continue
+        if recording_id not in recordings:
+            recordings[recording_id] = RecordingFacts._make(row[at:flag_at])
+        if row[flag_at] is not None:
+            flags.setdefault(recording_id, []).append(row[flag_at])
+    return sorted(recordings.values(), key=lambda r: r.id), flags
+
+
 async def _recordings(
     ctx: Ctx, sitting_id: int
 ) -> tuple[list[RecordingFacts], dict[int, list[str]]]:
     """The sitting's recordings in order, and the flagged event kinds of each."""
     found = await ctx.session.execute(_RECORDINGS, {"sitting_id": sitting_id})
-    recordings: dict[int, RecordingFacts] = {}
-    flags: dict[int, list[str]] = {}
-    flag_at = len(_RECORDING_COLUMNS)
-    for row in found.all():
-        recording_id = row[0]
-        if recording_id not in recordings:
-            recordings[recording_id] = RecordingFacts._make(row[:flag_at])
-        if row[flag_at] is not None:
-            flags.setdefault(recording_id, []).append(row[flag_at])
-    return list(recordings.values()), flags
+    return _recordings_of(found.all(), 0)
 
 
 def _overdue(ctx: Ctx, recordings: list[RecordingFacts]) -> bool:
@@ -309,6 +342,8 @@ async def status(
     submissions: dict[int, SubmissionFacts] = {}
     progress: dict[int, uploads.Progress] = {}
     for row in rows:
+        if subjects and subjects[-1].id == row[0]:
+            continue  # the same subject's next recording or flag
         subject = SubjectFacts._make(row[:_USED_AT])
         subjects.append(subject)
         used[subject.id] = row[_USED_AT] or 0
@@ -319,7 +354,7 @@ async def status(
         if row[_UPLOAD_AT] is not None:
             upload = uploads.UploadFacts._make(row[_UPLOAD_AT:_LOOSE_AT])
             progress[done.id] = await uploads.progress(ctx, upload)
-    recordings, flags = await _recordings(ctx, sitting.id)
+    recordings, flags = _recordings_of(rows, _RECORDING_AT)
     if void_overdue and _overdue(ctx, recordings):
         await void_open(ctx, sitting_id=sitting.id, reason="too_long", overdue_only=True)
         recordings, flags = await _recordings(ctx, sitting.id)
