@@ -138,7 +138,7 @@ _SUBJECTS = (
         _PROGRESS_T.c.used,
         *_SUBMISSION_COLUMNS,
         *_UPLOAD_COLUMNS,
-        exists().where(_LOOSE),
+        exists().where(_LOOSE).correlate(None),  # the sitting's, not the joined flag's
         *_RECORDING_COLUMNS,
         _EVENT_T.c.kind,
     )
