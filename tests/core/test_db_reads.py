@@ -94,3 +94,15 @@ def test_reads_first_is_for_get_routes_only() -> None:
     with pytest.raises(TypeError, match="GET routes only"):
         router.post("/x")(reads_first(change))
     router.get("/y")(reads_first(change))
+
+
+async def test_a_reads_unit_refuses_a_core_update_too(app) -> None:
+    """Hot paths run Core statements built once (e.g. the voiding of overdue recordings that a
+    status poll may run): a reads unit refuses them as it refuses ORM ones."""
+    table = AuthSession.__table__
+    with pytest.raises(TransactionNeeded):
+        async with app.state.db.unit_of_work(reads=True) as session:
+            await session.execute(table.update().values(user_agent="changed"))
+    async with app.state.db.unit_of_work(reads=True) as session:
+        changed = select(func.count()).select_from(table).where(table.c.user_agent == "changed")
+        assert (await session.execute(changed)).scalar_one() == 0

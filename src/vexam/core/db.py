@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Result
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import Executable
 
 from vexam.config import DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_SECONDS
 
@@ -287,6 +290,22 @@ async def autocommit_next(session: AsyncSession) -> bool:
         return False
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return True
+
+
+async def execute_flushed(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> Result[Any]:
+    """Run a Core statement (built once, with `params`) after flushing the session's pending
+    changes, as an ORM statement would have flushed them first (a Core one does not)."""
+    await session.flush()
+    return await session.execute(statement, params)
+
+
+def set_committed(instance: object, values: Mapping[str, Any]) -> None:
+    """Give a loaded object the values a Core UPDATE just wrote, as committed values (nothing
+    to flush again, nothing read back)."""
+    for name, value in values.items():
+        set_committed_value(instance, name, value)
 
 
 LIKE_ESCAPE = "\\"

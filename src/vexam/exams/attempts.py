@@ -20,10 +20,10 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
+from vexam.core.db import execute_flushed, set_committed
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import accommodations, schemas, service
 from vexam.exams import recording_statements as statements
@@ -96,10 +96,9 @@ async def _consume_attempt(ctx: Ctx, sitting_id: int, subject_id: int, allowed: 
     """
     if allowed < 1:
         raise VexamError("attempts_exhausted", allowed=allowed)
-    await ctx.session.flush()  # a Core statement does not flush the session's changes first
     use = statements.USE_ATTEMPT[ctx.session.get_bind().dialect.name]
-    found = await ctx.session.execute(
-        use, {"sitting": sitting_id, "subject": subject_id, "allowed": allowed}
+    found = await execute_flushed(
+        ctx.session, use, {"sitting": sitting_id, "subject": subject_id, "allowed": allowed}
     )
     used = found.scalar_one_or_none()
     if used is None:
@@ -194,20 +193,17 @@ async def complete(
     duration = body.duration_seconds
     if duration is None:
         duration = round((now - recording.started_at).total_seconds(), 3)
-    await ctx.session.flush()  # a Core statement does not flush the session's changes first
-    done = await ctx.session.execute(
-        statements.COMPLETE, {"recording_id": recording.id, "now": now, "duration": duration}
+    done = await execute_flushed(
+        ctx.session,
+        statements.COMPLETE,
+        {"recording_id": recording.id, "now": now, "duration": duration},
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise VexamError("recording_not_open")
-    # The row now holds what was written: no read back.
-    for name, value in (
-        ("state", "completed"),
-        ("finished_at", now),
-        ("duration_seconds", duration),
-        ("updated_at", now),
-    ):
-        set_committed_value(recording, name, value)
+    set_committed(  # as written: no read back
+        recording,
+        {"state": "completed", "finished_at": now, "duration_seconds": duration, "updated_at": now},
+    )
     await audit.record(
         ctx,
         "recording.completed",
@@ -253,8 +249,8 @@ async def face_check(
     if result == "no_reference" and sitting.live_embedding is None:
         sitting.live_embedding = embedding
     passed = result in PASSING
-    await ctx.session.flush()  # a Core statement does not flush the session's changes first
-    counted = await ctx.session.execute(
+    counted = await execute_flushed(
+        ctx.session,
         statements.FACE_CHECK_PASSED if passed else statements.FACE_CHECK_FAILED,
         {"recording_id": recording.id, "now": now},
     )
@@ -330,10 +326,9 @@ async def report_event(
         raise CountedRefusal(refused.code, **refused.params) from None
     action = service.effective_anti_cheat(loaded.exam.anti_cheat or {})[body.kind]
     event.action = action
-    await ctx.session.flush()  # a Core statement does not flush the session's changes first
     running = statements.RUNNING if body.recording_id is None else statements.RUNNING_ONE
-    found = await ctx.session.execute(
-        running, {"sitting_id": sitting.id, "recording_id": body.recording_id}
+    found = await execute_flushed(
+        ctx.session, running, {"sitting_id": sitting.id, "recording_id": body.recording_id}
     )
     open_ids = sorted(found.scalars())
     if event.recording_id is None and open_ids:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, FromClause, and_, bindparam, exists, select
 
 from vexam.core.context import Ctx, Principal
+from vexam.core.db import execute_flushed
 from vexam.exams import media_jobs, schemas, service, sittings, uploads
 from vexam.exams.models import (
     ExamEvent,
@@ -334,8 +335,9 @@ async def status(
     `void_open(overdue_only=True)` does), the statement run only when one of them is.
     """
     sitting, exam = loaded.sitting, loaded.exam
-    await ctx.session.flush()  # Core statements do not flush the session's changes first
-    found = await ctx.session.execute(_SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id})
+    found = await execute_flushed(
+        ctx.session, _SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id}
+    )
     rows = found.all()
     subjects: list[SubjectFacts] = []
     used: dict[int, int] = {}

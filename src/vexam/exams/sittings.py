@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
+from vexam.core.db import execute_flushed
 from vexam.core.errors import CountedRefusal, VexamError, field_invalid
 from vexam.core.i18n import N_, Msg
 from vexam.exams import accommodations, enrollment, schemas, service
@@ -175,8 +176,8 @@ async def void_open(
         by_recording=recording_id is not None,
         overdue_only=overdue_only,
     )
-    await ctx.session.flush()  # a Core statement does not flush the session's changes first
-    done = await ctx.session.execute(
+    done = await execute_flushed(
+        ctx.session,
         statement,
         {
             "of_user": user_id,

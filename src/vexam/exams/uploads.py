@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from starlette.requests import ClientDisconnect
 
 from vexam.config import Settings
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.db import after_commit, after_rollback
+from vexam.core.db import after_commit, after_rollback, set_committed
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import upload_files as files
 from vexam.exams import upload_statements as sql
@@ -353,12 +352,11 @@ async def receive(
     size = stored.size
     if size < upload.length:
         if _record_progress(ctx, upload, size):
-            values = {"received": size, "updated_at": ctx.now()}
+            now = ctx.now()
             await ctx.session.execute(
-                sql.COUNT_RECEIVED,
-                {"upload_id": upload.id, "counted": size, "now": values["updated_at"]},
+                sql.COUNT_RECEIVED, {"upload_id": upload.id, "counted": size, "now": now}
             )
-            _settle_loaded(ctx, Upload, upload.id, values)
+            _settle_loaded(ctx, Upload, upload.id, {"received": size, "updated_at": now})
         return Received(size, False)
     await complete_or_refuse(ctx, upload.id, stored)
     return Received(size, True)
@@ -474,8 +472,7 @@ def _settle_loaded(ctx: Ctx, model: Any, key: Any, values: dict[str, Any]) -> No
     values: nothing to flush again)."""
     held = ctx.session.identity_map.get(identity_key(model, key))
     if held is not None:
-        for name, value in values.items():
-            set_committed_value(held, name, value)
+        set_committed(held, values)
 
 
 async def terminate(ctx: Ctx, principal: Principal, upload_id: str) -> None:
