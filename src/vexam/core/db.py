@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Executable
 
 from vexam.config import DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_SECONDS
+from vexam.core.sqlite_driver import OneTripDbapi
 
 if TYPE_CHECKING:
     from vexam.config import Settings
@@ -158,6 +159,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
+        elif "+aiosqlite" in url.split("://", 1)[0]:
+            kwargs["module"] = OneTripDbapi()  # a statement in one trip to aiosqlite's thread
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
