@@ -19,9 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from vexam.core.db import Database
 from vexam.core.sqlite_driver import OneTripConnection
 
-NOTES = Table(
-    "notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", String)
-)
+NOTES = Table("notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", String))
 
 
 @pytest.fixture
@@ -55,9 +53,7 @@ async def test_the_engine_uses_the_one_trip_connection(database: Database) -> No
         assert isinstance(raw.dbapi_connection, OneTripConnection)
 
 
-async def test_a_statement_with_rows_is_one_trip(
-    database: Database, trips: Counter[str]
-) -> None:
+async def test_a_statement_with_rows_is_one_trip(database: Database, trips: Counter[str]) -> None:
     """SQLAlchemy's own adapter makes four (cursor, execute, fetchall, close)."""
     async with database.unit_of_work() as session:
         await session.execute(text("SELECT 1"))  # the transaction begins (BEGIN IMMEDIATE)
