@@ -9,9 +9,9 @@ on aiosqlite's thread and keeps what SQLAlchemy reads afterwards (the rows, the
 description, the row count, the last row id), so a statement costs one trip.
 
 Everything else is aiosqlite's and SQLAlchemy's adapter unchanged: the connection, its
-thread, transactions (a commit or rollback is one trip, none outside a transaction, where
-sqlite3 does nothing either), server-side cursors
-(streamed results fetch as they go), errors (sqlite3's, raised from the thread).
+thread, transactions (a commit or rollback is one trip, and none outside a transaction,
+where sqlite3 does nothing either), server-side cursors (streamed results fetch as they
+go), errors (sqlite3's, raised from the thread).
 
 Like SQLAlchemy's own adapter (its isolation-level setter), this reaches into aiosqlite's
 queue of calls (`Connection._execute`): aiosqlite has no public way to run a function on
