@@ -120,6 +120,12 @@ _LOOSE = and_(
     _EVENT_T.c.sitting_id == bindparam("sitting_id"), _IS_FLAG, _EVENT_T.c.recording_id.is_(None)
 )
 _LOOSE_FLAGS = select(_EVENT_T.c.kind).where(_LOOSE).order_by(_EVENT_T.c.id)
+# A recording's flagged events (joined to its row; both statements below).
+_FLAG_OF_RECORDING = and_(
+    _EVENT_T.c.sitting_id == _RECORDING_T.c.sitting_id,
+    _EVENT_T.c.recording_id == _RECORDING_T.c.id,
+    _IS_FLAG,
+)
 # The exam's subjects with the sitting's attempts used and submission of each (both unique
 # per sitting and subject), the submission's newest upload, whether loose flags exist, and
 # the subject's recordings, each with its flagged events' kinds: a row per subject, recording
@@ -166,14 +172,7 @@ _SUBJECTS = (
                 _RECORDING_T.c.subject_id == _SUBJECT_T.c.id,
             ),
         )
-        .outerjoin(
-            _EVENT_T,
-            and_(
-                _EVENT_T.c.sitting_id == _RECORDING_T.c.sitting_id,
-                _EVENT_T.c.recording_id == _RECORDING_T.c.id,
-                _IS_FLAG,
-            ),
-        )
+        .outerjoin(_EVENT_T, _FLAG_OF_RECORDING)
     )
     .where(_SUBJECT_T.c.exam_id == bindparam("exam_id"))
     .order_by(_SUBJECT_T.c.position, _SUBJECT_T.c.id, _RECORDING_T.c.id, _EVENT_T.c.id)
@@ -182,16 +181,7 @@ _SUBJECTS = (
 # after overdue recordings were voided.
 _RECORDINGS = (
     select(*_RECORDING_COLUMNS, _EVENT_T.c.kind)
-    .select_from(
-        _RECORDING_T.outerjoin(
-            _EVENT_T,
-            and_(
-                _EVENT_T.c.sitting_id == _RECORDING_T.c.sitting_id,
-                _EVENT_T.c.recording_id == _RECORDING_T.c.id,
-                _IS_FLAG,
-            ),
-        )
-    )
+    .select_from(_RECORDING_T.outerjoin(_EVENT_T, _FLAG_OF_RECORDING))
     .where(_RECORDING_T.c.sitting_id == bindparam("sitting_id"))
     .order_by(_RECORDING_T.c.id, _EVENT_T.c.id)
 )
