@@ -157,10 +157,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
-        if not self.is_sqlite:
-            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
-        elif "+aiosqlite" in url.split("://", 1)[0]:
+        if self.is_sqlite:  # sqlite+aiosqlite, the one async SQLite driver
             kwargs["module"] = OneTripDbapi()  # a statement in one trip to aiosqlite's thread
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
         self.engine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
