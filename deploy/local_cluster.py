@@ -42,6 +42,11 @@ TEMPLATE = ROOT / "deploy" / "nginx" / "vexam.conf.template"
 # Shown in every response of the local cluster, so tests can see which process answered.
 # Not for production: it tells clients the addresses of the web processes.
 UPSTREAM_HEADER = "X-Vexam-Upstream"
+# Workers run at a lower CPU priority than the web processes: on a shared machine a candidate
+# mid-exam waits on a web request, while a media check can wait for the load to pass (the
+# systemd unit's CPUWeight= says the same). Each process here leads a session of its own,
+# and Linux schedules sessions as groups (autogroup), so the group's nice is set too.
+WORKER_NICE = 10
 
 
 def free_port() -> int:
@@ -247,8 +252,18 @@ def start_web(cluster: Cluster, state: dict[str, Any], index: int, env: dict[str
 
 def start_worker(cluster: Cluster, state: dict[str, Any], index: int, env: dict[str, str]) -> None:
     """Start worker process `index`."""
-    args = [str(BIN / "vexam"), "worker", "--threads", str(state["worker_threads"])]
-    state["pids"][f"worker{index}"] = cluster.spawn(f"worker{index}", args, env)
+    args = ["nice", "-n", str(WORKER_NICE), str(BIN / "vexam"), "worker"]
+    args += ["--threads", str(state["worker_threads"])]
+    pid = cluster.spawn(f"worker{index}", args, env)
+    state["pids"][f"worker{index}"] = pid
+    lower_group_priority(pid, WORKER_NICE)
+
+
+def lower_group_priority(pid: int, nice: int) -> None:
+    """Give the scheduling group of session leader `pid` the priority `nice` (Linux's
+    autogroup); nothing where the kernel has no autogroups."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def up(args: argparse.Namespace) -> None:

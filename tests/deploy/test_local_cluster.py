@@ -19,6 +19,7 @@ import signal
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -248,6 +249,30 @@ async def test_upload_alternates_between_web_processes_and_a_worker_verifies_it(
 
     await _until(lambda: _settled(settings, [take]), 40, "the worker's verification")
     await _assert_nothing_lost(settings, [take])
+
+
+def _group_nice(pid: int) -> int | None:
+    """The nice of the scheduling group (Linux autogroup) of `pid`; None without autogroups."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except OSError:
+        return None
+
+
+def test_workers_run_below_the_web_processes(cluster: Cluster) -> None:
+    """Workers run at nice 10, their sessions' scheduling groups too where Linux has
+    autogroups (each process leads a session of its own); web processes keep priority 0."""
+    names = ("web0", "web1", "worker0", "worker1")
+    for name in names:
+        pid = cluster.pid(name)
+        expected = 10 if name.startswith("worker") else 0
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected, name
+        # Every thread: the worker's job threads inherit the priority it was started with.
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
+        assert threads and {os.getpriority(os.PRIO_PROCESS, int(t.name)) for t in threads} == {
+            expected
+        }, name
+        assert _group_nice(pid) in (expected, None), name
 
 
 REDIS_OUTAGE_SECONDS = 60.0  # "drop Redis for a minute"
