@@ -105,12 +105,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> None:
-        await self._run(operation, parameters, many=False)
+        await self._one_trip(operation, parameters, many=False)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> None:
-        await self._run(operation, seq_of_parameters, many=True)
+        await self._one_trip(operation, seq_of_parameters, many=True)
 
-    async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
+    async def _one_trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection = cast(aiosqlite.Connection, self._connection)
         async with self._adapt_connection._execute_mutex:
             outcome = await _on_thread(connection)(_run, connection, operation, parameters, many)
