@@ -28,7 +28,7 @@ async def test_reads_run_without_a_transaction_on_postgresql(app) -> None:
     "idle": it sent no BEGIN."""
     database = app.state.db
     if database.is_sqlite:
-        pytest.skip("PostgreSQL only: on SQLite a reads unit keeps its transaction")
+        pytest.skip("PostgreSQL only: SQLite's reads units (DEFERRED) are in test_sqlite_driver")
     pid = text("SELECT pg_backend_pid()")
     async with database.unit_of_work() as session:
         backend = (await session.execute(pid)).scalar_one()

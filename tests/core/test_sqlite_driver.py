@@ -1,11 +1,15 @@
 """SQLite statements in one trip to aiosqlite's thread (`vexam.core.sqlite_driver`): what
 SQLAlchemy reads of a statement (rows, row count, last row id, errors) is what aiosqlite's
-own cursor gave, and a commit or rollback outside a transaction costs no trip.
+own cursor gave, a commit or rollback outside a transaction costs no trip, and a
+transaction's BEGIN rides with its first statement: IMMEDIATE (the write lock) for ordinary
+units of work, DEFERRED (a snapshot, no lock) for units of work for reads.
 
 These use an SQLite file of their own, whatever database the suite runs on."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -56,7 +60,7 @@ async def test_the_engine_uses_the_one_trip_connection(database: Database) -> No
 async def test_a_statement_with_rows_is_one_trip(database: Database, trips: Counter[str]) -> None:
     """SQLAlchemy's own adapter makes four (cursor, execute, fetchall, close)."""
     async with database.unit_of_work() as session:
-        await session.execute(text("SELECT 1"))  # the transaction begins (BEGIN IMMEDIATE)
+        await session.execute(text("SELECT 1"))  # the transaction began with it
         trips.clear()
         rows = (await session.execute(select(NOTES.c.id))).all()
         assert rows == []
@@ -112,3 +116,107 @@ async def test_commit_and_rollback_outside_a_transaction_cost_no_trip(
     async with database.unit_of_work() as session:
         bodies = (await session.execute(select(NOTES.c.body))).scalars().all()
     assert bodies == ["kept"]
+
+
+def _other_writer(path: Path) -> sqlite3.Connection:
+    """Another connection to the file, which gives up at once where it would wait."""
+    return sqlite3.connect(path, timeout=0, isolation_level=None)
+
+
+def _write_locked(path: Path) -> bool:
+    """Whether another connection holds SQLite's write lock on the file."""
+    other = _other_writer(path)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error):
+            raise
+        return True
+    finally:
+        other.close()  # rolls back its empty transaction
+    return False
+
+
+def _file(database: Database) -> Path:
+    return Path(database.url.split("///", 1)[1])
+
+
+async def test_begin_rides_with_the_first_statement_and_takes_the_write_lock(
+    database: Database, trips: Counter[str]
+) -> None:
+    """One trip for BEGIN IMMEDIATE and the first statement; the lock is held from there on
+    (a second writer is refused), and released by the commit."""
+    path = _file(database)
+    async with database.unit_of_work() as session:
+        trips.clear()
+        assert not _write_locked(path)  # nothing sent yet
+        assert (await session.execute(select(NOTES.c.id))).all() == []
+        assert trips == Counter({"_run": 1})
+        assert _write_locked(path)
+        await session.execute(insert(NOTES).values(body="mine"))
+        assert trips == Counter({"_run": 2})
+    assert trips == Counter({"_run": 2, "commit": 1})
+    assert not _write_locked(path)
+
+
+async def test_a_unit_without_statements_sends_nothing(
+    database: Database, trips: Counter[str]
+) -> None:
+    """Its commit drops the pending BEGIN: the connection goes back to the pool clean, and the
+    next unit begins its own transaction."""
+    async with database.unit_of_work() as session:
+        connection = await session.connection()  # the transaction begins (pending)
+        raw = (await connection.get_raw_connection()).dbapi_connection
+    assert trips == Counter()
+    assert isinstance(raw, OneTripConnection)
+    assert raw.take_begin() is None
+    async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="after"))
+        assert _write_locked(_file(database))
+
+
+async def test_a_streamed_first_statement_begins_the_transaction(database: Database) -> None:
+    async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="x"))
+    async with database.unit_of_work() as session:
+        connection = await session.connection()
+        streamed = await connection.stream(select(NOTES.c.body))
+        assert [row.body async for row in streamed] == ["x"]
+        assert _write_locked(_file(database))
+    assert not _write_locked(_file(database))
+
+
+async def test_a_reads_unit_reads_one_snapshot_and_holds_no_lock(database: Database) -> None:
+    """BEGIN DEFERRED: while it is open another connection writes and commits, and the unit
+    still reads what it read first (a snapshot, not a statement-by-statement autocommit)."""
+    async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="before"))
+    bodies = select(NOTES.c.body).order_by(NOTES.c.id)
+    async with database.unit_of_work(reads=True) as session:
+        assert (await session.execute(bodies)).scalars().all() == ["before"]
+        assert not _write_locked(_file(database))
+        other = _other_writer(_file(database))
+        try:
+            other.execute("INSERT INTO notes (body) VALUES ('meanwhile')")
+        finally:
+            other.close()
+        assert (await session.execute(bodies)).scalars().all() == ["before"]
+    async with database.unit_of_work(reads=True) as session:
+        assert (await session.execute(bodies)).scalars().all() == ["before", "meanwhile"]
+
+
+async def test_a_reads_unit_does_not_wait_for_a_writer(database: Database) -> None:
+    """Another connection holds the write lock (an uncommitted INSERT): a reads unit reads
+    the last committed rows at once; an ordinary unit would wait for the lock."""
+    async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="committed"))
+    other = _other_writer(_file(database))
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO notes (body) VALUES ('pending')")
+        async with asyncio.timeout(10):  # the busy timeout is 30 s: a wait would fail here
+            async with database.unit_of_work(reads=True) as session:
+                rows = (await session.execute(select(NOTES.c.body))).scalars().all()
+        assert rows == ["committed"]
+    finally:
+        other.close()

@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Executable
 
 from vexam.config import DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_SECONDS
-from vexam.core.sqlite_driver import OneTripDbapi
+from vexam.core.sqlite_driver import OneTripConnection, OneTripDbapi
 
 if TYPE_CHECKING:
     from vexam.config import Settings
@@ -69,6 +69,11 @@ async def _run_hooks(hooks: list[AfterCommit], what: str) -> None:
             log.exception("%s hook failed", what)
 
 
+# The execution option naming how an SQLite transaction begins (see _configure_sqlite).
+SQLITE_BEGIN = "vexam_sqlite_begin"
+SQLITE_READS = {SQLITE_BEGIN: "BEGIN DEFERRED"}
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -84,8 +89,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: two writers wait in line instead of
-        # both reading and then deadlocking on the upgrade to a write lock.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # both reading and then deadlocking on the upgrade to a write lock. A unit of work
+        # for reads (`SQLITE_READS`) begins DEFERRED: in WAL mode it reads one snapshot and
+        # neither waits for writers nor holds them up (it never writes: see unit_of_work).
+        begin = connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN IMMEDIATE")
+        raw = connection.connection.dbapi_connection
+        if isinstance(raw, OneTripConnection):
+            raw.begin_with_next_statement(begin)  # sent in the first statement's trip
+        else:
+            connection.exec_driver_sql(begin)
 
 
 def _refuse_flush_in_reads(session: Session, _flush: Any, _instances: Any) -> None:
@@ -178,16 +190,13 @@ class Database:
         )
         # Reads without BEGIN and COMMIT (PostgreSQL): each statement is its own transaction,
         # which under READ COMMITTED sees what a statement inside a transaction would see,
-        # and saves the two round trips. SQLite keeps its transaction: its "begin" hook takes
-        # the write lock, which an autocommit connection would never release.
-        self._reads_sessionmaker = (
-            self.sessionmaker
-            if self.is_sqlite
-            else async_sessionmaker(
-                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
-                sync_session_class=session_class,
-            )
+        # and saves the two round trips. SQLite keeps its transaction (an autocommit
+        # connection would bypass the "begin" hook), begun DEFERRED: no write lock.
+        reads_options = SQLITE_READS if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
+        self._reads_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**reads_options),
+            expire_on_commit=False,
+            sync_session_class=session_class,
         )
 
     def watch(self, tables: Mapping[str, frozenset[str]], hook: Callable[[], None]) -> None:
@@ -239,7 +248,8 @@ class Database:
         refusal can still count (e.g. a wrong password towards the lockout).
 
         `reads`: for work that only reads. On PostgreSQL its statements run without a
-        transaction (no BEGIN or COMMIT sent); any write it attempts (an INSERT, UPDATE or
+        transaction (no BEGIN or COMMIT sent), on SQLite in a DEFERRED one (a snapshot, no
+        write lock); any write it attempts (an INSERT, UPDATE or
         DELETE statement, or a flush of changed objects) raises `TransactionNeeded` before
         anything is written, for the caller to run the work again with `reads=False`.
         """

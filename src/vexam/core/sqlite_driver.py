@@ -8,6 +8,11 @@ the statement itself often takes under 10 µs). The cursor below does the four i
 on aiosqlite's thread and keeps what SQLAlchemy reads afterwards (the rows, the
 description, the row count, the last row id), so a statement costs one trip.
 
+A transaction's BEGIN rides with its first statement (`begin_with_next_statement`): the
+statement finds its lock taken on the thread, not one trip later, and a transaction costs a
+trip less. On a busy event loop every trip waits its turn in the loop's queue, and an
+IMMEDIATE transaction holds SQLite's one write lock through all of those waits.
+
 Everything else is aiosqlite's and SQLAlchemy's adapter unchanged: the connection, its
 thread, transactions (a commit or rollback is one trip, and none outside a transaction,
 where sqlite3 does nothing either), server-side cursors (streamed results fetch as they
@@ -31,6 +36,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
+    AsyncAdapt_aiosqlite_ss_cursor,
 )
 
 if TYPE_CHECKING:
@@ -40,8 +46,17 @@ if TYPE_CHECKING:
 _Outcome = tuple[Any, Sequence[Any], int, int | None]
 
 
-def _run(connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
-    """On aiosqlite's thread: the statement, its rows and counts, the cursor closed."""
+def _run(
+    connection: aiosqlite.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    begin: str | None = None,
+) -> _Outcome:
+    """On aiosqlite's thread: `begin` first when given (e.g. "BEGIN IMMEDIATE"), then the
+    statement, its rows and counts, the cursor closed."""
+    if begin is not None:
+        _begin(connection, begin)
     cursor: sqlite3.Cursor = connection._conn.cursor()
     try:
         if many:
@@ -56,6 +71,11 @@ def _run(connection: aiosqlite.Connection, operation: str, parameters: Any, many
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+def _begin(connection: aiosqlite.Connection, begin: str) -> None:
+    """On aiosqlite's thread: open the transaction (its statement, e.g. "BEGIN IMMEDIATE")."""
+    connection._conn.execute(begin).close()
 
 
 def _on_thread(connection: aiosqlite.Connection) -> Callable[..., Awaitable[_Outcome]]:
@@ -112,18 +132,51 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _one_trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection = cast(aiosqlite.Connection, self._connection)
+        begin = cast(OneTripConnection, self._adapt_connection).take_begin()
         async with self._adapt_connection._execute_mutex:
-            outcome = await _on_thread(connection)(_run, connection, operation, parameters, many)
+            outcome = await _on_thread(connection)(
+                _run, connection, operation, parameters, many, begin
+            )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = deque(rows)
+
+
+class OneTripServerSideCursor(AsyncAdapt_aiosqlite_ss_cursor):
+    """SQLAlchemy's streaming cursor, after the transaction's pending BEGIN (its own trip)."""
+
+    __slots__ = ()
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        begin = cast(OneTripConnection, self._adapt_connection).take_begin()
+        if begin is not None:
+            connection = cast(aiosqlite.Connection, self._connection)
+            async with self._adapt_connection._execute_mutex:
+                await _on_thread(connection)(_begin, connection, begin)
+        return await super()._execute_async(operation, parameters)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     """SQLAlchemy's aiosqlite connection, its client-side cursors `OneTripCursor`s."""
 
-    __slots__ = ()
+    __slots__ = ("_pending_begin",)
 
     _cursor_cls = OneTripCursor
+    _ss_cursor_cls = OneTripServerSideCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._pending_begin: str | None = None
+
+    def begin_with_next_statement(self, begin: str) -> None:
+        """Open a transaction with `begin` (e.g. "BEGIN IMMEDIATE") on the thread, just before
+        the next statement and in its trip. A commit or rollback before any statement drops
+        it: there was nothing to commit."""
+        self._pending_begin = begin
+
+    def take_begin(self) -> str | None:
+        """The pending BEGIN, now for the caller to send (None when there is none)."""
+        begin, self._pending_begin = self._pending_begin, None
+        return begin
 
     def _idle(self) -> bool:
         """Whether the sqlite3 connection is open and outside a transaction, where its
@@ -135,10 +188,12 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return raw is not None and not raw.in_transaction
 
     def commit(self) -> None:
+        self._pending_begin = None
         if not self._idle():
             super().commit()
 
     def rollback(self) -> None:
+        self._pending_begin = None
         if not self._idle():
             super().rollback()
 
