@@ -1,8 +1,9 @@
 """SQLite statements in one trip to aiosqlite's thread (`vexam.core.sqlite_driver`): what
 SQLAlchemy reads of a statement (rows, row count, last row id, errors) is what aiosqlite's
-own cursor gave, a commit or rollback outside a transaction costs no trip, and a
+own cursor gave, a commit or rollback outside a transaction costs no trip, a
 transaction's BEGIN rides with its first statement: IMMEDIATE (the write lock) for ordinary
-units of work, DEFERRED (a snapshot, no lock) for units of work for reads.
+units of work, DEFERRED (a snapshot, no lock) for units of work for reads, and the
+process's writers take turns for the write lock (`WriterLine`).
 
 These use an SQLite file of their own, whatever database the suite runs on."""
 
@@ -17,11 +18,22 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
 from vexam.core.db import Database
-from vexam.core.sqlite_driver import OneTripConnection
+from vexam.core.sqlite_driver import OneTripConnection, WriterLine
 
 NOTES = Table("notes", MetaData(), Column("id", Integer, primary_key=True), Column("body", String))
 
@@ -58,13 +70,14 @@ async def test_the_engine_uses_the_one_trip_connection(database: Database) -> No
 
 
 async def test_a_statement_with_rows_is_one_trip(database: Database, trips: Counter[str]) -> None:
-    """SQLAlchemy's own adapter makes four (cursor, execute, fetchall, close)."""
-    async with database.unit_of_work() as session:
-        await session.execute(text("SELECT 1"))  # the transaction began with it
-        trips.clear()
+    """SQLAlchemy's own adapter makes four (cursor, execute, fetchall, close). A read
+    transaction's BEGIN rides with its first statement."""
+    async with database.unit_of_work(reads=True) as session:
         rows = (await session.execute(select(NOTES.c.id))).all()
         assert rows == []
         assert trips == Counter({"_run": 1})
+        await session.execute(select(NOTES.c.id))
+        assert trips == Counter({"_run": 2})
 
 
 async def test_rows_counts_and_ids_read_as_sqlite3_gives_them(database: Database) -> None:
@@ -104,16 +117,22 @@ async def test_commit_and_rollback_outside_a_transaction_cost_no_trip(
     database: Database, trips: Counter[str]
 ) -> None:
     """The pool rolls back every connection it gets back: after a commit, nothing to do."""
-    async with database.unit_of_work() as session:
-        await session.execute(insert(NOTES).values(body="kept"))
+    async with database.unit_of_work(reads=True) as session:
+        await session.execute(select(NOTES.c.id))
         trips.clear()
     assert trips == Counter({"commit": 1})  # the unit's commit; the pool's rollback: none
     trips.clear()
-    async with database.engine.connect() as connection:
-        await connection.execute(insert(NOTES).values(body="dropped"))
-        await connection.rollback()  # in a transaction: a real rollback, one trip
+    with pytest.raises(LookupError):
+        async with database.unit_of_work(reads=True) as session:
+            await session.execute(select(NOTES.c.id))
+            raise LookupError  # in a read transaction: a real rollback, one trip
     assert trips["rollback"] == 1
     async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="kept"))
+    async with database.engine.connect() as connection:
+        await connection.execute(insert(NOTES).values(body="dropped"))
+        await connection.rollback()
+    async with database.unit_of_work(reads=True) as session:
         bodies = (await session.execute(select(NOTES.c.body))).scalars().all()
     assert bodies == ["kept"]
 
@@ -141,22 +160,68 @@ def _file(database: Database) -> Path:
     return Path(database.url.split("///", 1)[1])
 
 
-async def test_begin_rides_with_the_first_statement_and_takes_the_write_lock(
+async def test_a_write_transaction_runs_on_the_event_loop_holding_the_lock(
     database: Database, trips: Counter[str]
 ) -> None:
-    """One trip for BEGIN IMMEDIATE and the first statement; the lock is held from there on
-    (a second writer is refused), and released by the commit."""
+    """BEGIN IMMEDIATE, the statements and the commit of a write transaction make no trip to
+    aiosqlite's thread; the lock is held from the first statement (a second writer is
+    refused) and released by the commit."""
     path = _file(database)
     async with database.unit_of_work() as session:
-        trips.clear()
         assert not _write_locked(path)  # nothing sent yet
         assert (await session.execute(select(NOTES.c.id))).all() == []
-        assert trips == Counter({"_run": 1})
         assert _write_locked(path)
         await session.execute(insert(NOTES).values(body="mine"))
-        assert trips == Counter({"_run": 2})
-    assert trips == Counter({"_run": 2, "commit": 1})
+        assert (await session.execute(select(NOTES.c.body))).scalars().all() == ["mine"]
+    assert trips == Counter()
     assert not _write_locked(path)
+    with pytest.raises(IntegrityError):
+        async with database.unit_of_work() as session:
+            await session.execute(insert(NOTES).values(body="other"))
+            await session.execute(insert(NOTES).values(body="mine"))
+    assert trips == Counter()  # the rollback too
+    assert not _write_locked(path)
+
+
+async def test_many_rows_go_to_the_thread(database: Database, trips: Counter[str]) -> None:
+    async with database.unit_of_work() as session:
+        connection = await session.connection()
+        await connection.execute(insert(NOTES), [{"body": "a"}, {"body": "b"}])
+        assert trips == Counter({"_run": 1})
+        count = select(func.count()).select_from(NOTES)
+        assert (await connection.execute(count)).scalar_one() == 2
+    assert trips == Counter({"_run": 1})
+
+
+async def test_a_writer_of_another_process_is_waited_for_on_the_thread(
+    database: Database, trips: Counter[str]
+) -> None:
+    """Another connection holds the write lock: the BEGIN waits for it on aiosqlite's
+    thread while the event loop goes on, and the transaction then runs on the loop."""
+    other = _other_writer(_file(database))
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO notes (body) VALUES ('theirs')")
+
+    async def write() -> None:
+        async with database.unit_of_work() as session:
+            await session.execute(insert(NOTES).values(body="mine"))
+            await session.execute(insert(NOTES).values(body="mine too"))
+
+    async with asyncio.timeout(20):
+        writing = asyncio.create_task(write())
+        for _ in range(1000):  # the loop runs on while the BEGIN waits on the thread
+            if trips["_run"]:
+                break
+            await asyncio.sleep(0)
+        assert trips["_run"] == 1
+        assert not writing.done()
+        other.commit()
+        await writing
+    other.close()
+    assert trips == Counter({"_run": 1})  # BEGIN and the first INSERT; the rest on the loop
+    async with database.unit_of_work(reads=True) as session:
+        bodies = (await session.execute(select(NOTES.c.body).order_by(NOTES.c.id))).scalars()
+        assert list(bodies) == ["theirs", "mine", "mine too"]
 
 
 async def test_a_unit_without_statements_sends_nothing(
@@ -220,3 +285,73 @@ async def test_a_reads_unit_does_not_wait_for_a_writer(database: Database) -> No
         assert rows == ["committed"]
     finally:
         other.close()
+
+
+def _never_wait_in_sqlite(database: Database) -> None:
+    """busy_timeout 0: a connection that finds the write lock taken fails at once ("database
+    is locked") instead of sleeping and retrying, so only the writer line can order writers."""
+
+    @event.listens_for(database.engine.sync_engine, "connect")
+    def _no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=0")
+        cursor.close()
+
+
+async def test_writers_of_a_process_take_turns(database: Database) -> None:
+    """Twenty units of work at once, each holding the write lock across awaits; half of them
+    fail (a duplicate) and one is cancelled while it holds its turn. With SQLite's own wait
+    switched off, every other writer still gets the lock: each waited for the one before it
+    to commit or roll back, and a failed or cancelled writer gave its turn up."""
+    await database.dispose()
+    _never_wait_in_sqlite(database)
+    async with database.unit_of_work() as session:
+        await session.execute(insert(NOTES).values(body="taken"))
+    holding = asyncio.Event()
+
+    async def write(number: int) -> str:
+        async with database.unit_of_work() as session:
+            await session.execute(insert(NOTES).values(body=f"note {number}"))
+            if number == 7:
+                holding.set()
+                await asyncio.Event().wait()  # cancelled here, holding its turn
+            for _ in range(3):
+                await asyncio.sleep(0)  # others run meanwhile, and queue for the lock
+            if number % 2:
+                await session.execute(insert(NOTES).values(body="taken"))
+        return "written"
+
+    async with asyncio.timeout(20):
+        tasks = [asyncio.create_task(write(number)) for number in range(20)]
+        await holding.wait()
+        tasks[7].cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(outcomes[7], asyncio.CancelledError)
+    assert all(isinstance(outcomes[n], IntegrityError) for n in range(1, 20, 2) if n != 7)
+    assert [outcomes[n] for n in range(0, 20, 2)] == ["written"] * 10
+    async with database.unit_of_work() as session:
+        bodies = set((await session.execute(select(NOTES.c.body))).scalars())
+    assert bodies == {"taken"} | {f"note {n}" for n in range(0, 20, 2)}
+
+
+async def test_reads_do_not_queue_behind_writers(database: Database) -> None:
+    """A writer holds its turn (and the lock): a reads unit goes on at once."""
+    await database.dispose()
+    _never_wait_in_sqlite(database)
+    async with database.unit_of_work() as writer:
+        await writer.execute(insert(NOTES).values(body="uncommitted"))
+        async with asyncio.timeout(10), database.unit_of_work(reads=True) as reader:
+            assert (await reader.execute(select(NOTES.c.body))).all() == []
+
+
+async def test_a_turn_held_too_long_lets_the_next_writer_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    line = WriterLine(patience=0.01)
+    first = await line.enter()
+    assert first is not None
+    assert await line.enter() is None  # gave up waiting: SQLite's own wait decides
+    assert "held over" in caplog.text
+    first.release()
+    second = await line.enter()
+    assert second is first  # the line works again once the turn ends

@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Executable
 
 from vexam.config import DATABASE_POOL_SIZE, DATABASE_POOL_TIMEOUT_SECONDS
-from vexam.core.sqlite_driver import OneTripConnection, OneTripDbapi
+from vexam.core.sqlite_driver import BUSY_TIMEOUT_MS, IMMEDIATE, OneTripConnection, OneTripDbapi
 
 if TYPE_CHECKING:
     from vexam.config import Settings
@@ -82,7 +82,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -92,7 +92,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # both reading and then deadlocking on the upgrade to a write lock. A unit of work
         # for reads (`SQLITE_READS`) begins DEFERRED: in WAL mode it reads one snapshot and
         # neither waits for writers nor holds them up (it never writes: see unit_of_work).
-        begin = connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN IMMEDIATE")
+        begin = connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE)
         raw = connection.connection.dbapi_connection
         if isinstance(raw, OneTripConnection):
             raw.begin_with_next_statement(begin)  # sent in the first statement's trip
@@ -171,6 +171,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:  # sqlite+aiosqlite, the one async SQLite driver
             kwargs["module"] = OneTripDbapi()  # a statement in one trip to aiosqlite's thread
+            # Write transactions' statements run on the event loop's thread (sqlite_driver).
+            kwargs["connect_args"] = {"check_same_thread": False}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
         self.engine = create_async_engine(url, **kwargs)

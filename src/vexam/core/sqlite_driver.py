@@ -1,4 +1,5 @@
-"""SQLite through aiosqlite with one trip to its thread per statement.
+"""SQLite through aiosqlite with at most one trip to its thread per statement, and none
+while a connection holds the write lock.
 
 aiosqlite runs every call of a sqlite3 connection on a thread of its own. SQLAlchemy's
 aiosqlite adapter makes four such calls for a statement that returns rows (open a cursor,
@@ -8,24 +9,38 @@ the statement itself often takes under 10 µs). The cursor below does the four i
 on aiosqlite's thread and keeps what SQLAlchemy reads afterwards (the rows, the
 description, the row count, the last row id), so a statement costs one trip.
 
-A transaction's BEGIN rides with its first statement (`begin_with_next_statement`): the
-statement finds its lock taken on the thread, not one trip later, and a transaction costs a
-trip less. On a busy event loop every trip waits its turn in the loop's queue, and an
-IMMEDIATE transaction holds SQLite's one write lock through all of those waits.
+Write transactions (BEGIN IMMEDIATE) take SQLite's one write lock, and every other writer
+waits while it is held. On a busy event loop a trip's answer waits its turn in the loop's
+queue (milliseconds under load), so a transaction of five trips held the lock for five such
+waits. So:
+- the process's writers queue for the lock in a `WriterLine`, on the event loop: SQLite's
+  own wait sleeps and retries (1, 2, 5, … up to 100 ms), and the lock sat free while the
+  writers waiting for it slept;
+- a writer whose turn has come begins on the event loop's thread when the lock is free
+  (`_begin_without_waiting`; when another process holds it, the BEGIN waits on aiosqlite's
+  thread as before), and its statements, commit and rollback then run on the event loop's
+  thread too: in WAL mode nothing a writer holding the lock does waits for another
+  connection. A write transaction that awaits nothing else in between holds the lock only
+  while its statements run. Many-row statements (executemany), streamed results and reads
+  outside write transactions still go to the thread.
 
 Everything else is aiosqlite's and SQLAlchemy's adapter unchanged: the connection, its
-thread, transactions (a commit or rollback is one trip, and none outside a transaction,
-where sqlite3 does nothing either), server-side cursors (streamed results fetch as they
-go), errors (sqlite3's, raised from the thread).
+thread, read transactions (BEGIN DEFERRED rides with their first statement; their commit or
+rollback is one trip, and none outside a transaction, where sqlite3 does nothing either),
+server-side cursors (streamed results fetch as they go), errors (sqlite3's, raised where
+the statement ran). The sqlite3 connection is opened with `check_same_thread=False` (the
+engine's `connect_args`); this module never uses it from two threads at once.
 
 Like SQLAlchemy's own adapter (its isolation-level setter), this reaches into aiosqlite's
-queue of calls (`Connection._execute`): aiosqlite has no public way to run a function on
-its thread. pyproject.toml admits only the minor releases of both that were checked, and
-the whole test suite runs on it.
+queue of calls (`Connection._execute`) and its sqlite3 connection: aiosqlite has no public
+way to run a function on its thread. pyproject.toml admits only the minor releases of both
+that were checked, and the whole test suite runs on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +57,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 if TYPE_CHECKING:
     from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
 
+log = logging.getLogger(__name__)
+
+IMMEDIATE = "BEGIN IMMEDIATE"
+BUSY_TIMEOUT_MS = 30_000  # how long a BEGIN IMMEDIATE waits for another process's writer
+
 # What a statement left for SQLAlchemy to read: description, rows, row count, last row id.
 _Outcome = tuple[Any, Sequence[Any], int, int | None]
 
@@ -54,10 +74,15 @@ def _run(
     begin: str | None = None,
 ) -> _Outcome:
     """On aiosqlite's thread: `begin` first when given (e.g. "BEGIN IMMEDIATE"), then the
-    statement, its rows and counts, the cursor closed."""
+    statement (`_statement`)."""
     if begin is not None:
         _begin(connection, begin)
-    cursor: sqlite3.Cursor = connection._conn.cursor()
+    return _statement(connection._conn, operation, parameters, many)
+
+
+def _statement(raw: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """The statement, its rows and counts, the cursor closed."""
+    cursor = raw.cursor()
     try:
         if many:
             cursor.executemany(operation, parameters)
@@ -78,9 +103,58 @@ def _begin(connection: aiosqlite.Connection, begin: str) -> None:
     connection._conn.execute(begin).close()
 
 
+def _begin_without_waiting(raw: sqlite3.Connection, begin: str) -> bool:
+    """`begin` at once if SQLite's lock is free; False, with nothing begun, if another
+    connection (another process: this one's writers take turns) holds it."""
+    raw.execute("PRAGMA busy_timeout=0").close()
+    try:
+        raw.execute(begin).close()
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # the primary code
+            raise
+        return False
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").close()
+    return True
+
+
 def _on_thread(connection: aiosqlite.Connection) -> Callable[..., Awaitable[_Outcome]]:
     """aiosqlite's (untyped) call of a function on the connection's thread."""
     return cast("Callable[..., Awaitable[_Outcome]]", connection._execute)
+
+
+class WriterLine:
+    """The connections of this process that want one SQLite database's write lock, first come
+    first served.
+
+    A connection that finds SQLite's write lock taken can only sleep and try again (the busy
+    handler sleeps 1, 2, 5, … up to 100 ms between tries), so with many writers waiting the
+    lock sat free while they slept. Here each waits on the event loop and goes on as soon as
+    the one before it commits or rolls back; SQLite's busy timeout still orders this
+    process's writer with other processes'. A turn held past `patience` seconds (a
+    connection lost without a rollback) lets the next writer go on to SQLite's own wait,
+    with a warning in the log.
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._patience = patience
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def enter(self) -> asyncio.Lock | None:
+        """Wait for this connection's turn: the lock to release when it ends (None: patience
+        ran out, no turn to end)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:  # a lock serves one event loop
+            self._lock, self._loop = asyncio.Lock(), loop
+        turn = self._lock
+        try:
+            async with asyncio.timeout(self._patience):
+                await turn.acquire()
+        except TimeoutError:
+            log.warning("SQLite writer turn held over %.0f s; going on without it", self._patience)
+            return None
+        return turn
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -132,11 +206,16 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _one_trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         connection = cast(aiosqlite.Connection, self._connection)
-        begin = cast(OneTripConnection, self._adapt_connection).take_begin()
-        async with self._adapt_connection._execute_mutex:
-            outcome = await _on_thread(connection)(
-                _run, connection, operation, parameters, many, begin
-            )
+        adapted = cast(OneTripConnection, self._adapt_connection)
+        begin = await adapted.begin_in_turn()
+        raw = None if many else adapted.writer_here(begin)
+        if raw is not None and (begin is None or _begin_without_waiting(raw, begin)):
+            outcome = _statement(raw, operation, parameters, many)
+        else:
+            async with adapted._execute_mutex:
+                outcome = await _on_thread(connection)(
+                    _run, connection, operation, parameters, many, begin
+                )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = deque(rows)
 
@@ -147,10 +226,11 @@ class OneTripServerSideCursor(AsyncAdapt_aiosqlite_ss_cursor):
     __slots__ = ()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        begin = cast(OneTripConnection, self._adapt_connection).take_begin()
+        adapted = cast(OneTripConnection, self._adapt_connection)
+        begin = await adapted.begin_in_turn()
         if begin is not None:
             connection = cast(aiosqlite.Connection, self._connection)
-            async with self._adapt_connection._execute_mutex:
+            async with adapted._execute_mutex:
                 await _on_thread(connection)(_begin, connection, begin)
         return await super()._execute_async(operation, parameters)
 
@@ -158,14 +238,45 @@ class OneTripServerSideCursor(AsyncAdapt_aiosqlite_ss_cursor):
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     """SQLAlchemy's aiosqlite connection, its client-side cursors `OneTripCursor`s."""
 
-    __slots__ = ("_pending_begin",)
+    __slots__ = ("_line", "_pending_begin", "_turn")
 
     _cursor_cls = OneTripCursor
     _ss_cursor_cls = OneTripServerSideCursor
 
-    def __init__(self, dbapi: Any, connection: Any) -> None:
+    def __init__(self, dbapi: Any, connection: Any, line: WriterLine) -> None:
         super().__init__(dbapi, connection)
         self._pending_begin: str | None = None
+        self._line = line
+        self._turn: asyncio.Lock | None = None  # held while this connection's turn lasts
+
+    async def begin_in_turn(self) -> str | None:
+        """The pending BEGIN (see `take_begin`), once this connection's turn has come when it
+        is IMMEDIATE. The turn lasts until the transaction ends: the commit or rollback that
+        follows every transaction (the pool rolls back what it gets back, a failed BEGIN
+        included), or the connection's close."""
+        begin = self.take_begin()
+        if begin == IMMEDIATE and self._turn is None:
+            self._turn = await self._line.enter()
+        return begin
+
+    def writer_here(self, begin: str | None) -> sqlite3.Connection | None:
+        """The sqlite3 connection, for the event loop's thread to use now, when this connection
+        holds its writer's turn (`begin` is its BEGIN IMMEDIATE, or its write transaction is
+        open) and no trip of it is under way; else None."""
+        raw = cast(aiosqlite.Connection, self._connection)._connection
+        if self._turn is None or raw is None or self._execute_mutex.locked():
+            return None
+        return raw if begin == IMMEDIATE or (begin is None and raw.in_transaction) else None
+
+    def _leave_line_unless_in_transaction(self) -> None:
+        raw = cast(aiosqlite.Connection, self._connection)._connection
+        if raw is None or not raw.in_transaction:
+            self._leave_line()
+
+    def _leave_line(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.release()  # the next writer in line goes on
 
     def begin_with_next_statement(self, begin: str) -> None:
         """Open a transaction with `begin` (e.g. "BEGIN IMMEDIATE") on the thread, just before
@@ -189,21 +300,44 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def commit(self) -> None:
         self._pending_begin = None
-        if not self._idle():
-            super().commit()
+        try:
+            if (raw := self.writer_here(None)) is not None:
+                raw.commit()
+            elif not self._idle():
+                super().commit()
+        finally:
+            self._leave_line_unless_in_transaction()
 
     def rollback(self) -> None:
         self._pending_begin = None
-        if not self._idle():
-            super().rollback()
+        try:
+            if (raw := self.writer_here(None)) is not None:
+                raw.rollback()
+            elif not self._idle():
+                super().rollback()
+        finally:
+            self._leave_line_unless_in_transaction()
+
+    def close(self) -> None:
+        self._leave_line()
+        super().close()
+
+    def _terminate_force_close(self) -> None:
+        self._leave_line()
+        super()._terminate_force_close()
+
+    async def _terminate_graceful_close(self) -> None:
+        self._leave_line()
+        await super()._terminate_graceful_close()
 
 
 class OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module to give `create_async_engine(module=…)` for sqlite+aiosqlite URLs."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, patience: float = 30.0) -> None:
         super().__init__(aiosqlite, sqlite3)
+        self.writers = WriterLine(patience)
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         adapted = super().connect(*arg, **kw)
-        return OneTripConnection(self, adapted._connection)
+        return OneTripConnection(self, adapted._connection, self.writers)
