@@ -216,6 +216,9 @@ async def tus_create(request: Request, principal: Candidate, ctx: ServiceCtx) ->
     length = _whole_number(request.headers.get("upload-length"), "upload_length_required")
     metadata = uploads.parse_metadata(request.headers.get("upload-metadata"))
     checksum = upload_checksum(request)
+    # End the sign-in lookup's transaction (if it ran one): the store's part is made with no
+    # transaction open (see uploads.create).
+    await ctx.session.commit()
     upload = await uploads.create(ctx, principal, length=length, metadata=metadata)
     _remember(request, ctx, principal, upload)
     headers = {

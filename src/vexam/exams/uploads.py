@@ -182,6 +182,11 @@ async def create(
     `upload_expired`, `upload_length_mismatch`, `upload_already_complete`. An unfinished
     earlier upload of the same submission is replaced (its client lost its address).
     Lean: one statement for every check, a Core INSERT of the row, then its audit entry.
+
+    The store's part (the empty file, or the S3 multipart upload) is made before the first
+    statement, and removed again when the unit of work rolls back (a refusal included): a
+    caller with no transaction open keeps that I/O out of the transaction, which on SQLite
+    holds the write lock from its first statement.
     """
     limit = max_size(ctx.settings)
     if length > limit:
@@ -190,6 +195,14 @@ async def create(
     if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:  # ids are 64-bit
         raise VexamError("upload_metadata_invalid")
     submission_id = int(raw_id)
+    store = store_of(ctx)
+    upload_id = secrets.token_hex(16)
+    ref = await store.create(upload_id)
+
+    async def _undo() -> None:
+        await store.remove(upload_id, ref)
+
+    after_rollback(ctx.session, _undo)  # a refusal below, or a failed insert
     facts = await _creation_facts(ctx, submission_id)
     if facts is None or facts.user_id != principal.user_id:
         raise VexamError("submission_not_found")
@@ -206,14 +219,6 @@ async def create(
         raise VexamError("upload_already_complete")
     if facts.receiving:
         await _replace_receiving(ctx, submission_id, facts.receiving)
-    store = store_of(ctx)
-    upload_id = secrets.token_hex(16)
-    ref = await store.create(upload_id)
-
-    async def _undo() -> None:
-        await store.remove(upload_id, ref)
-
-    after_rollback(ctx.session, _undo)  # also when the insert below fails
     row = {
         "id": upload_id,
         "submission_id": submission_id,
