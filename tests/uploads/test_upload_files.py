@@ -4,16 +4,19 @@ bodies fold in worker threads must be exactly the file's, however a PATCH ends."
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import itertools
 import os
 import secrets
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from starlette.requests import Request
 
-from vexam.exams import upload_files
+from vexam.exams import upload_files, uploads
 
 CHUNK = 64 << 10
 
@@ -139,3 +142,40 @@ async def test_side_by_side_patches_hash_as_they_write(tmp_path: Path) -> None:
         )
     )
     assert [stored.digest for stored in done] == [hashlib.sha256(d).hexdigest() for d in files]
+
+
+class Received(bytearray):
+    """A body chunk as the server received it (a bytearray type, so a weak reference can tell
+    whether anything still holds it)."""
+
+
+async def test_a_patch_waiting_for_its_client_holds_no_chunk_it_wrote(tmp_path: Path) -> None:
+    """The PATCH path (`request_body`, `body_chunks`, `append`) keeps no reference to a chunk
+    once it is written, while the next one is awaited: with hundreds of PATCHes waiting on
+    their clients, each would hold up to a read buffer (256 KiB) of memory. A disconnect
+    then ends the body and keeps what was written."""
+    path, upload_id = new_upload(tmp_path)
+    first = Received(os.urandom(CHUNK))
+    seen = weakref.ref(first)
+    messages: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    messages.put_nowait({"type": "http.request", "body": first, "more_body": True})
+    del first
+    scope = {"type": "http", "method": "PATCH", "headers": [], "path": "/"}
+    request = Request(scope, messages.get)
+    chunks = uploads.body_chunks(uploads.request_body(request), idle_seconds=30)
+    patch = asyncio.create_task(
+        upload_files.append(
+            path, upload_id, 4 * CHUNK, 0, chunks, content_length=None, checksum=None
+        )
+    )
+    for _ in range(1000):  # until the chunk is on disk and the next one awaited
+        if path.stat().st_size == CHUNK and messages.empty():
+            break
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    gc.collect()
+    assert path.stat().st_size == CHUNK
+    assert seen() is None
+    messages.put_nowait({"type": "http.disconnect"})
+    stored = await patch
+    assert stored.size == CHUNK

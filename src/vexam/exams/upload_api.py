@@ -237,7 +237,7 @@ async def tus_create(request: Request, principal: Candidate, ctx: ServiceCtx) ->
                 ctx,
                 upload,
                 0,
-                request.stream(),
+                uploads.request_body(request),
                 content_length=content_length,
                 checksum=checksum,
             )
@@ -307,7 +307,7 @@ async def tus_patch(
         ctx,
         upload,
         offset,
-        request.stream(),
+        uploads.request_body(request),
         content_length=_content_length(request),
         checksum=checksum,
     )

@@ -500,6 +500,7 @@ async def _fill(
                 break
             pending.append(chunk)
             buffered += len(chunk)
+            del chunk  # not held while the next one is awaited
             if buffered >= WRITE_BUFFER or len(pending) >= WRITE_CHUNKS:
                 writer.write(pending)
                 pending, buffered = [], 0

@@ -144,7 +144,9 @@ class UploadPatchLane:
                     plan.upload_id,
                     plan.upload.length,
                     plan.offset,
-                    uploads.body_chunks(request.stream(), self.settings.upload_idle_seconds),
+                    uploads.body_chunks(
+                        uploads.request_body(request), self.settings.upload_idle_seconds
+                    ),
                     content_length=plan.content_length,
                     checksum=upload_checksum(request),
                 )

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm.util import identity_key
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 
 from vexam.config import Settings
 from vexam.core import audit
@@ -307,6 +307,26 @@ async def patch_target(ctx: Ctx, principal: Principal, upload_id: str, offset: i
     return upload
 
 
+async def request_body(request: Request) -> AsyncIterator[bytes]:
+    """The request body's chunks as the server receives them (as `Request.stream()`, which
+    keeps its last chunk referenced while it waits for the next one: with hundreds of PATCHes
+    waiting for their clients, up to a read buffer each). `ClientDisconnect` when the client
+    goes away."""
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        del message
+        if body:
+            yield body
+            body = b""
+        if not more:
+            return
+
+
 async def body_chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
     """The body's chunks; ends quietly when the client goes away or stays silent too long."""
     iterator = stream.__aiter__()
@@ -318,6 +338,7 @@ async def body_chunks(stream: AsyncIterator[bytes], idle_seconds: float) -> Asyn
         except (StopAsyncIteration, ClientDisconnect, TimeoutError):
             return
         yield chunk
+        chunk = b""  # not held while the next one is awaited
 
 
 @dataclass
