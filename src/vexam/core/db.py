@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,11 +93,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # for reads (`SQLITE_READS`) begins DEFERRED: in WAL mode it reads one snapshot and
         # neither waits for writers nor holds them up (it never writes: see unit_of_work).
         begin = connection.get_execution_options().get(SQLITE_BEGIN, IMMEDIATE)
-        raw = connection.connection.dbapi_connection
-        if isinstance(raw, OneTripConnection):
-            raw.begin_with_next_statement(begin)  # sent in the first statement's trip
-        else:
-            connection.exec_driver_sql(begin)
+        raw = cast(OneTripConnection, connection.connection.dbapi_connection)
+        raw.begin_with_next_statement(begin)  # sent with the first statement (sqlite_driver)
 
 
 def _refuse_flush_in_reads(session: Session, _flush: Any, _instances: Any) -> None:

@@ -259,17 +259,21 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._turn = await self._line.enter()
         return begin
 
+    def _sqlite3(self) -> sqlite3.Connection | None:
+        """aiosqlite's sqlite3 connection (None once closed)."""
+        return cast(aiosqlite.Connection, self._connection)._connection
+
     def writer_here(self, begin: str | None) -> sqlite3.Connection | None:
         """The sqlite3 connection, for the event loop's thread to use now, when this connection
         holds its writer's turn (`begin` is its BEGIN IMMEDIATE, or its write transaction is
         open) and no trip of it is under way; else None."""
-        raw = cast(aiosqlite.Connection, self._connection)._connection
+        raw = self._sqlite3()
         if self._turn is None or raw is None or self._execute_mutex.locked():
             return None
         return raw if begin == IMMEDIATE or (begin is None and raw.in_transaction) else None
 
     def _leave_line_unless_in_transaction(self) -> None:
-        raw = cast(aiosqlite.Connection, self._connection)._connection
+        raw = self._sqlite3()
         if raw is None or not raw.in_transaction:
             self._leave_line()
 
@@ -295,26 +299,24 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         pool rolls back every connection it gets back, most of them just committed. Read
         from the event loop's thread: sqlite3 allows it, and no statement of this
         connection is running while SQLAlchemy commits or rolls it back."""
-        raw = cast(aiosqlite.Connection, self._connection)._connection
+        raw = self._sqlite3()
         return raw is not None and not raw.in_transaction
 
     def commit(self) -> None:
-        self._pending_begin = None
-        try:
-            if (raw := self.writer_here(None)) is not None:
-                raw.commit()
-            elif not self._idle():
-                super().commit()
-        finally:
-            self._leave_line_unless_in_transaction()
+        self._end("commit")
 
     def rollback(self) -> None:
+        self._end("rollback")
+
+    def _end(self, how: str) -> None:
+        """Commit or roll back (`how`): on the event loop's thread in a writer's turn, else
+        aiosqlite's trip, none outside a transaction; then the turn ends."""
         self._pending_begin = None
         try:
             if (raw := self.writer_here(None)) is not None:
-                raw.rollback()
+                getattr(raw, how)()
             elif not self._idle():
-                super().rollback()
+                getattr(super(), how)()
         finally:
             self._leave_line_unless_in_transaction()
 
