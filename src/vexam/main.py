@@ -46,6 +46,7 @@ from vexam.exams import upload_api as exams_upload_api
 from vexam.exams import upload_checks as exams_upload_checks
 from vexam.exams import upload_pages as exams_upload_pages
 from vexam.exams.payments import provider_from_settings
+from vexam.exams.status_lane import LaneCount, StatusPollLane
 from vexam.exams.upload_lane import UploadPatchLane
 from vexam.exams.upload_memory import UploadMemory
 from vexam.identity import api as identity_api
@@ -168,6 +169,10 @@ def create_app(
         redoc_url=None,
         openapi_url="/api/openapi.json",
         dependencies=[Depends(authenticate)],
+        # Operators read vexam's own Prometheus metrics (/metrics). FastAPI's native
+        # OpenTelemetry, on by default, asked the global providers on every request whether
+        # anyone listens.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.clock = clock
@@ -218,8 +223,12 @@ def create_app(
     app.include_router(review_pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
 
-    # Added innermost first: metrics must see the scope the router fills in; the PATCH
-    # lane answers before routing, inside the version gate and the metrics.
+    # Added innermost first: metrics must see the scope the router fills in; the lanes of
+    # status polls and PATCHes answer before routing, inside the version gate and the metrics.
+    app.state.status_lane = LaneCount()
+    app.add_middleware(
+        StatusPollLane, memory=app.state.principal_memory, count=app.state.status_lane
+    )
     app.add_middleware(
         UploadPatchLane, settings=settings, clock=clock, memory=app.state.upload_memory
     )

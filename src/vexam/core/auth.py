@@ -53,6 +53,7 @@ class PrincipalMemory(Protocol):
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SAFE = frozenset({"GET", "HEAD"})
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -118,6 +119,24 @@ async def authenticate(request: Request) -> None:
     request.state.principal = principal
     if principal is None and not is_public(request.scope.get("endpoint")):
         raise VexamError("not_authenticated")
+
+
+def remembered_reader(request: Request, memory: PrincipalMemory) -> Principal | None:
+    """The caller of a safe request (GET, HEAD) as `authenticate` would find it, when this
+    process confirmed the session recently (`memory`); None when it did not, or when the
+    request is not safe (CSRF is checked by `authenticate` only). Sets the request state
+    `authenticate` sets."""
+    if request.method not in _SAFE:
+        return None
+    token = _bearer(request) or request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    token_hash = hash_token(token)
+    principal = memory.principal(token_hash, request.app.state.clock.now())
+    if principal is not None:
+        request.state.token_hash = token_hash
+        request.state.principal = principal
+    return principal
 
 
 async def optional_principal(request: Request) -> Principal | None:

@@ -68,6 +68,21 @@ async def _vexam_error(request: Request, exc: Exception) -> Response:
     return problem_response(request, exc.code, exc.params, headers)
 
 
+async def answer_as_handled(request: Request, exc: Exception) -> Response:
+    """Answer `exc` as the app's exception handlers answer it for a route (for code that
+    serves a request before routing); re-raised when only the catch-all `Exception` handler
+    would take it, which runs outermost, for every request alike."""
+    handlers = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        if kind is Exception:
+            break
+        handler = handlers.get(kind)
+        if handler is not None:
+            response: Response = await handler(request, exc)
+            return response
+    raise exc
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Field locations and error kinds only: never echo the submitted values back.

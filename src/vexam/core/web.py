@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -25,6 +25,7 @@ LANG_COOKIE = "vexam_lang"
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def public(endpoint: F) -> F:
@@ -92,20 +93,28 @@ class UnitOfWorkRoute(APIRoute):
                 if any(_out_of_range(raw) for raw in request.query_params.getlist(name)):
                     error = {"loc": ["query", name], "type": "less_than_equal"}
                     raise VexamError("invalid_request", errors=[error])
-            if reads:
-                try:
-                    return await run(request, reads=True)
-                except TransactionNeeded:
-                    pass  # nothing was written: the request runs again, in a transaction
-            return await run(request, reads=False)
-
-        async def run(request: Request, *, reads: bool) -> Response:
-            db: Database = request.app.state.db
-            async with db.unit_of_work(reads=reads) as session:
-                request.state.db = session
-                return await original(request)
+            return await in_unit_of_work(request, original, reads_first=reads)
 
         return handler
+
+
+async def in_unit_of_work(
+    request: Request, call: Callable[[Request], Awaitable[T]], *, reads_first: bool
+) -> T:
+    """`call(request)` in a unit of work of the app's database (`request.state.db` is its
+    session), committed when it returns. With `reads_first` (see `reads_first`), first in a
+    unit for reads, and again from the start in an ordinary one if it turns out to write."""
+    db: Database = request.app.state.db
+    if reads_first:
+        try:
+            async with db.unit_of_work(reads=True) as session:
+                request.state.db = session
+                return await call(request)
+        except TransactionNeeded:
+            pass  # nothing was written: the request runs again, in a transaction
+    async with db.unit_of_work() as session:
+        request.state.db = session
+        return await call(request)
 
 
 def make_router(**kwargs: Any) -> APIRouter:
