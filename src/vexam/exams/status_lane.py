@@ -38,7 +38,7 @@ _STATUS_JSON = TypeAdapter(schemas.SittingOut)
 
 @dataclass
 class LaneCount:
-    """Polls the lane answered (tests and operators read it)."""
+    """Polls the lane answered in this process (the tests read it)."""
 
     served: int = 0
 
