@@ -272,11 +272,6 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             return None
         return raw if begin == IMMEDIATE or (begin is None and raw.in_transaction) else None
 
-    def _leave_line_unless_in_transaction(self) -> None:
-        raw = self._sqlite3()
-        if raw is None or not raw.in_transaction:
-            self._leave_line()
-
     def _leave_line(self) -> None:
         turn, self._turn = self._turn, None
         if turn is not None:
@@ -318,7 +313,9 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             elif not self._idle():
                 getattr(super(), how)()
         finally:
-            self._leave_line_unless_in_transaction()
+            raw = self._sqlite3()
+            if raw is None or not raw.in_transaction:
+                self._leave_line()
 
     def close(self) -> None:
         self._leave_line()

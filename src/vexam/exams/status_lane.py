@@ -54,24 +54,23 @@ def status_route() -> APIRoute:
 class StatusPollLane:
     """ASGI middleware: answer remembered candidates' status polls before routing."""
 
-    def __init__(
-        self, app: ASGIApp, *, memory: PrincipalMemory, count: LaneCount | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, memory: PrincipalMemory, count: LaneCount) -> None:
         self.app = app
         self.memory = memory
-        self.count = count or LaneCount()
+        self.count = count
         self.route = status_route()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             found = _STATUS_PATH.fullmatch(scope["path"])
-            if found is not None and int(found[1]) in ROW_ID_RANGE:
+            sitting_id = int(found[1]) if found is not None else None
+            if sitting_id is not None and sitting_id in ROW_ID_RANGE:
                 request = Request(scope, receive)
                 principal = remembered_reader(request, self.memory)
                 if principal is not None and principal.role == Role.candidate:
                     scope["route"] = self.route
                     self.count.served += 1
-                    response = await self._answer(request, int(found[1]))
+                    response = await self._answer(request, sitting_id)
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)

@@ -169,8 +169,9 @@ def _metadata_header(metadata: dict[str, str]) -> str:
 
 
 async def _end_transaction(ctx: Ctx) -> None:
-    """Commit what this request decided so far: a body is never streamed inside a
-    transaction (on SQLite it would hold the write lock for the whole transfer)."""
+    """Commit what this request decided so far: nothing that waits on I/O (a body streamed,
+    the store's part of a new upload made) runs inside a transaction (on SQLite it would hold
+    the write lock all along)."""
     await ctx.session.commit()
     ctx.session.info.pop(_ROLLBACK_HOOKS, None)
 
@@ -216,9 +217,7 @@ async def tus_create(request: Request, principal: Candidate, ctx: ServiceCtx) ->
     length = _whole_number(request.headers.get("upload-length"), "upload_length_required")
     metadata = uploads.parse_metadata(request.headers.get("upload-metadata"))
     checksum = upload_checksum(request)
-    # End the sign-in lookup's transaction (if it ran one): the store's part is made with no
-    # transaction open (see uploads.create).
-    await ctx.session.commit()
+    await _end_transaction(ctx)  # the sign-in lookup's, if it ran one (see uploads.create)
     upload = await uploads.create(ctx, principal, length=length, metadata=metadata)
     _remember(request, ctx, principal, upload)
     headers = {
