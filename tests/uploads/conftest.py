@@ -141,6 +141,13 @@ async def patch(
     return await client.patch(location, content=body, headers=headers)
 
 
+def patches_counted(app: Any, status: str) -> float:
+    """PATCHes of uploads the app's metrics counted under the PATCH route, with `status`."""
+    labels = {"method": "PATCH", "route": "/api/v1/uploads/{upload_id}", "status": status}
+    counted: float | None = app.state.metrics.get_sample_value("vexam_http_requests_total", labels)
+    return counted or 0.0
+
+
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """H.264/MP4 and VP8/WebM recordings, and a damaged (cut short) MP4."""

@@ -16,6 +16,7 @@ from tests.uploads.conftest import (
     Submitted,
     create_upload,
     patch,
+    patches_counted,
     sha256_header,
     submitted_with,
 )
@@ -38,12 +39,13 @@ async def row(app, location: str) -> Upload:
 
 
 async def test_mid_upload_and_last_patches_take_the_lane(app, client, inbox, new_phone, world):
-    """After the creation, every PATCH of the upload is the lane's; the last one settles the
-    upload as the full route would (received, hash kept, media check queued)."""
+    """After the creation, every PATCH of the upload is the lane's, counted by the metrics
+    under the PATCH route; the last one settles the upload as the full route would
+    (received, hash kept, media check queued)."""
     data = bytes(range(256)) * 30
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
-    before = memory(app).served
+    before, counted = memory(app).served, patches_counted(app, "204")
     for offset in range(0, len(data), 2000):
         part = data[offset : offset + 2000]
         answered = await patch(client, sub, location, offset, part)
@@ -53,6 +55,7 @@ async def test_mid_upload_and_last_patches_take_the_lane(app, client, inbox, new
         last = offset + len(part) == len(data)
         assert ("upload-expires" in answered.headers) is not last
     assert memory(app).served - before == 4
+    assert patches_counted(app, "204") - counted == 4
     settled = await row(app, location)
     assert settled.state in ("received", "verified") and settled.received == len(data)
     again = await patch(client, sub, location, 0, data[:10])

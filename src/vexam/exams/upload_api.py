@@ -176,9 +176,9 @@ async def _end_transaction(ctx: Ctx) -> None:
     ctx.session.info.pop(_ROLLBACK_HOOKS, None)
 
 
-def _remember(request: Request, ctx: Ctx, principal: Principal, upload: Upload) -> None:
-    """Let this process's PATCH fast lane take the next PATCHes of `upload` (local store)."""
-    if upload.state != "receiving" or uploads.store_of(ctx).name != "local":
+def _remember(request: Request, principal: Principal, upload: Upload) -> None:
+    """Let this process's PATCH fast lane take the next PATCHes of `upload`."""
+    if upload.state != "receiving":
         return
     memory: UploadMemory = request.app.state.upload_memory
     known = KnownUpload(user_id=upload.user_id, length=upload.length, expires_at=upload.expires_at)
@@ -219,7 +219,7 @@ async def tus_create(request: Request, principal: Candidate, ctx: ServiceCtx) ->
     checksum = upload_checksum(request)
     await _end_transaction(ctx)  # the sign-in lookup's, if it ran one (see uploads.create)
     upload = await uploads.create(ctx, principal, length=length, metadata=metadata)
-    _remember(request, ctx, principal, upload)
+    _remember(request, principal, upload)
     headers = {
         "Location": f"{router.prefix}/uploads/{upload.id}",
         "Upload-Expires": http_date(upload.expires_at),
@@ -266,7 +266,7 @@ async def tus_head(request: Request) -> Response:
             ctx = await get_ctx(request)
             require_tus(request)
             upload, offset = await uploads.head(ctx, principal, request.path_params["upload_id"])
-            _remember(request, ctx, principal, upload)
+            _remember(request, principal, upload)
         headers = {
             "Upload-Offset": str(offset),
             "Upload-Length": str(upload.length),
@@ -300,7 +300,7 @@ async def tus_patch(
     # The upload is only read here, and the transaction would end before the body anyway.
     await autocommit_next(ctx.session)
     upload = await uploads.patch_target(ctx, principal, upload_id, offset)
-    _remember(request, ctx, principal, upload)
+    _remember(request, principal, upload)
     await _end_transaction(ctx)
     got = await uploads.receive(
         ctx,

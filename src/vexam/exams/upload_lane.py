@@ -1,23 +1,31 @@
-"""The fast lane of tus PATCHes on the local store (SPEC §5, throughput).
+"""The fast lane of tus PATCHes (SPEC §5, throughput).
 
-Most requests of an upload are PATCHes in its middle. With the local store such a PATCH
-needs nothing from the database: the file is the offset, its lock orders PATCHes, and who
-may write was settled by the full route that served the upload's creation, HEAD or an
-earlier PATCH in this process (`upload_memory`). This ASGI middleware answers those PATCHes
-itself, before routing and dependencies, with no database work until the last PATCH, whose
-completion runs in a unit of work as on the full route; it uses the same protocol helpers,
-refusals, file writer and completion as the full route (`upload_api`, `upload_files`,
-`uploads.complete_or_refuse`).
+Most requests of an upload are PATCHes in its middle. Who may write such a PATCH was settled
+by the full route that served the upload's creation, HEAD or an earlier PATCH in this
+process (`upload_memory`); this ASGI middleware answers the PATCHes that follow itself,
+before routing and dependencies, with the same protocol helpers, refusals, writers and
+completion as the full route (`upload_api`, `upload_files`, `upload_s3`,
+`uploads.complete_or_refuse`):
 
-A PATCH goes down the full route when anything is not plainly so: another store, a session
-or upload this process has not confirmed recently, a cookie without its CSRF token, no
-Content-Length, an upload past its period, or a body that would run past the upload's end.
+- on the local store with no database work until the last PATCH: the file is the offset,
+  its lock orders PATCHes;
+- on the S3 store with the store's own statements only: the lease, taken first, reads what
+  the row counts and holds only while the upload is receiving. When it cannot be taken
+  (another PATCH holds it, or the upload was finished, terminated or expired by another
+  process), nothing of the body has been read: the PATCH goes down the full route, which
+  answers it as it answers any such PATCH.
+
+The last PATCH's completion runs in a unit of work, as on the full route. A PATCH goes down
+the full route when anything is not plainly so: a session or upload this process has not
+confirmed recently, a cookie without its CSRF token, no Content-Length, an upload past its
+period, or a body that would run past the upload's end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,9 +35,10 @@ from vexam.core.auth import csrf_matches, get_ctx, hash_token
 from vexam.core.clock import Clock
 from vexam.core.context import Principal
 from vexam.core.errors import VexamError
-from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE
+from vexam.core.problems import answer_as_handled
+from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE, in_unit_of_work
+from vexam.exams import upload_api, uploads
 from vexam.exams import upload_files as files
-from vexam.exams import uploads
 from vexam.exams.upload_api import (
     OFFSET_STREAM,
     TUS_VERSION,
@@ -55,6 +64,18 @@ class Plan:
     content_length: int
 
 
+class _NotLeased(Exception):
+    """The S3 lease could not be taken: the full route answers the PATCH."""
+
+
+def patch_route() -> APIRoute:
+    """The full route the lane stands in for (metrics count the lane's PATCHes under it)."""
+    for route in upload_api.router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is upload_api.tus_patch:
+            return route
+    raise LookupError("upload_api.tus_patch has no route")
+
+
 def _digits(value: bytes | None) -> int | None:
     if value is None or not value.isdigit() or len(value) > 19:
         return None
@@ -70,7 +91,7 @@ def _cookies(header: bytes | None) -> dict[str, str]:
 
 
 class UploadPatchLane:
-    """ASGI middleware: serve mid-upload PATCHes of known uploads without the database."""
+    """ASGI middleware: serve mid-upload PATCHes of known uploads before routing."""
 
     def __init__(
         self, app: ASGIApp, *, settings: Settings, clock: Clock, memory: UploadMemory
@@ -79,19 +100,23 @@ class UploadPatchLane:
         self.settings = settings
         self.clock = clock
         self.memory = memory
-        self.enabled = settings.effective_upload_store == "local"
+        self.store = settings.effective_upload_store
         self.root = settings.effective_upload_dir
+        self.route = patch_route()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self.enabled
-            and scope["type"] == "http"
+            scope["type"] == "http"
             and scope["method"] == "PATCH"
             and scope["path"].startswith(UPLOADS_PREFIX)
         ):
             plan = self._plan(scope)
             if plan is not None:
-                await self._serve(scope, receive, send, plan)
+                scope["route"] = self.route
+                if self.store == "s3":
+                    await self._serve_s3(scope, receive, send, plan)
+                else:
+                    await self._serve(scope, receive, send, plan)
                 return
         await self.app(scope, receive, send)
 
@@ -156,15 +181,64 @@ class UploadPatchLane:
                 raise
             if stored.size == plan.upload.length:
                 await self._complete(request, plan, stored)
-                return Response(status_code=204, headers={"Upload-Offset": str(stored.size)})
-            headers = {
-                "Upload-Offset": str(stored.size),
-                "Upload-Expires": http_date(plan.upload.expires_at),
-            }
-            return Response(status_code=204, headers=headers)
+            return self._answer(plan, stored)
 
         response = await tus_answer(request, _append, preflight=False)
         await response(scope, receive, send)
+
+    async def _serve_s3(self, scope: Scope, receive: Receive, send: Send, plan: Plan) -> None:
+        request = Request(scope, receive)
+        request.state.principal = plan.principal  # the refusals' language
+
+        async def _append(request: Request) -> Response:
+            from vexam.exams.upload_s3 import S3UploadStore  # boto3 only when S3 is used
+
+            ctx = await get_ctx(request)
+            store = S3UploadStore.over(ctx.blobs, ctx.settings)
+            lease = await store.take_lease(ctx, plan.upload_id)
+            if lease is None:
+                raise _NotLeased
+            stored = await store.receive_leased(
+                ctx,
+                plan.upload_id,
+                plan.upload.length,
+                lease,
+                plan.offset,
+                uploads.body_chunks(
+                    uploads.request_body(request), self.settings.upload_idle_seconds
+                ),
+                content_length=plan.content_length,
+                checksum=upload_checksum(request),
+            )
+            if stored.size == plan.upload.length:
+                self.memory.forget(plan.upload_id)
+                await uploads.complete_or_refuse(ctx, plan.upload_id, stored)
+            return self._answer(plan, stored)
+
+        try:
+            response = await tus_answer(
+                request,
+                lambda: in_unit_of_work(request, _append, reads_first=False),
+                preflight=False,
+            )
+        except _NotLeased:
+            # Held by another PATCH, or no longer receiving: nothing of the body was read.
+            self.memory.forget(plan.upload_id)
+            del scope["route"]
+            await self.app(scope, receive, send)
+            return
+        except Exception as exc:  # answered as the full route would answer it
+            response = await answer_as_handled(request, exc)
+        self.memory.served += 1
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _answer(plan: Plan, stored: files.Stored) -> Response:
+        """204 with the new offset (and, while the upload is unfinished, its expiry)."""
+        headers = {"Upload-Offset": str(stored.size)}
+        if stored.size < plan.upload.length:
+            headers["Upload-Expires"] = http_date(plan.upload.expires_at)
+        return Response(status_code=204, headers=headers)
 
     async def _complete(self, request: Request, plan: Plan, stored: files.Stored) -> None:
         """Settle the upload its last PATCH filled, in a unit of work as the full route does."""

@@ -77,9 +77,10 @@ def _code(exc: ClientError) -> str:
 
 
 @dataclass(frozen=True)
-class _Held:
-    """What the row counted when the PATCH took the lease."""
+class Lease:
+    """A PATCH's hold on an upload's row: its token, and what the row counted when taken."""
 
+    token: str
     received: int
     multipart_id: str | None
     part_size: int | None
@@ -152,11 +153,12 @@ class S3UploadStore:
 
     # ------------------------------------------------------------------ the lease
 
-    async def _acquire(self, ctx: Ctx, upload_id: str, token: str) -> _Held:
-        """Take the lease of a receiving upload; what the row counts, read in the same
-        statement. `upload_locked` while another PATCH holds it (or the upload is not
-        receiving)."""
+    async def take_lease(self, ctx: Ctx, upload_id: str) -> Lease | None:
+        """Take the lease of a receiving upload, with what the row counts, read in the same
+        statement (committed at once); None while another PATCH holds it, or when the upload
+        is not receiving (finished, expired, terminated)."""
         now = ctx.now()
+        token = secrets.token_hex(16)
         await autocommit_next(ctx.session)
         taken = await ctx.session.execute(
             sql.TAKE_LEASE,
@@ -164,9 +166,7 @@ class S3UploadStore:
         )
         row = taken.one_or_none()
         await ctx.session.commit()
-        if row is None:
-            raise VexamError("upload_locked")
-        return _Held(*row)
+        return None if row is None else Lease(token, *row)
 
     async def _record(
         self, ctx: Ctx, statement: Any, upload_id: str, token: str, **params: Any
@@ -204,42 +204,69 @@ class S3UploadStore:
 
         `upload_locked`, `upload_not_found`, `upload_finished`, `upload_offset_mismatch`,
         `upload_exceeds_length`, `upload_chunk_checksum_mismatch` (nothing kept)."""
-        token = secrets.token_hex(16)
-        held = await self._acquire(ctx, upload.id, token)
+        lease = await self.take_lease(ctx, upload.id)
+        if lease is None:
+            raise VexamError("upload_locked")
+        return await self.receive_leased(
+            ctx,
+            upload.id,
+            upload.length,
+            lease,
+            offset,
+            chunks,
+            content_length=content_length,
+            checksum=checksum,
+        )
+
+    async def receive_leased(
+        self,
+        ctx: Ctx,
+        upload_id: str,
+        length: int,
+        lease: Lease,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        content_length: int | None,
+        checksum: bytes | None,
+    ) -> Stored:
+        """`receive` for a PATCH that took the lease of `upload_id` (`length` bytes in all)
+        itself (`take_lease`); gives the lease up whether it returns or raises."""
         try:
             return await self._receive(
-                ctx, upload, offset, chunks, token, held, content_length, checksum
+                ctx, upload_id, length, lease, offset, chunks, content_length, checksum
             )
         except BaseException:
-            # Best effort: a lease left behind (process killed) lapses after `lease`.
+            # Best effort: a lease left behind (process killed) lapses after its period.
             with contextlib.suppress(Exception):
-                await self._release(ctx, upload.id, token)
+                await self._release(ctx, upload_id, lease.token)
             raise
 
     async def _receive(
         self,
         ctx: Ctx,
-        upload: Upload,
+        upload_id: str,
+        length: int,
+        lease: Lease,
         offset: int,
         chunks: AsyncIterator[bytes],
-        token: str,
-        held: _Held,
         content_length: int | None,
         checksum: bytes | None,
     ) -> Stored:
         """The PATCH holding the lease; gives the lease up when it returns (the caller does
         when it raises)."""
-        if held.received != offset:
-            raise VexamError("upload_offset_mismatch", offset=held.received)
-        ref, part_size, start_parts = held.multipart_id, held.part_size, held.parts_done
+        if lease.received != offset:
+            raise VexamError("upload_offset_mismatch", offset=lease.received)
+        token = lease.token
+        ref, part_size, start_parts = lease.multipart_id, lease.part_size, lease.parts_done
         if ref is None or part_size is None:
-            raise RuntimeError(f"upload {upload.id} was not created in the S3 store")
-        if offset == upload.length:
-            await self._release(ctx, upload.id, token)
+            raise RuntimeError(f"upload {upload_id} was not created in the S3 store")
+        if offset == length:
+            await self._release(ctx, upload_id, token)
             return Stored(offset)
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
-        remembered = STAGED_MEMORY.take(upload.id, start_parts, staged)  # None: read them
+        remembered = STAGED_MEMORY.take(upload_id, start_parts, staged)  # None: read them
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
         # Whether staged objects this PATCH will not delete may be left: unknown (so yes)
         # until it lists them; then, whether any of another generation was listed.
@@ -252,19 +279,19 @@ class S3UploadStore:
         # offset 0; it goes with the PATCH and is kept again only if the PATCH ends well);
         # else, for a PATCH that will end an upload no part of which is in S3 yet, a hash of
         # the parts as it sends them (all of them, the staged bytes included).
-        running = take_running_hash(upload.id, offset)
-        whole = start_parts == 0 and offset + (content_length or 0) == upload.length
+        running = take_running_hash(upload_id, offset)
+        whole = start_parts == 0 and offset + (content_length or 0) == length
         parts_hash = hashlib.sha256() if running is None and whole else None
         file_hash = running if running is not None else parts_hash
         etags: list[str] = []  # of the parts this PATCH sends: all of them if start_parts == 0
-        room = upload.length - offset
+        room = length - offset
         taken = 0
         renew_every = self.lease.total_seconds() / 3
         renew_at = time.monotonic() + renew_every
         async for chunk in chunks:
             taken += len(chunk)
             if taken > room:
-                raise VexamError("upload_exceeds_length", length=upload.length)
+                raise VexamError("upload_exceeds_length", length=length)
             if hasher is not None:
                 hasher.update(chunk)
             if running is not None:
@@ -272,46 +299,46 @@ class S3UploadStore:
             buf += chunk
             if unread and unread + len(buf) >= part_size:
                 staged_keys, others = await self._prepend_staged(
-                    upload.id, start_parts, staged, buf, remembered
+                    upload_id, start_parts, staged, buf, remembered
                 )
                 unread = 0
             while len(buf) >= part_size:
                 etag = await self._put_part(
-                    upload.id, ref, done + 1, bytes(buf[:part_size]), parts_hash
+                    upload_id, ref, done + 1, bytes(buf[:part_size]), parts_hash
                 )
                 etags.append(etag)
                 del buf[:part_size]
                 done += 1
                 if hasher is None:  # unverified bytes may count at once; checked ones may not
                     await self._record(
-                        ctx, sql.COUNT_PARTS, upload.id, token, counted=done * part_size, parts=done
+                        ctx, sql.COUNT_PARTS, upload_id, token, counted=done * part_size, parts=done
                     )
                     renew_at = time.monotonic() + renew_every
             if time.monotonic() >= renew_at:
-                await self._record(ctx, sql.RENEW_LEASE, upload.id, token)
+                await self._record(ctx, sql.RENEW_LEASE, upload_id, token)
                 renew_at = time.monotonic() + renew_every
         if hasher is not None:
             if content_length is not None and taken != content_length:
-                await self._release(ctx, upload.id, token)
+                await self._release(ctx, upload_id, token)
                 return Stored(offset)  # cut short: unverifiable, nothing kept
             if hasher.digest() != checksum:
                 raise VexamError("upload_chunk_checksum_mismatch")
         total = offset + taken
         # What the current part's staged bytes will be once the row counts this PATCH.
         kept: bytearray | None = None
-        if total < upload.length:
+        if total < length:
             if done != start_parts:
                 kept = bytearray(buf)
             elif remembered is not None:
                 kept = remembered
                 kept += buf
-        if total == upload.length:
+        if total == length:
             if unread:
                 staged_keys, others = await self._prepend_staged(
-                    upload.id, start_parts, staged, buf, remembered
+                    upload_id, start_parts, staged, buf, remembered
                 )
             if buf:
-                etags.append(await self._put_part(upload.id, ref, done + 1, bytes(buf), parts_hash))
+                etags.append(await self._put_part(upload_id, ref, done + 1, bytes(buf), parts_hash))
                 done += 1
         elif buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
@@ -319,18 +346,18 @@ class S3UploadStore:
             await in_s3_thread(
                 self.client.put_object,
                 Bucket=self.bucket,
-                Key=self.staged_key(upload.id, done, start),
+                Key=self.staged_key(upload_id, done, start),
                 Body=bytes(buf),
             )
         await self._record(
-            ctx, sql.COUNT_AND_RELEASE, upload.id, token, counted=total, parts=done, now=ctx.now()
+            ctx, sql.COUNT_AND_RELEASE, upload_id, token, counted=total, parts=done, now=ctx.now()
         )
         if staged_keys and done != start_parts:
             await in_s3_thread(self._delete, staged_keys)
-        if total < upload.length:
-            keep_running_hash(upload.id, total, running)
+        if total < length:
+            keep_running_hash(upload_id, total, running)
             if kept is not None:
-                STAGED_MEMORY.keep(upload.id, done, kept)
+                STAGED_MEMORY.keep(upload_id, done, kept)
             return Stored(total)
         digest = file_hash.hexdigest() if file_hash is not None else None
         if start_parts:
