@@ -23,18 +23,23 @@ costs the app itself, to see where the mix's CPU goes (the load test, `python -m
 bench.examday`, measures the whole under load). Face-check frames hold no face unless
 `--face NAME` names a shared face photo, as in the load test. `--cprofile OUT` writes a
 cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show KIND` prints
-the statements one call of that kind sent.
+the statements one call of that kind sent. `--s3` puts blobs and uploads on an S3 API
+server (moto, a process of its own, started here with a fresh bucket), as in the load test's
+cluster: the uploads' S3 calls then count in this process's CPU, the server's own do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +48,14 @@ from sqlalchemy import event
 from starlette.types import Receive, Scope, Send
 
 from bench import dbcpu
-from bench.examday.__main__ import DATABASE, QUEUE_URL, _env, _fresh_database
+from bench.examday.__main__ import (
+    DATABASE,
+    QUEUE_URL,
+    _cluster_module,
+    _env,
+    _free_port,
+    _fresh_database,
+)
 from bench.examday.load import Call, Reply, face_frame, journey, small_jpeg
 from bench.examday.seed import Candidate, seed, settings_for
 
@@ -202,6 +214,33 @@ def report(meter: Meter) -> None:
     )
 
 
+@contextlib.contextmanager
+def s3_server(work: Path) -> Iterator[dict[str, str]]:
+    """An S3 API server (moto) in a process of its own, with a fresh bucket; yields the
+    settings (environment) that put vexam's blobs and uploads in it."""
+    cluster = _cluster_module()
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    with (work / "s3.log").open("wb") as log:
+        server = subprocess.Popen(
+            [str(cluster.BIN / "moto_server"), "-H", "127.0.0.1", "-p", endpoint.rsplit(":")[-1]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        cluster.wait_for(f"{endpoint}/moto-api/", server.pid, "moto", 30)
+        cluster.make_bucket(endpoint, "vexam-examday-kinds")
+        yield {
+            "VEXAM_STORAGE_URL": "s3://vexam-examday-kinds",
+            "VEXAM_S3_ENDPOINT_URL": endpoint,
+            "VEXAM_S3_REGION": "us-east-1",
+            "VEXAM_S3_ACCESS_KEY": "testing",
+            "VEXAM_S3_SECRET_KEY": "testing",
+        }
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--candidates", type=int, default=60, help="measured candidates")
@@ -211,6 +250,7 @@ def main() -> None:
     parser.add_argument("--cprofile", default="", help="write a cProfile of --kind's calls")
     parser.add_argument("--kind", default="status", help="the kind --cprofile profiles")
     parser.add_argument("--show", default="", help="print the statements of one KIND call")
+    parser.add_argument("--s3", action="store_true", help="blobs and uploads on moto S3")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vexam-examday-kinds-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -222,6 +262,20 @@ def main() -> None:
     database_url = asyncio.run(_fresh_database(KINDS_DATABASE))
     data_dir = work / "data"
     os.environ.update(_env(database_url, data_dir))
+    with contextlib.ExitStack() as stack:
+        if args.s3:
+            os.environ.update(stack.enter_context(s3_server(work)))
+        _run(args, work, video, frame, database_url, data_dir)
+
+
+def _run(
+    args: argparse.Namespace,
+    work: Path,
+    video: bytes,
+    frame: bytes,
+    database_url: str,
+    data_dir: Path,
+) -> None:
     started = time.monotonic()
     settings = settings_for(data_dir, database_url, QUEUE_URL)
     candidates = asyncio.run(seed(settings, args.warmup + args.candidates))
@@ -233,9 +287,11 @@ def main() -> None:
     if meter.profile is not None:
         meter.profile[1].dump_stats(args.cprofile)
     faces = f"show {args.face}" if args.face else "hold no face"
+    store = "S3 (moto)" if args.s3 else "local"
     print(
         f"\nExam-day mix, CPU per call in one process ({args.candidates} candidates after "
-        f"{args.warmup} warm-up, one call at a time; face-check frames {faces}):"
+        f"{args.warmup} warm-up, one call at a time; face-check frames {faces}; "
+        f"{store} store):"
     )
     report(meter)
     if args.show:
