@@ -242,30 +242,34 @@ def s3_calls(app: Any) -> list[tuple[str, str]]:
 async def test_a_short_recording_completes_without_reading_or_listing_it_again(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
-    """A recording shorter than a part, sent in three PATCHes: the last one takes the staged
-    bytes from this process's memory (or, when it holds none, as in another process, reads
-    them), sends the only part and hashes it as sent, so the completion lists no parts and no
-    staged objects and reads the object back only to confirm a wrong hash before refusing
-    it; the object is byte-exact and nothing is left."""
+    """A recording shorter than a part, sent in three PATCHes: its creation starts no
+    multipart upload; the last PATCH takes the staged bytes from this process's memory (or,
+    when it holds none, as in another process, reads them), puts the whole file as one
+    object and hashes it as sent (when no running hash was kept), so the completion lists no
+    staged objects and reads the
+    object back only to confirm a wrong hash before refusing it; the object is byte-exact
+    and nothing is left."""
     for declared, remembered in (("right", True), ("wrong", True), ("right", False)):
         data = os.urandom(3 * MiB + 17)
         sha256 = hashlib.sha256(data).hexdigest() if declared == "right" else "0" * 64
         sub = await submitted_with(app, client, inbox, new_phone, world, data, sha256=sha256)
+        s3_calls.clear()
         location = (await create_upload(client, sub)).headers["location"]
+        assert s3_calls == []  # no multipart upload
         key = f"{PREFIX}/uploads/{upload_id(location)}"
         offset = await send(client, sub, location, 0, MiB)
         offset = await send(client, sub, location, offset, MiB)
-        if not remembered:
+        if not remembered:  # as in another process: no staged bytes, no running hash
             STAGED_MEMORY.forget(upload_id(location))
+            upload_files.forget_running_hash(upload_id(location))
         s3_calls.clear()
         last = await patch(client, sub, location, offset, data[offset:])
         read = [] if remembered else [f"{key}.staged.0.0000000000", f"{key}.staged.0.{MiB:010d}"]
         assert s3_calls == [
             ("ListObjectsV2", ""),  # the staged objects, every generation
             *[("GetObject", staged) for staged in read],
-            ("UploadPart", key),
-            ("DeleteObjects", ""),  # the staged objects, once the row counts the part
-            ("CompleteMultipartUpload", key),  # with the part's ETag: no ListParts
+            ("PutObject", key),  # the whole file
+            ("DeleteObjects", ""),  # the staged objects, once the row counts the bytes
             # the object is read back only to confirm a refusal
             *([("GetObject", key)] if declared == "wrong" else []),
         ]
@@ -285,10 +289,11 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
 async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may_be_left(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
-    """The last PATCH knows its part's ETag but not always that no staged object is left: a
-    whole file in one PATCH read no staged listing (a cut PATCH may have staged bytes at 0),
-    and a listing that found another generation's object (a PATCH cut after sending a part
-    the row never counted) leaves that one: the completion lists and deletes them."""
+    """The last PATCH of a recording shorter than a part puts it whole but does not always
+    know that no staged object is left: a whole file in one PATCH read no staged listing (a
+    cut PATCH may have staged bytes at 0), and a listing that found another generation's
+    object (left by an earlier version's PATCH cut after sending a part the row never
+    counted) leaves that one: the completion lists and deletes them."""
     data = os.urandom(2 * MiB + 3)
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
@@ -296,12 +301,7 @@ async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may
     s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000", Body=b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, 0, data)).status_code == 204
-    assert [name for name, _ in s3_calls] == [
-        "UploadPart",
-        "CompleteMultipartUpload",
-        "ListObjectsV2",
-        "DeleteObjects",
-    ]
+    assert [name for name, _ in s3_calls] == ["PutObject", "ListObjectsV2", "DeleteObjects"]
     assert_only_the_object_left(s3, bucket, key)
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
 
@@ -317,6 +317,52 @@ async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may
     assert "ListParts" not in [name for name, _ in s3_calls]
     assert_only_the_object_left(s3, bucket, key)
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_one_part_or_less_is_one_object_and_more_a_multipart_upload(
+    app, client, inbox, new_phone, world, clock, s3, bucket, s3_calls
+) -> None:
+    """An upload of exactly one part, in two PATCHes (the second fills the part), is put as
+    one object; one byte more and the creation starts a multipart upload, as ever. A short
+    upload terminated, or swept after its period, leaves nothing in the bucket."""
+    part = 5 * MiB
+    data = os.urandom(part)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, 2 * MiB)
+    s3_calls.clear()
+    await send(client, sub, location, offset, part - offset)
+    names = [name for name, _ in s3_calls]
+    assert "PutObject" in names and "UploadPart" not in names
+    assert "CompleteMultipartUpload" not in names
+    assert_only_the_object_left(s3, bucket, key)
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+
+    longer = os.urandom(part + 1)
+    more = await submitted_with(app, client, inbox, new_phone, world, longer)
+    s3_calls.clear()
+    more_at = (await create_upload(client, more)).headers["location"]
+    more_key = f"{PREFIX}/uploads/{upload_id(more_at)}"
+    assert s3_calls == [("CreateMultipartUpload", more_key)]
+    await send(client, more, more_at, 0, len(longer))
+    assert_only_the_object_left(s3, bucket, more_key)
+    assert object_sha256(s3, bucket, more_key) == hashlib.sha256(longer).hexdigest()
+
+    short = os.urandom(MiB)
+    ended = await submitted_with(app, client, inbox, new_phone, world, short)
+    ended_at = (await create_upload(client, ended)).headers["location"]
+    await send(client, ended, ended_at, 0, MiB // 2)
+    late = await submitted_with(app, client, inbox, new_phone, world, short)
+    late_at = (await create_upload(client, late)).headers["location"]
+    await send(client, late, late_at, 0, MiB // 2)
+    gone = await client.delete(ended_at, headers={**ended.who, **TUS})
+    assert gone.status_code == 204
+    clock.set(WINDOW_END + timedelta(days=2))
+    await app.state.queue.run(uploads.SWEEP_JOB, {})
+    objects, pending = leftovers(s3, bucket)
+    assert sorted(objects) == sorted([key, more_key]) and pending == []
     await app.state.queue.drain()
 
 

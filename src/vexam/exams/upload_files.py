@@ -536,7 +536,7 @@ class LocalUploadStore:
         """The file of one upload."""
         return upload_path(self.root, upload_id)
 
-    async def create(self, upload_id: str) -> str | None:
+    async def create(self, upload_id: str, length: int) -> str | None:
         """Create the empty file of a new upload (no store reference to keep)."""
         await asyncio.to_thread(create_file, self.path(upload_id))
         return None

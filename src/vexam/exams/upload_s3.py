@@ -1,5 +1,9 @@
-"""The S3 store of tus uploads: one multipart upload per tus upload, so that any web process
-can continue an upload another one started (DESIGN: no state lives in a web process).
+"""The S3 store of tus uploads: one multipart upload per tus upload longer than a part, so
+that any web process can continue an upload another one started (DESIGN: no state lives in a
+web process). An upload that fits in one part (most short recordings) has no multipart
+upload: its bytes are staged as below and the PATCH that ends it puts the whole file as one
+object, which spares the creation and the completion an S3 call each (`multipart_id` stays
+empty; `part_size` is set, as for every upload of this store).
 
 Everything a PATCH leaves is durable in S3 and the database before it is answered:
 
@@ -123,8 +127,11 @@ class S3UploadStore:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def create(self, upload_id: str) -> str | None:
-        """Start the multipart upload; returns its UploadId (kept on the row)."""
+    async def create(self, upload_id: str, length: int) -> str | None:
+        """Start the multipart upload of an upload longer than a part; returns its UploadId
+        (kept on the row). None for one that fits in a part: its last PATCH puts it whole."""
+        if 0 < length <= self.part_size:
+            return None
         created = await in_s3_thread(
             self.client.create_multipart_upload, Bucket=self.bucket, Key=self.key(upload_id)
         )
@@ -259,7 +266,7 @@ class S3UploadStore:
             raise VexamError("upload_offset_mismatch", offset=lease.received)
         token = lease.token
         ref, part_size, start_parts = lease.multipart_id, lease.part_size, lease.parts_done
-        if ref is None or part_size is None:
+        if part_size is None:
             raise RuntimeError(f"upload {upload_id} was not created in the S3 store")
         if offset == length:
             await self._release(ctx, upload_id, token)
@@ -302,7 +309,7 @@ class S3UploadStore:
                     upload_id, start_parts, staged, buf, remembered
                 )
                 unread = 0
-            while len(buf) >= part_size:
+            while ref is not None and len(buf) >= part_size:
                 etag = await self._put_part(
                     upload_id, ref, done + 1, bytes(buf[:part_size]), parts_hash
                 )
@@ -337,7 +344,9 @@ class S3UploadStore:
                 staged_keys, others = await self._prepend_staged(
                     upload_id, start_parts, staged, buf, remembered
                 )
-            if buf:
+            if ref is None:  # no multipart upload: the whole file in one object
+                await in_s3_thread(self._put_whole, upload_id, bytes(buf), parts_hash)
+            elif buf:
                 etags.append(await self._put_part(upload_id, ref, done + 1, bytes(buf), parts_hash))
                 done += 1
         elif buf:
@@ -352,7 +361,7 @@ class S3UploadStore:
         await self._record(
             ctx, sql.COUNT_AND_RELEASE, upload_id, token, counted=total, parts=done, now=ctx.now()
         )
-        if staged_keys and done != start_parts:
+        if staged_keys and (done != start_parts or total == length):
             await in_s3_thread(self._delete, staged_keys)
         if total < length:
             keep_running_hash(upload_id, total, running)
@@ -448,6 +457,13 @@ class S3UploadStore:
         (in the S3 thread: a part is 5 MiB, too long to hash on the event loop)."""
         return await in_s3_thread(self._send_part, upload_id, ref, number, data, digest)
 
+    def _put_whole(self, upload_id: str, data: bytes, digest: Any | None) -> None:
+        """Put the whole file of an upload without a multipart upload; with `digest`, update it
+        with the bytes first."""
+        if digest is not None:
+            digest.update(data)
+        self.client.put_object(Bucket=self.bucket, Key=self.key(upload_id), Body=data)
+
     def _send_part(
         self, upload_id: str, ref: str, number: int, data: bytes, digest: Any | None
     ) -> str:
@@ -467,9 +483,13 @@ class S3UploadStore:
         left behind (a PATCH cut after its part counted, before it deleted them); idempotent
         (an upload already completed is found as its object). When the PATCH that ended the
         upload sent every part (`stored.parts`), their ETags complete it without listing the
-        parts, and if it also deleted every staged object, nothing is listed at all."""
+        parts, and if it also deleted every staged object, nothing is listed at all. Without a
+        multipart upload (`ref` None) the PATCH that ended the upload put the object before
+        the row counted its bytes: only staged objects it may have left are deleted."""
         if ref is not None:
             await in_s3_thread(self._assemble, upload_id, ref, parts, stored)
+        elif stored is None or not stored.staged_cleared:  # put whole by its last PATCH
+            await in_s3_thread(self._drop_staged, upload_id)
 
     def _assemble(self, upload_id: str, ref: str, parts: int, stored: Stored | None) -> None:
         sent = stored.parts if stored is not None else None

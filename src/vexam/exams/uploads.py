@@ -55,8 +55,9 @@ class UploadStore(Protocol):
 
     name: str
 
-    async def create(self, upload_id: str) -> str | None:
-        """Prepare the store for a new upload; returns a reference to keep on the row."""
+    async def create(self, upload_id: str, length: int) -> str | None:
+        """Prepare the store for a new upload of `length` bytes; returns a reference to keep
+        on the row."""
         ...
 
     async def remove(self, upload_id: str, ref: str | None) -> None:
@@ -197,7 +198,7 @@ async def create(
     submission_id = int(raw_id)
     store = store_of(ctx)
     upload_id = secrets.token_hex(16)
-    ref = await store.create(upload_id)
+    ref = await store.create(upload_id, length)
 
     async def _undo() -> None:
         await store.remove(upload_id, ref)
@@ -230,7 +231,7 @@ async def create(
         "metadata": {k: v[:200] for k, v in list(metadata.items())[:10]},
         "media": {},
         "multipart_id": ref,
-        "part_size": ctx.settings.upload_part_bytes if ref is not None else None,
+        "part_size": ctx.settings.upload_part_bytes if store.name == "s3" else None,
         "parts_done": 0,
         "created_at": now,
         "updated_at": now,
