@@ -5,8 +5,10 @@ anything it cannot vouch for goes down the full route."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.exams.test_sittings import WINDOW_END, candidate_for, new_exam
 from tests.helpers import app_ctx
@@ -20,6 +22,7 @@ from tests.uploads.conftest import (
     sha256_header,
     submitted_with,
 )
+from vexam.exams import uploads
 from vexam.exams.models import Upload
 from vexam.exams.upload_memory import UploadMemory
 
@@ -141,3 +144,29 @@ async def test_expired_upload_and_wrong_whole_hash(app, client, inbox, new_phone
     clock.set(WINDOW_END + timedelta(minutes=60))
     expired = await patch(client, fresh, later, 0, data[:200])
     assert expired.status_code == 410 and expired.json()["code"] == "upload_expired"
+
+
+async def no_connection(*_: Any, **__: Any) -> None:
+    raise PoolTimeout("QueuePool limit reached")
+
+
+async def test_a_database_failure_at_completion_is_answered_as_on_the_full_route(
+    app, client, inbox, new_phone, world, monkeypatch
+) -> None:
+    """No free database connection when the last PATCH settles the upload: 503
+    `service_unavailable` with Retry-After, as the full route answers it; the bytes are kept,
+    and the HEAD of the retry settles the upload."""
+    data = b"d" * 600
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    assert (await patch(client, sub, location, 0, data[:300])).status_code == 204
+    monkeypatch.setattr(uploads, "complete_or_refuse", no_connection)
+    before = memory(app).served
+    failed = await patch(client, sub, location, 300, data[300:])
+    assert memory(app).served == before + 1
+    assert failed.status_code == 503 and failed.json()["code"] == "service_unavailable"
+    assert failed.headers["retry-after"] == "2"
+    monkeypatch.undo()
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data))
+    assert (await row(app, location)).state in ("received", "verified")

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import event, update
 
 from tests.helpers import app_ctx
-from tests.uploads.conftest import create_upload, patch, patches_counted, submitted_with
+from tests.uploads.conftest import TUS, create_upload, patch, patches_counted, submitted_with
+from tests.uploads.test_patch_lane import no_connection
 from tests.uploads.test_s3_store import (
     PREFIX,
     bucket,
@@ -26,6 +27,7 @@ from tests.uploads.test_s3_store import (
     upload_id,
 )
 from vexam.config import Settings
+from vexam.exams import uploads
 from vexam.exams.models import Upload
 from vexam.exams.upload_memory import UploadMemory
 from vexam.main import create_app
@@ -122,6 +124,33 @@ async def test_a_lane_refusal_is_the_full_routes(app, client, inbox, new_phone, 
         assert row is not None and (row.received, row.lease_token) == (MiB, None)
     rest = await patch(client, sub, location, MiB, data[MiB:])
     assert rest.status_code == 204 and rest.headers["upload-offset"] == str(len(data))
+    await app.state.queue.drain()
+
+
+async def test_a_database_failure_at_completion_is_answered_as_on_the_full_route(
+    app, client, inbox, new_phone, world, monkeypatch, s3, bucket
+) -> None:
+    """No free database connection when the last PATCH settles the upload: 503
+    `service_unavailable` with Retry-After; the object and the row's count are kept, and the
+    HEAD of the retry settles the upload."""
+    data = os.urandom(MiB + 9)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    assert (await patch(client, sub, location, 0, data[:MiB])).status_code == 204
+    monkeypatch.setattr(uploads, "complete_or_refuse", no_connection)
+    served = memory(app).served
+    failed = await patch(client, sub, location, MiB, data[MiB:])
+    assert memory(app).served == served + 1
+    assert failed.status_code == 503 and failed.json()["code"] == "service_unavailable"
+    assert failed.headers["retry-after"] == "2"
+    monkeypatch.undo()
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data))
+    async with app_ctx(app) as ctx:
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.state == "received"
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
 
 

@@ -23,6 +23,7 @@ period, or a body that would run past the upload's end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi.routing import APIRoute
@@ -74,6 +75,16 @@ def patch_route() -> APIRoute:
         if isinstance(route, APIRoute) and route.endpoint is upload_api.tus_patch:
             return route
     raise LookupError("upload_api.tus_patch has no route")
+
+
+async def _answered(request: Request, call: Callable[[], Awaitable[Response]]) -> Response:
+    """`call()` answered as the full route answers: refusals with the tus headers
+    (`tus_answer`), failures by the app's exception handlers (a database out of connections:
+    503 with Retry-After); re-raised when only the catch-all would take them."""
+    try:
+        return await tus_answer(request, call, preflight=False)
+    except Exception as exc:
+        return await answer_as_handled(request, exc)
 
 
 def _digits(value: bytes | None) -> int | None:
@@ -183,7 +194,7 @@ class UploadPatchLane:
                 await self._complete(request, plan, stored)
             return self._answer(plan, stored)
 
-        response = await tus_answer(request, _append, preflight=False)
+        response = await _answered(request, _append)
         await response(scope, receive, send)
 
     async def _serve_s3(self, scope: Scope, receive: Receive, send: Send, plan: Plan) -> None:
@@ -216,10 +227,8 @@ class UploadPatchLane:
             return self._answer(plan, stored)
 
         try:
-            response = await tus_answer(
-                request,
-                lambda: in_unit_of_work(request, _append, reads_first=False),
-                preflight=False,
+            response = await _answered(
+                request, lambda: in_unit_of_work(request, _append, reads_first=False)
             )
         except _NotLeased:
             # Held by another PATCH, or no longer receiving: nothing of the body was read.
@@ -227,8 +236,6 @@ class UploadPatchLane:
             del scope["route"]
             await self.app(scope, receive, send)
             return
-        except Exception as exc:  # answered as the full route would answer it
-            response = await answer_as_handled(request, exc)
         self.memory.served += 1
         await response(scope, receive, send)
 
