@@ -150,6 +150,23 @@ async def no_connection(*_: Any, **__: Any) -> None:
     raise PoolTimeout("QueuePool limit reached")
 
 
+async def last_patch_without_database(
+    app: Any, client: Any, monkeypatch: Any, sub: Submitted, location: str, offset: int
+) -> None:
+    """The last PATCH, from `offset`, taken by the lane while settling the upload finds no
+    free database connection: 503 `service_unavailable` with Retry-After; then the retry's
+    HEAD finds every byte kept."""
+    monkeypatch.setattr(uploads, "complete_or_refuse", no_connection)
+    before = memory(app).served
+    failed = await patch(client, sub, location, offset, sub.data[offset:])
+    assert memory(app).served == before + 1
+    assert failed.status_code == 503 and failed.json()["code"] == "service_unavailable"
+    assert failed.headers["retry-after"] == "2"
+    monkeypatch.undo()
+    head = await client.head(location, headers={**sub.who, **TUS})
+    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(sub.data))
+
+
 async def test_a_database_failure_at_completion_is_answered_as_on_the_full_route(
     app, client, inbox, new_phone, world, monkeypatch
 ) -> None:
@@ -160,13 +177,5 @@ async def test_a_database_failure_at_completion_is_answered_as_on_the_full_route
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
     assert (await patch(client, sub, location, 0, data[:300])).status_code == 204
-    monkeypatch.setattr(uploads, "complete_or_refuse", no_connection)
-    before = memory(app).served
-    failed = await patch(client, sub, location, 300, data[300:])
-    assert memory(app).served == before + 1
-    assert failed.status_code == 503 and failed.json()["code"] == "service_unavailable"
-    assert failed.headers["retry-after"] == "2"
-    monkeypatch.undo()
-    head = await client.head(location, headers={**sub.who, **TUS})
-    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data))
+    await last_patch_without_database(app, client, monkeypatch, sub, location, 300)
     assert (await row(app, location)).state in ("received", "verified")

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import event, update
 
 from tests.helpers import app_ctx
-from tests.uploads.conftest import TUS, create_upload, patch, patches_counted, submitted_with
-from tests.uploads.test_patch_lane import no_connection
+from tests.uploads.conftest import create_upload, patch, patches_counted, submitted_with
+from tests.uploads.test_patch_lane import last_patch_without_database
 from tests.uploads.test_s3_store import (
     PREFIX,
     bucket,
@@ -27,7 +27,6 @@ from tests.uploads.test_s3_store import (
     upload_id,
 )
 from vexam.config import Settings
-from vexam.exams import uploads
 from vexam.exams.models import Upload
 from vexam.exams.upload_memory import UploadMemory
 from vexam.main import create_app
@@ -137,15 +136,7 @@ async def test_a_database_failure_at_completion_is_answered_as_on_the_full_route
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
     assert (await patch(client, sub, location, 0, data[:MiB])).status_code == 204
-    monkeypatch.setattr(uploads, "complete_or_refuse", no_connection)
-    served = memory(app).served
-    failed = await patch(client, sub, location, MiB, data[MiB:])
-    assert memory(app).served == served + 1
-    assert failed.status_code == 503 and failed.json()["code"] == "service_unavailable"
-    assert failed.headers["retry-after"] == "2"
-    monkeypatch.undo()
-    head = await client.head(location, headers={**sub.who, **TUS})
-    assert head.status_code == 200 and head.headers["upload-offset"] == str(len(data))
+    await last_patch_without_database(app, client, monkeypatch, sub, location, MiB)
     async with app_ctx(app) as ctx:
         row = await ctx.session.get(Upload, upload_id(location))
         assert row is not None and row.state == "received"

@@ -231,3 +231,12 @@ def iter_api_routes(routes: Sequence[Any]) -> list[APIRoute]:
             # FastAPI keeps an included router as one branch that points at the original.
             found.extend(iter_api_routes(route.original_router.routes))
     return found
+
+
+def route_of(router: APIRouter, endpoint: Callable[..., Any]) -> APIRoute:
+    """The route of `router` that serves `endpoint` (a lane that answers before routing
+    sets it in the scope, so metrics count its requests under the route's template)."""
+    for route in iter_api_routes(router.routes):
+        if route.endpoint is endpoint:
+            return route
+    raise LookupError(f"{endpoint.__qualname__} has no route")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fastapi.routing import APIRoute
 from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vexam.core.auth import PrincipalMemory, get_ctx, remembered_reader
 from vexam.core.context import Role
 from vexam.core.problems import answer_as_handled
-from vexam.core.web import ROW_ID_RANGE, in_unit_of_work
+from vexam.core.web import ROW_ID_RANGE, in_unit_of_work, route_of
 from vexam.exams import schemas, sitting_api, sitting_status
 
 # Only the id shape the full route reads as the same number: no sign, no leading zero.
@@ -43,14 +42,6 @@ class LaneCount:
     served: int = 0
 
 
-def status_route() -> APIRoute:
-    """The full route the lane stands in for (metrics count the lane's polls under it)."""
-    for route in sitting_api.router.routes:
-        if isinstance(route, APIRoute) and route.endpoint is sitting_api.get_sitting:
-            return route
-    raise LookupError("sitting_api.get_sitting has no route")
-
-
 class StatusPollLane:
     """ASGI middleware: answer remembered candidates' status polls before routing."""
 
@@ -58,7 +49,7 @@ class StatusPollLane:
         self.app = app
         self.memory = memory
         self.count = count
-        self.route = status_route()
+        self.route = route_of(sitting_api.router, sitting_api.get_sitting)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":

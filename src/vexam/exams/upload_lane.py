@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,7 +36,7 @@ from vexam.core.clock import Clock
 from vexam.core.context import Principal
 from vexam.core.errors import VexamError
 from vexam.core.problems import answer_as_handled
-from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE, in_unit_of_work
+from vexam.core.web import DEVICE_COOKIE, SESSION_COOKIE, in_unit_of_work, route_of
 from vexam.exams import upload_api, uploads
 from vexam.exams import upload_files as files
 from vexam.exams.upload_api import (
@@ -67,14 +66,6 @@ class Plan:
 
 class _NotLeased(Exception):
     """The S3 lease could not be taken: the full route answers the PATCH."""
-
-
-def patch_route() -> APIRoute:
-    """The full route the lane stands in for (metrics count the lane's PATCHes under it)."""
-    for route in upload_api.router.routes:
-        if isinstance(route, APIRoute) and route.endpoint is upload_api.tus_patch:
-            return route
-    raise LookupError("upload_api.tus_patch has no route")
 
 
 async def _answered(request: Request, call: Callable[[], Awaitable[Response]]) -> Response:
@@ -113,7 +104,7 @@ class UploadPatchLane:
         self.memory = memory
         self.store = settings.effective_upload_store
         self.root = settings.effective_upload_dir
-        self.route = patch_route()
+        self.route = route_of(upload_api.router, upload_api.tus_patch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -249,10 +240,11 @@ class UploadPatchLane:
 
     async def _complete(self, request: Request, plan: Plan, stored: files.Stored) -> None:
         """Settle the upload its last PATCH filled, in a unit of work as the full route does."""
-        async with request.app.state.db.unit_of_work() as session:
-            request.state.db = session
-            ctx = await get_ctx(request)
-            try:
-                await uploads.complete_or_refuse(ctx, plan.upload_id, stored)
-            finally:
-                self.memory.forget(plan.upload_id)
+
+        async def settle(request: Request) -> None:
+            await uploads.complete_or_refuse(await get_ctx(request), plan.upload_id, stored)
+
+        try:
+            await in_unit_of_work(request, settle, reads_first=False)
+        finally:
+            self.memory.forget(plan.upload_id)
