@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.exams.test_enrollment import certified_candidate
@@ -26,6 +26,14 @@ from tests.helpers import app_ctx
 from vexam.core.audit import AuditEntry
 from vexam.core.web import SESSION_COOKIE
 from vexam.exams import sitting_status
+from vexam.exams.models import (
+    ExamEvent,
+    FaceVerification,
+    Recording,
+    Sitting,
+    Subject,
+    SubjectProgress,
+)
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -169,3 +177,49 @@ async def test_a_database_failure_in_the_lane_is_answered_as_on_the_full_route(
     assert full.status_code == lane.status_code == 503
     assert code(lane) == "service_unavailable" and lane.headers["retry-after"] == "2"
     assert lane.content == full.content
+
+
+async def test_a_lane_poll_is_one_statement(app, client, sitting) -> None:
+    """A remembered candidate's poll of a sitting with nothing to write reads it in one
+    statement (the sitting, exam, accommodation, subjects, attempts, submissions, uploads,
+    recordings and flags)."""
+    url = f"/api/v1/sittings/{sitting['id']}"
+    who = {**sitting["who"], **device("a")}
+    await client.get(url, headers=who)  # confirmed here
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()[:2]))
+
+    engine = app.state.db.engine.sync_engine
+    before = served(app)
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        polled = await client.get(url, headers=who)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert served(app) == before + 1
+    assert polled.status_code == 200
+    assert [s["state"] for s in polled.json()["subjects"]] == ["recording", "not_started"]
+    assert sent == ["SELECT exam_sittings.user_id,"]
+
+
+async def test_a_sitting_whose_exam_has_no_subjects_left(app, client, sitting) -> None:
+    """The poll reads the sitting from its own row, not from its subjects': with none left
+    (removed behind the service's back) it shows the sitting without subjects, on the lane
+    and on the full route alike, and still refuses it to others."""
+    async with app_ctx(app) as ctx:
+        exam_id = await ctx.session.scalar(
+            select(Sitting.exam_id).where(Sitting.id == sitting["id"])
+        )
+        for table in (FaceVerification, ExamEvent, Recording, SubjectProgress):
+            await ctx.session.execute(delete(table).where(table.sitting_id == sitting["id"]))
+        await ctx.session.execute(delete(Subject).where(Subject.exam_id == exam_id))
+        await ctx.session.commit()
+    url = f"/api/v1/sittings/{sitting['id']}"
+    full, lane = await both(app, client, url, {**sitting["who"], **device("a")})
+    assert full.status_code == lane.status_code == 200
+    assert lane.content == full.content
+    body = lane.json()
+    assert body["id"] == sitting["id"] and body["subjects"] == []
+    assert body["exam_id"] == exam_id

@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, FromClause, and_, bindparam, exists, select
+from sqlalchemy import ColumnElement, FromClause, Select, and_, bindparam, exists, select
 
 from vexam.core.context import Ctx, Principal
 from vexam.core.db import execute_flushed
-from vexam.exams import media_jobs, schemas, service, sittings, uploads
+from vexam.core.errors import VexamError
+from vexam.exams import accommodations, media_jobs, schemas, service, sittings, uploads
 from vexam.exams.models import (
+    Exam,
     ExamEvent,
     Recording,
     Sitting,
@@ -31,7 +33,7 @@ from vexam.exams.models import (
     Submission,
     Upload,
 )
-from vexam.exams.sittings import PASSING, Loaded, load, own_sitting, void_open
+from vexam.exams.sittings import PASSING, Loaded, load, void_open
 
 # The status call's statements, built once (with parameters): on a poll their construction
 # and cache keys cost more CPU than running them. They are Core statements over the tables,
@@ -139,18 +141,23 @@ _SUBMISSION_AT = _USED_AT + 1
 _UPLOAD_AT = _SUBMISSION_AT + len(_SUBMISSION_COLUMNS)
 _LOOSE_AT = _UPLOAD_AT + len(_UPLOAD_COLUMNS)
 _RECORDING_AT = _LOOSE_AT + 1
-_SUBJECTS = (
-    select(
-        *_SUBJECT_COLUMNS,
-        _PROGRESS_T.c.used,
-        *_SUBMISSION_COLUMNS,
-        *_UPLOAD_COLUMNS,
-        exists().where(_LOOSE).correlate(None),  # the sitting's, not the joined flag's
-        *_RECORDING_COLUMNS,
-        _EVENT_T.c.kind,
-    )
-    .select_from(
-        _SUBJECT_T.outerjoin(
+_SUBJECT_ROW = (
+    *_SUBJECT_COLUMNS,
+    _PROGRESS_T.c.used,
+    *_SUBMISSION_COLUMNS,
+    *_UPLOAD_COLUMNS,
+    exists().where(_LOOSE).correlate(None),  # the sitting's, not the joined flag's
+    *_RECORDING_COLUMNS,
+    _EVENT_T.c.kind,
+)
+_SUBJECT_ORDER = (_SUBJECT_T.c.position, _SUBJECT_T.c.id, _RECORDING_T.c.id, _EVENT_T.c.id)
+
+
+def _joined_to_subjects(statement: Select[Any]) -> Select[Any]:
+    """`statement`, whose FROM ends at the subjects, outer-joined to what `_SUBJECT_ROW`
+    reads of each (for the sitting `sitting_id`)."""
+    return (
+        statement.outerjoin(
             _PROGRESS_T,
             and_(
                 _PROGRESS_T.c.subject_id == _SUBJECT_T.c.id,
@@ -174,9 +181,30 @@ _SUBJECTS = (
         )
         .outerjoin(_EVENT_T, _FLAG_OF_RECORDING)
     )
+
+
+_SUBJECTS = (
+    _joined_to_subjects(select(*_SUBJECT_ROW).select_from(_SUBJECT_T))
     .where(_SUBJECT_T.c.exam_id == bindparam("exam_id"))
-    .order_by(_SUBJECT_T.c.position, _SUBJECT_T.c.id, _RECORDING_T.c.id, _EVENT_T.c.id)
+    .order_by(*_SUBJECT_ORDER)
 )
+# A poll's one statement: the sitting, its exam and what the candidate is granted (as
+# `sittings.own_sitting` reads them), then `_SUBJECT_ROW` from `_PART_AT` on; a row per
+# subject, recording and flag, and one with no subject when the exam has none.
+_OWN_STATUS = (
+    _joined_to_subjects(
+        accommodations.with_granted(
+            select(Sitting, Exam, *accommodations.GRANTED_COLUMNS, *_SUBJECT_ROW).join(
+                Exam, Exam.id == Sitting.exam_id
+            ),
+            Sitting.user_id,
+            Sitting.exam_id,
+        ).outerjoin(_SUBJECT_T, _SUBJECT_T.c.exam_id == Sitting.exam_id)
+    )
+    .where(Sitting.id == bindparam("sitting_id"))
+    .order_by(*_SUBJECT_ORDER)
+)
+_PART_AT = 2 + len(accommodations.GRANTED_COLUMNS)
 # The sitting's recordings, each with its flagged events' kinds (a row per flag): read again
 # after overdue recordings were voided.
 _RECORDINGS = (
@@ -324,18 +352,28 @@ async def status(
     With `void_overdue`, running recordings past their limit are voided first (as
     `void_open(overdue_only=True)` does), the statement run only when one of them is.
     """
-    sitting, exam = loaded.sitting, loaded.exam
     found = await execute_flushed(
-        ctx.session, _SUBJECTS, {"sitting_id": sitting.id, "exam_id": exam.id}
+        ctx.session, _SUBJECTS, {"sitting_id": loaded.sitting.id, "exam_id": loaded.exam.id}
     )
-    rows = found.all()
+    return await _status_of(ctx, loaded, found.all(), device_id, void_overdue)
+
+
+async def _status_of(
+    ctx: Ctx,
+    loaded: Loaded,
+    rows: Sequence[Sequence[Any]],
+    device_id: str | None,
+    void_overdue: bool,
+) -> schemas.SittingOut:
+    """`status` from the rows of `_SUBJECT_ROW` (a row with no subject is skipped)."""
+    sitting, exam = loaded.sitting, loaded.exam
     subjects: list[SubjectFacts] = []
     used: dict[int, int] = {}
     submissions: dict[int, SubmissionFacts] = {}
     progress: dict[int, uploads.Progress] = {}
     for row in rows:
-        if subjects and subjects[-1].id == row[0]:
-            continue  # the same subject's next recording or flag
+        if row[0] is None or (subjects and subjects[-1].id == row[0]):
+            continue  # no subject at all, or the same subject's next recording or flag
         subject = SubjectFacts._make(row[:_USED_AT])
         subjects.append(subject)
         used[subject.id] = row[_USED_AT] or 0
@@ -417,9 +455,18 @@ async def start(
 
 
 async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.SittingOut:
-    """The caller's sitting; running recordings past their limit are voided first."""
-    loaded = await own_sitting(ctx, principal, sitting_id)
-    return await status(ctx, loaded, device_id=ctx.device_id, void_overdue=True)
+    """The caller's sitting; running recordings past their limit are voided first.
+    `sitting_not_found` for absent and other people's sittings (as `sittings.own_sitting`).
+
+    One statement, `_OWN_STATUS`: what `own_sitting` and `status` read, joined.
+    """
+    found = (await execute_flushed(ctx.session, _OWN_STATUS, {"sitting_id": sitting_id})).all()
+    if not found or found[0][0].user_id != principal.user_id:
+        raise VexamError("sitting_not_found")
+    sitting, exam, attempts, seconds, ends_at = found[0][:_PART_AT]
+    loaded = Loaded(sitting, exam, accommodations.granted_from(attempts, seconds, ends_at))
+    rows = [row[_PART_AT:] for row in found]
+    return await _status_of(ctx, loaded, rows, ctx.device_id, void_overdue=True)
 
 
 async def my_sittings(ctx: Ctx, principal: Principal) -> list[schemas.SittingOut]:
