@@ -102,7 +102,12 @@ _EVENT_T = ExamEvent.__table__
 
 def _columns(table: FromClause, facts: type[tuple[Any, ...]]) -> list[ColumnElement[Any]]:
     """The columns of `table` named by the fields of `facts`, in their order."""
-    return [table.c[name] for name in facts._fields]  # type: ignore[attr-defined]
+    return _columns_named(table, facts._fields)  # type: ignore[attr-defined]
+
+
+def _columns_named(table: FromClause, names: Sequence[str]) -> list[ColumnElement[Any]]:
+    """The columns of `table` named in `names`, in their order."""
+    return [table.c[name] for name in names]
 
 
 # The newest upload of a submission (by creation).
@@ -188,15 +193,37 @@ _SUBJECTS = (
     .where(_SUBJECT_T.c.exam_id == bindparam("exam_id"))
     .order_by(*_SUBJECT_ORDER)
 )
+# What a poll shows of its sitting and exam, as columns: a row per subject, recording and
+# flag repeats them, and the ORM's entities on every row (the live face's embedding among
+# their columns) cost more than the statement did.
+_SITTING_KEYS = [
+    "user_id",
+    "id",
+    "mode",
+    "number",
+    "reviewable",
+    "state",
+    "failed_reason",
+    "device_id",
+    "face_state",
+    "face_device_id",
+    "face_check_required",
+    "device_ok_id",
+    "flags",
+    "warnings",
+]
+_EXAM_KEYS = ["id", "name", "formal_starts_at", "formal_ends_at", "upload_grace_minutes"]
+_SITTING_SHOWN = _columns_named(Sitting.__table__, _SITTING_KEYS)
+_EXAM_SHOWN = _columns_named(Exam.__table__, _EXAM_KEYS)
 # A poll's one statement: the sitting, its exam and what the candidate is granted (as
 # `sittings.own_sitting` reads them), then `_SUBJECT_ROW` from `_PART_AT` on; a row per
 # subject, recording and flag, and one with no subject when the exam has none.
 _OWN_STATUS = (
     _joined_to_subjects(
         accommodations.with_granted(
-            select(Sitting, Exam, *accommodations.GRANTED_COLUMNS, *_SUBJECT_ROW).join(
-                Exam, Exam.id == Sitting.exam_id
-            ),
+            select(
+                *_SITTING_SHOWN, *_EXAM_SHOWN, *accommodations.GRANTED_COLUMNS, *_SUBJECT_ROW
+            ).join(Exam, Exam.id == Sitting.exam_id),
             Sitting.user_id,
             Sitting.exam_id,
         ).outerjoin(_SUBJECT_T, _SUBJECT_T.c.exam_id == Sitting.exam_id)
@@ -204,7 +231,9 @@ _OWN_STATUS = (
     .where(Sitting.id == bindparam("sitting_id"))
     .order_by(*_SUBJECT_ORDER)
 )
-_PART_AT = 2 + len(accommodations.GRANTED_COLUMNS)
+_EXAM_AT = len(_SITTING_SHOWN)
+_GRANTED_AT = _EXAM_AT + len(_EXAM_SHOWN)
+_PART_AT = _GRANTED_AT + len(accommodations.GRANTED_COLUMNS)
 # The sitting's recordings, each with its flagged events' kinds (a row per flag): read again
 # after overdue recordings were voided.
 _RECORDINGS = (
@@ -461,10 +490,14 @@ async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.
     One statement, `_OWN_STATUS`: what `own_sitting` and `status` read, joined.
     """
     found = (await execute_flushed(ctx.session, _OWN_STATUS, {"sitting_id": sitting_id})).all()
-    if not found or found[0][0].user_id != principal.user_id:
+    if not found or found[0][0] != principal.user_id:
         raise VexamError("sitting_not_found")
-    sitting, exam, attempts, seconds, ends_at = found[0][:_PART_AT]
-    loaded = Loaded(sitting, exam, accommodations.granted_from(attempts, seconds, ends_at))
+    first = found[0]
+    # Detached objects holding what the status reads (as `uploads.create` returns its row).
+    sitting = Sitting(**dict(zip(_SITTING_KEYS, first, strict=False)))
+    exam = Exam(**dict(zip(_EXAM_KEYS, first[_EXAM_AT:], strict=False)))
+    granted = accommodations.granted_from(*first[_GRANTED_AT:_PART_AT])
+    loaded = Loaded(sitting, exam, granted)
     rows = [row[_PART_AT:] for row in found]
     return await _status_of(ctx, loaded, rows, ctx.device_id, void_overdue=True)
 
