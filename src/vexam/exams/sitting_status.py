@@ -4,11 +4,12 @@
 has ended shows as absent.
 
 The candidate's app polls the status call all through the exam, so it reads what it shows in
-two statements, built once: the sitting with its exam and accommodation in one; the subjects
-with their attempts used, submissions, newest uploads and recordings (with their flagged
-events) in the other. Flags raised while nothing was recording take a third, only when there
-are any; overdue recordings are voided (and the recordings read again) only when one of those
-it read is overdue.
+one statement, built once (`my_status`): the sitting with its exam and accommodation, joined
+to the subjects with their attempts used, submissions, newest uploads and recordings (with
+their flagged events). Flags raised while nothing was recording take a second, only when
+there are any; overdue recordings are voided (and the recordings read again) only when one of
+those it read is overdue. Other callers, which hold the sitting already, read the subjects'
+part alone (`status`).
 """
 
 from __future__ import annotations
