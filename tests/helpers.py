@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 
 from vexam.core.context import Ctx, Role
 
@@ -70,3 +71,19 @@ async def staff(
     assert response.status_code == 200, response.text
     token: str = response.json()["token"]
     return token
+
+
+@contextmanager
+def statements_sent(app: Any, words: int) -> Iterator[list[str]]:
+    """The SQL statements `app` sends inside the block, each by its first `words` words."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()[:words]))
+
+    engine = app.state.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.exams.test_enrollment import certified_candidate
@@ -22,7 +22,7 @@ from tests.exams.test_sittings import (
     status,
 )
 from tests.exams.test_sittings import world as world  # the fixture
-from tests.helpers import app_ctx
+from tests.helpers import app_ctx, statements_sent
 from vexam.core.audit import AuditEntry
 from vexam.core.web import SESSION_COOKIE
 from vexam.exams import sitting_status
@@ -186,18 +186,9 @@ async def test_a_lane_poll_is_one_statement(app, client, sitting) -> None:
     url = f"/api/v1/sittings/{sitting['id']}"
     who = {**sitting["who"], **device("a")}
     await client.get(url, headers=who)  # confirmed here
-    sent: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(" ".join(statement.split()[:2]))
-
-    engine = app.state.db.engine.sync_engine
     before = served(app)
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_sent(app, 2) as sent:
         polled = await client.get(url, headers=who)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert served(app) == before + 1
     assert polled.status_code == 200
     assert [s["state"] for s in polled.json()["subjects"]] == ["recording", "not_started"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
-from tests.helpers import app_ctx
+from tests.helpers import app_ctx, statements_sent
 from tests.uploads.conftest import create_upload, patch, patches_counted, submitted_with
 from tests.uploads.test_patch_lane import last_patch_without_database
 from tests.uploads.test_s3_store import (
@@ -57,15 +57,8 @@ async def twin(
 @pytest.fixture
 def statements(app: Any) -> Iterator[list[str]]:
     """The SQL statements the app sends from now on (their first word and table)."""
-    sent: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(" ".join(statement.split()[:3]))
-
-    engine = app.state.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    yield sent
-    event.remove(engine, "before_cursor_execute", seen)
+    with statements_sent(app, 3) as sent:
+        yield sent
 
 
 async def test_patches_take_the_lane_with_the_lease_statements_only(
