@@ -22,8 +22,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from vexam.identity.faces import (
+    ID_PHOTO_MAX_SIDE,
     MATCH_THRESHOLD,
     MAX_PIXELS,
+    Face,
     FaceEngine,
     FaceNotFound,
     ImageUndecodable,
@@ -426,6 +428,85 @@ def test_detect_lists_the_largest_face_first(engine: FaceEngine) -> None:
     assert len(faces) == 2
     assert faces[0].width > faces[1].width
     assert faces[0].box[0] >= 320
+
+
+class _Searches:
+    """Records the sizes of the images an engine's HOG detector is given."""
+
+    def __init__(self, engine: FaceEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        detect = engine.detect
+
+        def recorded(image: np.ndarray, *, upsample: int = 0) -> list[Face]:
+            self.sizes.append((image.shape[1], image.shape[0]))
+            return detect(image, upsample=upsample)
+
+        monkeypatch.setattr(engine, "detect", recorded)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0, width) * max(0, height)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
+
+
+@needs_photos
+def test_a_selfie_is_searched_on_a_halved_copy_with_landmarks_at_full_size(
+    engine: FaceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 480x640 selfie is searched at 240x320 only; the face `locate` gives (box and five
+    landmarks in the full image) is the one a full-size search gives, and so is its
+    embedding's decision."""
+    image = load_image(selfie(engine, "obama_1"))
+    (full,) = engine.detect(image)
+    searches = _Searches(engine, monkeypatch)
+    (found,) = engine.locate(image)
+    assert searches.sizes == [(240, 320)]
+    # Boxes snap to the detector's scales (≈30 px apart here); the landmarks, which the
+    # embedding is aligned by, land within a pixel or two.
+    assert _overlap(found.box, full.box) > 0.6
+    for (x, y), (fx, fy) in zip(found.landmarks, full.landmarks, strict=True):
+        assert abs(x - fx) <= 3 and abs(y - fy) <= 3
+    searches.sizes.clear()
+    live = engine.embed_largest(image)
+    assert searches.sizes == [(240, 320)]
+    assert engine.compare(live, engine.embed(image, full)).distance < 0.1
+    reference = engine.embed_largest(load_image(selfie(engine, "obama_3")))
+    assert engine.compare(live, reference).match
+    other = engine.embed_largest(load_image(selfie(engine, "biden_2")))
+    assert not engine.compare(live, other).match
+
+
+@needs_photos
+def test_a_face_too_small_for_the_halved_copy_is_searched_at_full_size(
+    engine: FaceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A face ≈110 px wide in a 480x640 frame is ≈55 px in the halved copy, below the HOG
+    detector's smallest: the frame is searched again at full size and the face is found.
+    A frame without a face is searched at both sizes and has none."""
+    image = load_image(jpeg(camera_image(engine, "biden_2", face_width=110)))
+    searches = _Searches(engine, monkeypatch)
+    (found,) = engine.locate(image)
+    assert searches.sizes == [(240, 320), (480, 640)]
+    assert 90 < found.width < 140
+    searches.sizes.clear()
+    with pytest.raises(FaceNotFound):
+        engine.embed_largest(load_image(jpeg(no_face_image())))
+    assert searches.sizes == [(320, 240), (640, 480)]
+
+
+@needs_photos
+def test_an_id_card_photo_is_searched_at_full_size(
+    engine: FaceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ID-card portraits are small (small_faces): never searched on a reduced copy."""
+    card = load_image(id_card_photo(engine, "obama_1"), max_side=ID_PHOTO_MAX_SIDE)
+    searches = _Searches(engine, monkeypatch)
+    engine.portrait_from_id_photo(id_card_photo(engine, "obama_1"))
+    assert searches.sizes and set(searches.sizes) == {(card.shape[1], card.shape[0])}
 
 
 @needs_photos

@@ -22,9 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-from PIL import Image
-
 from vexam.identity.faces import (
     MATCH_THRESHOLD,
     Face,
@@ -40,11 +37,8 @@ MIN_FRAMES = 4
 MAX_FRAMES = 15
 
 # Frames are decoded at <= 640 px (landmarks and embeddings run there) and searched for faces
-# on a copy halved to <= 320 px: a selfie face at arm's length is 150-300 px wide at 640, so
-# still >= 80 px (the HOG detector's smallest) at 320, for a quarter of the detection time.
-# A frame whose face is too small there is searched again at full size.
+# on a reduced copy (`FaceEngine.locate`).
 FRAME_MAX_SIDE = 640
-DETECT_MAX_SIDE = 320
 
 # |yaw| at or below which the first frame counts as facing the camera. Measured on the shared
 # photos at 640 px: the frontal ones (obama_1, biden_2 and their mirrors) give |yaw| 0.02-0.04,
@@ -131,23 +125,6 @@ def _failed(reason: str, yaws: Sequence[float] = ()) -> LivenessResult:
     return LivenessResult(passed=False, reason=reason, yaws=tuple(yaws), frontal_embedding=None)
 
 
-def _locate(engine: FaceEngine, image: ImageArray) -> list[Face]:
-    """Faces of one frame, largest first: found on a reduced copy, landmarks at full size."""
-    height, width = image.shape[:2]
-    factor = max(1, math.ceil(max(height, width) / DETECT_MAX_SIDE))
-    if factor > 1:
-        small = Image.fromarray(image).reduce(factor)
-        found = engine.detect(np.asarray(small))
-        if found:
-            faces = []
-            for face in found:
-                left, top, right, bottom = face.box
-                box = (left * factor, top * factor, right * factor, bottom * factor)
-                faces.append(engine.face_at(image, box))
-            return faces
-    return engine.detect(image)
-
-
 def _tracked(previous: Face, current: Face) -> bool:
     width = max(previous.width, current.width)
     (px, py), (cx, cy) = previous.center, current.center
@@ -177,7 +154,7 @@ def check_head_turn(
             image = load_image(data, max_side=FRAME_MAX_SIDE)
         except ImageUndecodable:
             return _failed("undecodable_frame")
-        found = _locate(engine, image)
+        found = engine.locate(image)
         if not found:
             return _failed("no_face")
         if len(found) > 1 and found[1].width >= SECOND_FACE_MIN_RATIO * found[0].width:
