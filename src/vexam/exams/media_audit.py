@@ -5,10 +5,10 @@ the file has a key frame at least every two seconds (phone cameras), only key fr
 decoded, which is most of the saving on long recordings. On
 each sample the HOG detector counts faces; a single face is compared with the certified
 identity's embedding at the identity domain's threshold (`faces.MATCH_THRESHOLD`). The
-ResNet embedding is the costly step (≈0.15-0.25 s per face on one core), so a face that stays
-where the last compared face was is taken to be the same person for up to `embed_every_s`;
-a face that moves, appears or changes count is compared at once, and so is every face
-while the last comparison found another person. Samples with the same
+embedding costs about as much as the detection of a 640 px frame (≈0.02 s each on one
+core), so a face that stays where the last compared face was is taken to be the same person
+for up to `embed_every_s`; a face that moves, appears or changes count is compared at once,
+and so is every face while the last comparison found another person. Samples with the same
 finding are merged into runs: `{"kind": "no_face"|"several_faces"|"other_person",
 "from_s", "to_s"}`. Flags inform reviewers; they never fail a submission.
 
