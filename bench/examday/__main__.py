@@ -2,7 +2,7 @@
 and a bare FastAPI endpoint doing one indexed read as the peer, in the same run.
 
     python -m bench.examday [--smoke] [--candidates N] [--seconds S] [--concurrency C]
-                            [--web N] [--workdir DIR] [--direct [--server-src DIR]]
+                            [--web N] [--workdir DIR] [--direct] [--server-src DIR]
                             [--face NAME]
 
 Brings up the cluster (`deploy/local-cluster up`: nginx, N `vexam serve`, 2 `vexam worker`,
@@ -27,9 +27,10 @@ a selfie of it, detected and embedded on every check as a candidate's is (the se
 candidates have no reference face, so the first frame's face becomes theirs).
 
 `--direct` skips the cluster and nginx: both apps as N uvicorn processes started here (local
-store, no workers; the client spreads the candidates over them); `--server-src DIR` then
-serves vexam from another checkout's `src`, for before/after comparisons
-(`git archive COMMIT src | tar -x -C DIR`).
+store, no workers; the client spreads the candidates over them). `--server-src DIR` serves
+vexam from another checkout's `src` (`git archive COMMIT src | tar -x -C DIR`, or a
+worktree), in the cluster (its web processes, workers and migrations) or with `--direct`,
+for before/after comparisons; the run prints which source it served.
 """
 
 from __future__ import annotations
@@ -170,16 +171,21 @@ class Nginx:
 
 
 def _cluster_up(
-    work: Path, web: int
+    work: Path, web: int, source: str = ""
 ) -> tuple[str, dict[str, str], list[int], dict[str, list[int]]]:
-    """Start the cluster; (its URL, its environment, pids of its web processes and nginx's,
-    pids of its other processes by part: the S3 server, the workers)."""
+    """Start the cluster, serving vexam from `source` ("" for this checkout); (its URL, its
+    environment, pids of its web processes and nginx's, pids of its other processes by
+    part: the S3 server, the workers)."""
     asyncio.run(_drop_database(CLUSTER_DATABASE))
     directory = work / "cluster"
     command = [str(CLUSTER), "up", "--dir", str(directory), "--web", str(web)]
     command += ["--port", str(_free_port()), "--db-name", CLUSTER_DATABASE]
     command += ["--redis-url", QUEUE_URL]
-    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    # The cluster's processes inherit this environment: the `vexam` commands they run import
+    # the package from PYTHONPATH before the installed checkout.
+    path = os.pathsep.join(p for p in (source, str(REPO)) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=env)
     state = json.loads((directory / "cluster.json").read_text())
     env = _cluster_module().Cluster(directory).env()
     pids = [pid for name, pid in state["pids"].items() if name.startswith("web")]
@@ -377,7 +383,7 @@ def main() -> None:
     parser.add_argument("--web", type=int, default=0, help="web processes of each app (2)")
     parser.add_argument("--workdir", default="")
     parser.add_argument("--direct", action="store_true", help="no cluster, no nginx")
-    parser.add_argument("--server-src", default="", help="(--direct) vexam from this src")
+    parser.add_argument("--server-src", default="", help="serve vexam from this src")
     parser.add_argument("--face", default="", help="a shared face photo, e.g. obama_1")
     args = parser.parse_args()
     small = args.smoke
@@ -396,12 +402,12 @@ def main() -> None:
     started = time.monotonic()
     log = work / "servers.log"
     runs: dict[str, dict[str, Any]] = {}
+    source = vexam_source(args.server_src)
     if args.direct:
         data_dir = work / "data"
         shutil.rmtree(data_dir, ignore_errors=True)
         database_url = asyncio.run(_fresh_database(DATABASE))
         settings = settings_for(data_dir, database_url, QUEUE_URL)
-        source = vexam_source(args.server_src)
         env = _env(database_url, data_dir, source)
         vexam_servers = _start("vexam", args.web, env, log)
         vexam_urls = [url for url, _ in vexam_servers]
@@ -409,13 +415,13 @@ def main() -> None:
         others: dict[str, list[int]] = {}
         args.database = DATABASE
     else:
-        url, env, vexam_pids, others = _cluster_up(work, args.web)
+        url, env, vexam_pids, others = _cluster_up(work, args.web, source)
         args.database = CLUSTER_DATABASE
         vexam_urls = [url]
         os.environ.update(env)
         settings = Settings(argon2_time_cost=1, argon2_memory_kib=64, sms_sender="memory")
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    print(f"vexam up in {time.monotonic() - started:.1f} s")
+    print(f"vexam up in {time.monotonic() - started:.1f} s, from {source or 'this checkout'}")
     peer_servers = _start("peer", args.web, env, log)
     nginx = (
         None
