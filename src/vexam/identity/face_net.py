@@ -25,7 +25,8 @@ loads (`ModelFileError`), never run.
 
 Thread safety: the loaded weights are only read; `embed` may run in several threads at once.
 Loading sets the process's BLAS to one thread: a face is too small a product for threads to
-pay (on two busy cores they tripled its CPU), and a web process runs per core anyway.
+pay (on two busy cores they made it five times as costly), and a web process runs per core
+anyway.
 """
 
 from __future__ import annotations
