@@ -184,8 +184,8 @@ def _cluster_up(
     # The cluster's processes inherit this environment: the `vexam` commands they run import
     # the package from PYTHONPATH before the installed checkout.
     path = os.pathsep.join(p for p in (source, str(REPO)) if p)
-    env = {**os.environ, "PYTHONPATH": path}
-    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=env)
+    inherited = {**os.environ, "PYTHONPATH": path}
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=inherited)
     state = json.loads((directory / "cluster.json").read_text())
     env = _cluster_module().Cluster(directory).env()
     pids = [pid for name, pid in state["pids"].items() if name.startswith("web")]

@@ -166,7 +166,7 @@ class FaceNet:
             elif name == "con_4":
                 convs.append(_read_conv(reader))
             elif name == "affine_":
-                affines.append(_read_affine(reader, convs[-1].weights.shape[0]))
+                affines.append(_read_affine(reader))
             elif name in ("max_pool_2", "avg_pool_2"):
                 pools.append(tuple(reader.integer() for _ in range(6)))
             else:
@@ -174,9 +174,12 @@ class FaceNet:
         _expect(
             pools == [(3, 3, 2, 2, 0, 0)] + [(2, 2, 2, 2, 0, 0)] * 4 + [(0, 0, 1, 1, 0, 0)], "pools"
         )
-        _expect(fc is not None and fc.shape == (256, EMBEDDING_SIZE), "the last layer")
-        assert fc is not None
+        if fc is None or fc.shape != (256, EMBEDDING_SIZE):
+            raise ModelFileError("not dlib's face ResNet: the last layer")
         _check_layout(convs)
+        # Each affine layer follows its convolution: one scale and shift per filter.
+        channels = [gamma.shape[0] for gamma, _ in affines]
+        _expect(channels == [conv.weights.shape[0] for conv in convs], "the affine layers")
         threadpool_limits(limits=1, user_api="blas")
         return cls(means, convs, affines, fc)
 
@@ -226,11 +229,11 @@ def _read_conv(reader: _Reader) -> _Conv:
     return _Conv(weights, bias, size, stride, padding)
 
 
-def _read_affine(reader: _Reader, channels: int) -> tuple[Float32Array, Float32Array]:
+def _read_affine(reader: _Reader) -> tuple[Float32Array, Float32Array]:
     params = reader.tensor()
-    _, k, _, _ = reader.shape()  # gamma
+    _, channels, _, _ = reader.shape()  # gamma
     reader.shape()  # beta
-    _expect(reader.integer() == 0 and k == channels, "a per-channel affine layer")
+    _expect(reader.integer() == 0, "a per-channel affine layer")
     _expect(params.size == 2 * channels, "an affine layer's parameters")
     return params[:channels].reshape(channels, 1, 1), params[channels:].reshape(channels, 1, 1)
 
