@@ -13,16 +13,21 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tests.exams.test_enrollment import certified_candidate
 from tests.exams.test_sittings import (
+    candidate_for,
     code,
+    complete,
     device,
     enrol,
+    event,
     new_exam,
     ready,
     record,
     status,
+    submit,
 )
 from tests.exams.test_sittings import world as world  # the fixture
 from tests.helpers import app_ctx, statements_sent
+from vexam.core import direct_reads
 from vexam.core.audit import AuditEntry
 from vexam.core.web import SESSION_COOKIE
 from vexam.exams import sitting_status
@@ -214,3 +219,43 @@ async def test_a_sitting_whose_exam_has_no_subjects_left(app, client, sitting) -
     body = lane.json()
     assert body["id"] == sitting["id"] and body["subjects"] == []
     assert body["exam_id"] == exam_id
+
+
+async def test_a_poll_read_directly_answers_as_through_sqlalchemy(
+    app, client, inbox, new_phone, world, monkeypatch
+) -> None:
+    """On PostgreSQL the poll's statement is sent straight through asyncpg
+    (`core.direct_reads`); the answer is byte for byte the one SQLAlchemy's rows give, for a
+    sitting with a voided attempt, a flagged and submitted recording, a flag of its own and a
+    running recording. SQLite's polls run through SQLAlchemy."""
+    exam = await new_exam(client, world, anti_cheat={"phone_call": "flag"})
+    who = await candidate_for(app, client, inbox, new_phone, world, exam)
+    sitting = await ready(app, client, who, exam["id"])
+    voided = (await record(client, who, sitting)).json()
+    assert (await event(client, who, sitting["id"], "left_page")).status_code == 201
+    kept = (await record(client, who, sitting)).json()
+    flagged = await event(client, who, sitting["id"], "phone_call", recording_id=kept["id"])
+    assert flagged.status_code == 201
+    assert (await complete(client, who, kept["id"])).status_code == 200
+    assert (await submit(client, who, sitting, kept["id"])).status_code == 201
+    assert (await event(client, who, sitting["id"], "phone_call")).status_code == 201
+    running = await record(client, who, sitting, position=1, orientation="landscape")
+    assert running.status_code == 201
+
+    url = f"/api/v1/sittings/{sitting['id']}"
+    headers = {**who, **device("a")}
+    direct = sitting_status._OWN_STATUS
+    sent = direct.sent
+    read_directly = await client.get(url, headers=headers)
+    assert direct.sent == sent + (0 if app.state.db.is_sqlite else 1)
+    monkeypatch.setattr(direct_reads, "in_reads_unit", lambda _session: False)
+    through_sqlalchemy = await client.get(url, headers=headers)
+    assert direct.sent == sent + (0 if app.state.db.is_sqlite else 1)
+    assert read_directly.status_code == through_sqlalchemy.status_code == 200
+    assert read_directly.content == through_sqlalchemy.content
+    body = read_directly.json()
+    assert [s["state"] for s in body["subjects"]] == ["submitted", "recording"]
+    shown = {r["id"]: (r["state"], r["flags"]) for r in body["subjects"][0]["recordings"]}
+    assert shown == {voided["id"]: ("voided", []), kept["id"]: ("completed", ["phone_call"])}
+    assert body["subjects"][0]["submission"]["recording_id"] == kept["id"]
+    assert body["flags"] == ["event:phone_call"]

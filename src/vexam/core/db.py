@@ -304,6 +304,12 @@ async def autocommit_next(session: AsyncSession) -> bool:
     return True
 
 
+def in_reads_unit(session: AsyncSession) -> bool:
+    """Whether `session` belongs to a unit of work for reads (`Database.unit_of_work(reads=True)`):
+    on PostgreSQL its statements run without a transaction."""
+    return bool(session.info.get(_READS))
+
+
 async def execute_flushed(
     session: AsyncSession, statement: Executable, params: Mapping[str, Any]
 ) -> Result[Any]:

@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, FromClause, Select, and_, bindparam, exist
 
 from vexam.core.context import Ctx, Principal
 from vexam.core.db import execute_flushed
+from vexam.core.direct_reads import DirectSelect
 from vexam.core.errors import VexamError
 from vexam.exams import accommodations, media_jobs, schemas, service, sittings, uploads
 from vexam.exams.models import (
@@ -219,7 +220,7 @@ _EXAM_SHOWN = _columns_named(Exam.__table__, _EXAM_KEYS)
 # A poll's one statement: the sitting, its exam and what the candidate is granted (as
 # `sittings.own_sitting` reads them), then `_SUBJECT_ROW` from `_PART_AT` on; a row per
 # subject, recording and flag, and one with no subject when the exam has none.
-_OWN_STATUS = (
+_OWN_STATUS = DirectSelect(
     _joined_to_subjects(
         accommodations.with_granted(
             select(
@@ -490,7 +491,7 @@ async def my_status(ctx: Ctx, principal: Principal, sitting_id: int) -> schemas.
 
     One statement, `_OWN_STATUS`: what `own_sitting` and `status` read, joined.
     """
-    found = (await execute_flushed(ctx.session, _OWN_STATUS, {"sitting_id": sitting_id})).all()
+    found = await _OWN_STATUS.rows(ctx.session, {"sitting_id": sitting_id})
     if not found or found[0][0] != principal.user_id:
         raise VexamError("sitting_not_found")
     first = found[0]
