@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.helpers import statements_sent
 from vexam.accounts.models import AuthSession
-from vexam.core.db import TransactionNeeded
+from vexam.core.db import Database, TransactionNeeded
 from vexam.core.direct_reads import DirectSelect
 from vexam.core.models import UTCDateTime
 
@@ -82,8 +82,9 @@ async def test_the_rows_are_sqlalchemys_with_every_type(app) -> None:
 
 
 async def test_everywhere_else_sqlalchemy_runs_it(app) -> None:
-    """SQLite, a unit of work with a transaction, and a reads unit with a change waiting for
-    its flush (which refuses it, as a flush there always did): nothing is sent directly."""
+    """SQLite, a unit of work with a transaction, an engine that logs its statements, and a
+    reads unit with a change waiting for its flush (which refuses it, as a flush there
+    always did): nothing is sent directly."""
     database = app.state.db
     lookup = DirectSelect(select(AuthSession.id).where(AuthSession.token_hash == bindparam("h")))
     async with database.unit_of_work() as session:
@@ -91,6 +92,13 @@ async def test_everywhere_else_sqlalchemy_runs_it(app) -> None:
     async with database.unit_of_work(reads=True) as session:
         assert await lookup.rows(session, {"h": "none"}) == []
     assert lookup.sent == (0 if database.is_sqlite else 1)
+    logged = Database(database.url, echo=True)
+    try:
+        async with logged.unit_of_work(reads=True) as session:
+            assert await lookup.rows(session, {"h": "none"}) == []
+    finally:
+        await logged.dispose()
+    assert lookup.sent == (0 if database.is_sqlite else 1), "an engine that logs: SQLAlchemy's"
     with pytest.raises(TransactionNeeded):
         async with database.unit_of_work(reads=True) as session:
             session.add(AuthSession(token_hash="d" * 64))

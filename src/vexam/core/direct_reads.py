@@ -11,12 +11,14 @@ result processor SQLAlchemy would have applied to it (its column type's, for the
 server describes). The rows are the ones `session.execute(statement, params).all()` gives,
 as tuples.
 
-Everywhere else (SQLite, a unit of work with a transaction, changes waiting for a flush)
-`rows` runs the statement the ordinary way (`db.execute_flushed`). So it does when asyncpg
+Everywhere else (SQLite, a unit of work with a transaction, changes waiting for a flush, an
+engine that logs its statements) `rows` runs the statement the ordinary way
+(`db.execute_flushed`). So it does when asyncpg
 raises: SQLAlchemy then sends the statement again on the same connection and reports the
 failure as it always does, invalidating a lost connection (a read sent twice changes
 nothing). Listeners of the engine's `before_cursor_execute` (statement counters in tests
-and benchmarks) are told of a direct statement as of any other.
+and benchmarks) are told of a direct statement with its connection, SQL and parameters (no
+cursor or execution context: there is none).
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ class DirectSelect:
         """The rows of the statement with `params`, as `session.execute` would give them."""
         bind = session.get_bind()
         dialect = bind.dialect
-        if dialect.driver != "asyncpg" or not in_reads_unit(session) or _pending(session):
+        if (
+            dialect.driver != "asyncpg"
+            or not in_reads_unit(session)
+            or _pending(session)
+            or bind.engine.echo  # SQLAlchemy logs every statement (`Database(echo=True)`): let it
+        ):
             return _tuples((await execute_flushed(session, self.statement, params)).all())
         plan = self._plan(dialect)
         args = [params[name] if name in params else plan.fixed[name] for name in plan.names]
