@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from tests.helpers import statements_sent
 from vexam.accounts.models import AuthSession
@@ -118,7 +118,8 @@ async def test_statement_counters_see_a_direct_statement(app) -> None:
 
 async def test_a_failing_statement_is_reported_as_sqlalchemy_reports_it(app) -> None:
     """A division by zero raises SQLAlchemy's DataError (asyncpg's own error is not what
-    callers and the app's handlers expect), and the connection still serves."""
+    callers and the app's handlers expect), and the connection still serves; a missing
+    parameter is named as SQLAlchemy names it."""
     database = app.state.db
     needs_postgres(database)
     divide = DirectSelect(select(literal_column("10", Integer) / bindparam("by", type_=Integer)))
@@ -128,6 +129,10 @@ async def test_a_failing_statement_is_reported_as_sqlalchemy_reports_it(app) -> 
     assert isinstance(raised.value.orig.__cause__, asyncpg.DataError)
     async with database.unit_of_work(reads=True) as session:
         assert await divide.rows(session, {"by": 5}) == [(2,)]
+    assert divide.sent == 1
+    async with database.unit_of_work(reads=True) as session:
+        with pytest.raises(StatementError, match="'by'"):
+            await divide.rows(session, {})
     assert divide.sent == 1
 
 

@@ -13,9 +13,9 @@ as tuples.
 
 Everywhere else (SQLite, a unit of work with a transaction, changes waiting for a flush, an
 engine that logs its statements) `rows` runs the statement the ordinary way
-(`db.execute_flushed`). So it does when asyncpg
-raises: SQLAlchemy then sends the statement again on the same connection and reports the
-failure as it always does, invalidating a lost connection (a read sent twice changes
+(`db.execute_flushed`). So it does when a parameter is missing (SQLAlchemy names it) and when
+asyncpg raises: SQLAlchemy then sends the statement again on the same connection and reports
+the failure as it always does, invalidating a lost connection (a read sent twice changes
 nothing). Listeners of the engine's `before_cursor_execute` (statement counters in tests
 and benchmarks) are told of a direct statement with its connection, SQL and parameters (no
 cursor or execution context: there is none).
@@ -23,6 +23,7 @@ cursor or execution context: there is none).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,7 @@ class DirectSelect:
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
-        self._plans: dict[int, _Plan] = {}
+        self._plans: weakref.WeakKeyDictionary[Dialect, _Plan] = weakref.WeakKeyDictionary()
         self.sent = 0  # statements sent directly in this process (the tests read it)
 
     async def rows(
@@ -74,7 +75,10 @@ class DirectSelect:
         ):
             return _tuples((await execute_flushed(session, self.statement, params)).all())
         plan = self._plan(dialect)
-        args = [params[name] if name in params else plan.fixed[name] for name in plan.names]
+        try:
+            args = [params[name] if name in params else plan.fixed[name] for name in plan.names]
+        except KeyError:
+            return _tuples((await session.execute(self.statement, params)).all())
         connection = await session.connection()
         sync = connection.sync_connection
         driver = (await connection.get_raw_connection()).driver_connection
@@ -102,9 +106,9 @@ class DirectSelect:
         ]
 
     def _plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(id(dialect))
+        plan = self._plans.get(dialect)
         if plan is None:
-            plan = self._plans[id(dialect)] = _compile(self.statement, dialect)
+            plan = self._plans[dialect] = _compile(self.statement, dialect)
         return plan
 
 
