@@ -84,12 +84,17 @@ async def _fresh_database(name: str) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
+def _python_path(server_src: str) -> str:
+    """PYTHONPATH serving vexam from `server_src` ("" for this checkout) before this one."""
+    return os.pathsep.join(p for p in (server_src, str(REPO)) if p)
+
+
 def _env(database_url: str, data_dir: Path, server_src: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEXAM_")}
     settings = settings_for(data_dir, database_url, QUEUE_URL)
     env.update(
         PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(p for p in (server_src, str(REPO)) if p),
+        PYTHONPATH=_python_path(server_src),
         VEXAM_ENV="test",
         VEXAM_DATA_DIR=str(data_dir),
         VEXAM_DATABASE_URL=database_url,
@@ -183,8 +188,7 @@ def _cluster_up(
     command += ["--redis-url", QUEUE_URL]
     # The cluster's processes inherit this environment: the `vexam` commands they run import
     # the package from PYTHONPATH before the installed checkout.
-    path = os.pathsep.join(p for p in (source, str(REPO)) if p)
-    inherited = {**os.environ, "PYTHONPATH": path}
+    inherited = {**os.environ, "PYTHONPATH": _python_path(source)}
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, env=inherited)
     state = json.loads((directory / "cluster.json").read_text())
     env = _cluster_module().Cluster(directory).env()

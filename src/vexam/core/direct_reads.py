@@ -73,17 +73,17 @@ class DirectSelect:
             or _pending(session)
             or bind.engine.echo  # SQLAlchemy logs every statement (`Database(echo=True)`): let it
         ):
-            return _tuples((await execute_flushed(session, self.statement, params)).all())
+            return await self._through_sqlalchemy(session, params)
         plan = self._plan(dialect)
         try:
             args = [params[name] if name in params else plan.fixed[name] for name in plan.names]
         except KeyError:
-            return _tuples((await session.execute(self.statement, params)).all())
+            return await self._through_sqlalchemy(session, params)
         connection = await session.connection()
         sync = connection.sync_connection
         driver = (await connection.get_raw_connection()).driver_connection
         if sync is None or driver is None:  # not so once checked out; SQLAlchemy would say why
-            return _tuples((await session.execute(self.statement, params)).all())
+            return await self._through_sqlalchemy(session, params)
         if sync.dispatch.before_cursor_execute:
             sync.dispatch.before_cursor_execute(sync, None, plan.sql, tuple(args), None, False)
         try:
@@ -92,7 +92,7 @@ class DirectSelect:
                 plan.processors = _processors(self.statement, dialect, prepared)
             records = await driver.fetch(plan.sql, *args)
         except Exception:  # reported as SQLAlchemy reports it (see the module docstring)
-            return _tuples((await session.execute(self.statement, params)).all())
+            return await self._through_sqlalchemy(session, params)
         self.sent += 1
         processors = plan.processors
         if not any(processors):
@@ -104,6 +104,12 @@ class DirectSelect:
             )
             for record in records
         ]
+
+    async def _through_sqlalchemy(
+        self, session: AsyncSession, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        rows = (await execute_flushed(session, self.statement, params)).all()
+        return [tuple(row) for row in rows]
 
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect)
@@ -146,7 +152,3 @@ def _processors(statement: Select[Any], dialect: Dialect, prepared: Any) -> list
 
 def _pending(session: AsyncSession) -> bool:
     return bool(session.new or session.dirty or session.deleted)
-
-
-def _tuples(rows: Sequence[Any]) -> list[tuple[Any, ...]]:
-    return [tuple(row) for row in rows]
