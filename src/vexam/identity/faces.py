@@ -6,7 +6,7 @@ public domain). The 68-point predictor in that package is never loaded: its trai
 forbids commercial use. The CNN detector is not used either (≈2.4 s per image on a CPU).
 
 The embedding model runs on numpy (`vexam.identity.face_net`: the same network and weights,
-dlib's embedding to within 1e-6, ≈4x less CPU than dlib-bin's build); dlib cuts the aligned
+dlib's embedding to within about 3e-7, ≈4x less CPU than dlib-bin's build); dlib cuts the aligned
 150x150 face chip it reads.
 
 Thread safety: one `FaceEngine` per process, shared by worker threads. dlib's object detector
