@@ -12,20 +12,22 @@ the journey polled its status, the same way, so both are measured in the same mi
 process CPU (`time.process_time`, every thread: face checks run on worker threads) is read
 around each call and summed per kind.
 
-Prints per kind: calls, share of the mix, statements sent per call, CPU ms per call (median
-and mean, and the mean × the peer's), the kind's part of the mix's CPU, and the database
-server's CPU per call (its processes serving this database, from /proc/PID/schedstat: on one
-machine it shares the cores); the same for the peer; and the ratio the mix could reach
-against the peer if requests/s followed CPU per request. The CPU figures include the
-in-process client's own work (httpx through ASGI), measured as an empty app's cost and taken
-off both sides in every × peer and ratio. No HTTP server and no concurrency: what each kind
-costs the app itself, to see where the mix's CPU goes (the load test, `python -m
-bench.examday`, measures the whole under load). Face-check frames hold no face unless
-`--face NAME` names a shared face photo, as in the load test. `--cprofile OUT` writes a
-cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show KIND` prints
-the statements one call of that kind sent. `--s3` puts blobs and uploads on an S3 API
-server (moto, a process of its own, started here with a fresh bucket), as in the load test's
-cluster: the uploads' S3 calls then count in this process's CPU, the server's own do not.
+Prints per kind: calls, share of the mix, statements sent per call, S3 API calls per call
+(with `--s3`; those of work a call leaves running count where they are made), CPU ms per
+call (median and mean, and the mean × the peer's), the kind's part of the mix's CPU, and the
+database server's CPU per call (its processes serving this database, from
+/proc/PID/schedstat: on one machine it shares the cores); the same for the peer; and the
+ratio the mix could reach against the peer if requests/s followed CPU per request. The CPU
+figures include the in-process client's own work (httpx through ASGI), measured as an empty
+app's cost and taken off both sides in every × peer and ratio. No HTTP server and no
+concurrency: what each kind costs the app itself, to see where the mix's CPU goes (the load
+test, `python -m bench.examday`, measures the whole under load). Face-check frames hold no
+face unless `--face NAME` names a shared face photo, as in the load test. `--cprofile OUT`
+writes a cProfile of the measured calls of one kind (`--kind`, e.g. face_check); `--show
+KIND` prints the statements one call of that kind sent. `--s3` puts blobs and uploads on an
+S3 API server (moto, a process of its own, started here with a fresh bucket), as in the load
+test's cluster: the uploads' S3 calls then count in this process's CPU, the server's own do
+not.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Meter:
     spent: dict[str, list[float]] = field(default_factory=dict)
     statements: dict[str, int] = field(default_factory=dict)
     sent: int = 0
+    s3_calls: dict[str, int] = field(default_factory=dict)
+    s3_sent: int = 0
     on: bool = False
     profile: tuple[str, cProfile.Profile] | None = None
     show: str = ""
@@ -87,6 +91,10 @@ class Meter:
         if self.showing:
             self.shown.append(" ".join(statement.split()))
 
+    def count_s3(self, **_: object) -> None:
+        """botocore's before-call: one more S3 API call (made on the app's S3 threads)."""
+        self.s3_sent += 1
+
 
 class InProcess:
     """A journey's calls through ASGI, each one's process CPU added to its kind."""
@@ -99,7 +107,7 @@ class InProcess:
         meter = self.meter
         profile = meter.profile
         profiler = profile[1] if meter.on and profile and profile[0] == c.kind else None
-        sent = meter.sent
+        sent, s3_sent = meter.sent, meter.s3_sent
         meter.showing = meter.on and c.kind == meter.show and not meter.shown
         db_began = meter.db_cpu()
         began = time.process_time()
@@ -118,6 +126,7 @@ class InProcess:
         if meter.on:
             meter.spent.setdefault(c.kind, []).append(spent)
             meter.statements[c.kind] = meter.statements.get(c.kind, 0) + meter.sent - sent
+            meter.s3_calls[c.kind] = meter.s3_calls.get(c.kind, 0) + meter.s3_sent - s3_sent
             meter.db_spent[c.kind] = meter.db_spent.get(c.kind, 0.0) + db_spent
         return Reply(response.status_code, response.headers, response.content)
 
@@ -141,6 +150,9 @@ async def measure(
     ):
         event.listen(app.state.db.engine.sync_engine, "before_cursor_execute", meter.count)
         event.listen(peer_app.state.engine.sync_engine, "before_cursor_execute", meter.count)
+        s3_client = getattr(app.state.store, "client", None)  # the S3 blob store's boto3 client
+        if s3_client is not None:
+            s3_client.meta.events.register("before-call.s3", meter.count_s3)
         vexam, peer = InProcess(vexam_http, meter), InProcess(peer_http, meter)
         for index, c in enumerate(candidates):
             meter.on = index >= warmup
@@ -182,21 +194,22 @@ def report(meter: Meter) -> None:
         return (ms - floor_ms) / app_peer
 
     print(
-        "| kind | calls | share | statements | CPU ms p50 | CPU ms mean | × peer "
+        "| kind | calls | share | statements | S3 calls | CPU ms p50 | CPU ms mean | × peer "
         "| part of the mix | database CPU ms |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind, values in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
         mean = statistics.mean(values) * 1000
         print(
             f"| {kind} | {len(values)} | {len(values) / total_calls:.0%} | "
             f"{meter.statements[kind] / len(values):.1f} | "
+            f"{meter.s3_calls.get(kind, 0) / len(values):.1f} | "
             f"{statistics.median(values) * 1000:.2f} | {mean:.2f} | {times_peer(mean):.1f} | "
             f"{sum(values) * 1000 / total_calls / mean_ms:.0%} | "
             f"{db[kind] * 1000 / len(values):.2f} |"
         )
     print(
-        f"| **mix** | {total_calls} | 100% | | | {mean_ms:.2f} | {times_peer(mean_ms):.1f} | "
+        f"| **mix** | {total_calls} | 100% | | | | {mean_ms:.2f} | {times_peer(mean_ms):.1f} | "
         f"100% | {db_ms:.2f} |"
     )
     print(
