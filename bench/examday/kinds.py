@@ -40,6 +40,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ from bench.examday.load import Call, Reply, face_frame, journey, small_jpeg
 from bench.examday.seed import Candidate, seed, settings_for
 
 KINDS_DATABASE = f"{DATABASE}_kinds"
+_S3_COUNT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -92,8 +94,10 @@ class Meter:
             self.shown.append(" ".join(statement.split()))
 
     def count_s3(self, **_: object) -> None:
-        """botocore's before-call: one more S3 API call (made on the app's S3 threads)."""
-        self.s3_sent += 1
+        """botocore's before-call: one more S3 API call (made on the app's S3 threads, so
+        counted under a lock)."""
+        with _S3_COUNT_LOCK:
+            self.s3_sent += 1
 
 
 class InProcess:
