@@ -63,7 +63,6 @@ from bench.examday.load import Call, Reply, face_frame, journey, small_jpeg
 from bench.examday.seed import Candidate, seed, settings_for
 
 KINDS_DATABASE = f"{DATABASE}_kinds"
-_S3_COUNT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -75,6 +74,7 @@ class Meter:
     sent: int = 0
     s3_calls: dict[str, int] = field(default_factory=dict)
     s3_sent: int = 0
+    s3_lock: threading.Lock = field(default_factory=threading.Lock)
     on: bool = False
     profile: tuple[str, cProfile.Profile] | None = None
     show: str = ""
@@ -96,7 +96,7 @@ class Meter:
     def count_s3(self, **_: object) -> None:
         """botocore's before-call: one more S3 API call (made on the app's S3 threads, so
         counted under a lock)."""
-        with _S3_COUNT_LOCK:
+        with self.s3_lock:
             self.s3_sent += 1
 
 
@@ -207,7 +207,7 @@ def report(meter: Meter) -> None:
         print(
             f"| {kind} | {len(values)} | {len(values) / total_calls:.0%} | "
             f"{meter.statements[kind] / len(values):.1f} | "
-            f"{meter.s3_calls.get(kind, 0) / len(values):.1f} | "
+            f"{meter.s3_calls[kind] / len(values):.1f} | "
             f"{statistics.median(values) * 1000:.2f} | {mean:.2f} | {times_peer(mean):.1f} | "
             f"{sum(values) * 1000 / total_calls / mean_ms:.0%} | "
             f"{db[kind] * 1000 / len(values):.2f} |"

@@ -261,8 +261,11 @@ async def test_dropped_and_silent_connections_keep_what_arrived(
 
 KILLS = 10
 # Each round's kill comes once the file holds its threshold, up to ROUND_THRESHOLD past the
-# round's offset, and ROUND_BYTES are sent at most: the write buffer (64 KiB) always fits in
-# between, and the rounds that keep their bytes (7 of 10) end well before the 24 MiB file.
+# round's offset, and at most ROUND_BYTES are sent: on a busy machine the server may write all
+# that was sent before the kill lands, and unbounded rounds could bring the upload within one
+# write buffer of its end, where what was sent stays in the server's buffer. So the write
+# buffer (64 KiB) always fits in between, and the rounds that keep their bytes (7 of 10) end
+# well before the 24 MiB file.
 ROUND_THRESHOLD = 2 * 1024 * 1024
 ROUND_BYTES = ROUND_THRESHOLD + 512 * 1024
 
@@ -294,11 +297,8 @@ async def test_server_killed_mid_patch_resumes_exactly(
         sock = _raw_patch(live, sub, location, offset, len(data) - offset, extra)
         threshold = offset + 1 + rng.randrange(ROUND_THRESHOLD)
         sent = offset
-        # At most ROUND_BYTES go out before the kill: on a busy machine the server may write
-        # all that was sent before the kill lands, and unbounded rounds could then bring the
-        # upload within one write buffer of its end, where what was sent stays in the
-        # server's buffer (the last byte is never sent: a PATCH that received its whole body
-        # could finish, and checksummed be verified, before the kill lands).
+        # At most ROUND_BYTES (see there), and never the last byte: a PATCH that received its
+        # whole body could finish, and checksummed be verified, before the kill lands.
         end = min(len(data) - 1, offset + ROUND_BYTES)
         try:
             while sent < end:
