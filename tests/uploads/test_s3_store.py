@@ -133,10 +133,9 @@ def staged_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real = S3UploadStore._read_staged
 
-    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int, known: Any = None) -> Any:
-        if known is None:  # held in this process's memory: nothing read
-            reads.append(count)
-        return real(self, upload_id, parts, count, known)
+    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int) -> Any:
+        reads.append(count)  # not called when this process's memory holds them
+        return real(self, upload_id, parts, count)
 
     monkeypatch.setattr(S3UploadStore, "_read_staged", spy)
     return reads
@@ -243,12 +242,11 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
     """A recording shorter than a part, sent in three PATCHes: its creation starts no
-    multipart upload; the last PATCH takes the staged bytes from this process's memory (or,
-    when it holds none, as in another process, reads them), puts the whole file as one
-    object and hashes it as sent (when no running hash was kept), so the completion lists no
-    staged objects and reads the
-    object back only to confirm a wrong hash before refusing it; the object is byte-exact
-    and nothing is left."""
+    multipart upload; the last PATCH takes the staged bytes and their keys from this
+    process's memory (or, when it holds none, as in another process, lists and reads them),
+    puts the whole file as one object and hashes it as sent (when no running hash was kept),
+    so the completion lists no staged objects and reads the object back only to confirm a
+    wrong hash before refusing it; the object is byte-exact and nothing is left."""
     for declared, remembered in (("right", True), ("wrong", True), ("right", False)):
         data = os.urandom(3 * MiB + 17)
         sha256 = hashlib.sha256(data).hexdigest() if declared == "right" else "0" * 64
@@ -266,7 +264,7 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
         last = await patch(client, sub, location, offset, data[offset:])
         read = [] if remembered else [f"{key}.staged.0.0000000000", f"{key}.staged.0.{MiB:010d}"]
         assert s3_calls == [
-            ("ListObjectsV2", ""),  # the staged objects, every generation
+            *([] if remembered else [("ListObjectsV2", "")]),  # the staged objects
             *[("GetObject", staged) for staged in read],
             ("PutObject", key),  # the whole file
             ("DeleteObjects", ""),  # the staged objects, once the row counts the bytes
@@ -286,14 +284,20 @@ async def test_a_short_recording_completes_without_reading_or_listing_it_again(
     await app.state.queue.drain()
 
 
-async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may_be_left(
+async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
-    """The last PATCH of a recording shorter than a part puts it whole but does not always
-    know that no staged object is left: a whole file in one PATCH read no staged listing (a
-    cut PATCH may have staged bytes at 0), and a listing that found another generation's
-    object (left by an earlier version's PATCH cut after sending a part the row never
-    counted) leaves that one: the completion lists and deletes them."""
+    """Objects staged by a PATCH cut before the row counted them (here put by hand, as a
+    process killed mid-PATCH would leave them) do not outlive the upload:
+
+    - a whole recording in one PATCH read no staged bytes, so it does not know what a cut
+      PATCH left at byte 0: the completion lists the staged objects and deletes them;
+    - a recording shorter than a part whose staged bytes this process holds knows the keys
+      that may be left (its own objects, and a cut PATCH's at the offset the row stood at,
+      which is where the last PATCH starts): it deletes them and lists nothing;
+    - an upload with a multipart upload may have staged objects of a later part (a cut PATCH
+      that sent a part the row never counted): its completion lists them, but not the parts,
+      whose ETags the last PATCH kept."""
     data = os.urandom(2 * MiB + 3)
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
@@ -309,12 +313,27 @@ async def test_a_short_recording_in_one_patch_or_beside_leftovers_lists_what_may
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
     key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = await send(client, sub, location, 0, MiB // 2)
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{offset:010d}", Body=b"cut" * 100)
+    offset = await send(client, sub, location, offset, MiB // 4)  # overwrites the cut one
+    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{offset:010d}", Body=b"cut" * 100)
+    s3_calls.clear()
+    assert (await patch(client, sub, location, offset, data[offset:])).status_code == 204
+    assert [name for name, _ in s3_calls] == ["PutObject", "DeleteObjects"]
+    assert_only_the_object_left(s3, bucket, key)
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+
+    data = os.urandom(6 * MiB + 7)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
     offset = await send(client, sub, location, 0, MiB)
     s3.put_object(Bucket=bucket, Key=f"{key}.staged.1.0000000000", Body=b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, offset, data[offset:])).status_code == 204
-    assert [name for name, _ in s3_calls][-2:] == ["ListObjectsV2", "DeleteObjects"]
-    assert "ListParts" not in [name for name, _ in s3_calls]
+    names = [name for name, _ in s3_calls]
+    assert names[-2:] == ["ListObjectsV2", "DeleteObjects"] and "ListParts" not in names
+    assert names.count("ListObjectsV2") == 1  # the staged bytes were held, not listed
     assert_only_the_object_left(s3, bucket, key)
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
     await app.state.queue.drain()
@@ -640,22 +659,28 @@ async def test_an_upload_staged_by_the_earlier_layout_completes(
 def test_staged_memory_gives_back_only_exactly_what_it_holds() -> None:
     """An entry is taken out whole: only for its generation and byte count, once; the oldest
     entries make room for new ones within the budget."""
-    from vexam.exams.upload_staged import StagedMemory
+    from vexam.exams.upload_staged import Staged, StagedMemory
+
+    def staged(*pieces: bytes) -> Staged:
+        held = Staged()
+        for piece in pieces:
+            held.add(len(held.data), piece)
+        return held
 
     memory = StagedMemory(budget=10)
-    memory.keep("a", 0, bytearray(b"abcd"))
+    memory.keep("a", 0, staged(b"ab", b"cd"))
     assert memory.take("a", 1, 4) is None  # another generation: dropped all the same
     assert memory.take("a", 0, 4) is None
-    memory.keep("a", 0, bytearray(b"abcd"))
+    memory.keep("a", 0, staged(b"ab", b"", b"cd"))
     assert memory.take("a", 0, 3) is None  # the row counts other bytes than it holds
-    memory.keep("a", 0, bytearray(b"abcd"))
-    assert memory.take("a", 0, 4) == b"abcd"
+    memory.keep("a", 0, staged(b"ab", b"", b"cd"))
+    assert memory.take("a", 0, 4) == Staged(bytearray(b"abcd"), [0, 2])  # no empty object
     assert memory.take("a", 0, 4) is None  # taken: the PATCH owns it now
-    assert memory.take("b", 0, 0) == b""  # nothing staged: nothing to read
-    memory.keep("a", 0, bytearray(b"abcd"))
-    memory.keep("b", 2, bytearray(b"efgh"))
-    memory.keep("c", 1, bytearray(b"ijk"))  # 11 bytes > 10: "a" goes
+    assert memory.take("b", 0, 0) == Staged()  # nothing staged: nothing to read or delete
+    memory.keep("a", 0, staged(b"abcd"))
+    memory.keep("b", 2, staged(b"efgh"))
+    memory.keep("c", 1, staged(b"ijk"))  # 11 bytes > 10: "a" goes
     assert memory.take("a", 0, 4) is None
-    assert memory.take("b", 2, 4) == b"efgh" and memory.take("c", 1, 3) == b"ijk"
-    memory.keep("d", 0, bytearray(b"x" * 11))  # larger than the budget: not kept
+    assert memory.take("b", 2, 4) == staged(b"efgh") and memory.take("c", 1, 3) == staged(b"ijk")
+    memory.keep("d", 0, staged(b"x" * 11))  # larger than the budget: not kept
     assert memory.take("d", 0, 11) is None

@@ -38,8 +38,16 @@ nor the staged objects when its own listing found none it did not delete.
 
 Likewise the PATCH that fills a part (or ends the upload) reads no staged bytes from S3 when
 this process staged them all itself and the row counts exactly them: it keeps the current
-part's staged bytes in memory between PATCHes (`upload_staged`, bounded). It still lists the
-staged objects, to delete every one of them.
+part's staged bytes in memory between PATCHes (`upload_staged`, bounded), with the start of
+each staged object it put. Nor does it list them then: the objects of the part that may
+exist are those starts and its own. A staged object the row does not count was put by a PATCH
+cut before the row counted it, so at an offset where the row stood; the PATCH that the row
+counted next from there began at it, and either staged its bytes under the same key (one of
+the starts held) or filled the part or ended the upload (the PATCH at hand: its own start).
+Had another process counted a PATCH of the part, what is held would not be what the row
+counts. So it deletes those keys (a key that is not there is no error) and lists nothing;
+staged objects of other parts, which only an upload with a multipart upload has, are listed
+by its completion.
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ from vexam.core.storage import BlobStore
 from vexam.exams import upload_statements as sql
 from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored, keep_running_hash, take_running_hash
-from vexam.exams.upload_staged import STAGED_MEMORY
+from vexam.exams.upload_staged import STAGED_MEMORY, Staged
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
@@ -273,10 +281,10 @@ class S3UploadStore:
             return Stored(offset)
         staged = offset - start_parts * part_size
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
-        remembered = STAGED_MEMORY.take(upload_id, start_parts, staged)  # None: read them
+        remembered = STAGED_MEMORY.take(upload_id, start_parts, staged)  # None: read, list
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
         # Whether staged objects this PATCH will not delete may be left: unknown (so yes)
-        # until it lists them; then, whether any of another generation was listed.
+        # until it takes the staged bytes; then, whether any of another generation may be.
         others = True
         buf = bytearray()
         done = start_parts
@@ -306,7 +314,7 @@ class S3UploadStore:
             buf += chunk
             if unread and unread + len(buf) >= part_size:
                 staged_keys, others = await self._prepend_staged(
-                    upload_id, start_parts, staged, buf, remembered
+                    upload_id, start_parts, staged, buf, remembered, single=ref is None
                 )
                 unread = 0
             while ref is not None and len(buf) >= part_size:
@@ -332,17 +340,18 @@ class S3UploadStore:
                 raise VexamError("upload_chunk_checksum_mismatch")
         total = offset + taken
         # What the current part's staged bytes will be once the row counts this PATCH.
-        kept: bytearray | None = None
+        kept: Staged | None = None
         if total < length:
             if done != start_parts:
-                kept = bytearray(buf)
+                kept = Staged()
+                kept.add(0, buf)
             elif remembered is not None:
                 kept = remembered
-                kept += buf
+                kept.add(staged, buf)
         if total == length:
             if unread:
                 staged_keys, others = await self._prepend_staged(
-                    upload_id, start_parts, staged, buf, remembered
+                    upload_id, start_parts, staged, buf, remembered, single=ref is None
                 )
             if ref is None:  # no multipart upload: the whole file in one object
                 await in_s3_thread(self._put_whole, upload_id, bytes(buf), parts_hash)
@@ -371,9 +380,9 @@ class S3UploadStore:
         digest = file_hash.hexdigest() if file_hash is not None else None
         if start_parts:
             return Stored(total, digest)
-        # Every part was sent here. If staged bytes were read, every staged object was listed
-        # then: those of this generation are deleted above, and if there was none of another
-        # (left by a PATCH cut before the row counted it), none is left.
+        # Every part was sent here. If staged bytes were taken, every staged object of this
+        # generation that may exist was listed or known then and is deleted above; if none of
+        # another may be (left by a PATCH cut before the row counted it), none is left.
         return Stored(total, digest, tuple(etags), staged_cleared=not others)
 
     async def _prepend_staged(
@@ -382,14 +391,24 @@ class S3UploadStore:
         parts: int,
         count: int,
         buf: bytearray,
-        remembered: bytearray | None,
+        remembered: Staged | None,
+        *,
+        single: bool,
     ) -> tuple[list[str], bool]:
-        """Put the `count` bytes staged after `parts` parts before `buf` (`remembered`, when
-        this process holds them, else read from S3); returns every staged key of `parts`, and
-        whether staged objects of another generation exist (see `_read_staged`)."""
-        prefix, keys, others = await in_s3_thread(
-            self._read_staged, upload_id, parts, count, remembered
-        )
+        """Put the `count` bytes staged after `parts` parts before `buf`; returns every staged
+        key of `parts` that may exist, and whether staged objects of another generation may
+        (see `_read_staged`). When this process holds them (`remembered`), from memory, with
+        the keys of its objects and of this PATCH's start (the module docstring says why no
+        other can be left), and none of another generation when the upload is `single` (no
+        multipart upload: one generation); else read and listed from S3."""
+        if remembered is not None:
+            buf[:0] = remembered.data
+            starts = (*remembered.starts, count)
+            # The key without a start is an earlier version's: only a cut PATCH of a process
+            # of that version, during an upgrade, could have left it. Deleting it costs nothing.
+            keys = [self.staged_key(upload_id, parts, start) for start in starts]
+            return [*keys, self.staged_key(upload_id, parts)], not single
+        prefix, keys, others = await in_s3_thread(self._read_staged, upload_id, parts, count)
         buf[:0] = prefix
         return keys, others
 
@@ -401,12 +420,12 @@ class S3UploadStore:
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def _read_staged(
-        self, upload_id: str, parts: int, count: int, known: bytearray | None = None
+        self, upload_id: str, parts: int, count: int
     ) -> tuple[bytes | bytearray, list[str], bool]:
-        """The `count` bytes staged after `parts` parts (`known`, when given, instead of
-        reading them); every staged key of `parts` (those past `count`, left by a PATCH cut
-        before the row counted them, included); and whether staged objects of another
-        generation exist (left by a cut PATCH). One listing of every generation."""
+        """The `count` bytes staged after `parts` parts; every staged key of `parts` (those
+        past `count`, left by a PATCH cut before the row counted them, included); and whether
+        staged objects of another generation exist (left by a cut PATCH). One listing of
+        every generation."""
         base = self.staged_key(upload_id, parts)
         every = self.blobs.object_key(f"uploads/{upload_id}.staged.")
         starts: dict[int, str] = {}
@@ -428,8 +447,6 @@ class S3UploadStore:
         keys = sorted(starts.values())
         if legacy is not None and legacy not in keys:
             keys.append(legacy)
-        if known is not None:
-            return known, keys, others
         data = bytearray()
         for start, end in zip(counted, [*counted[1:], count], strict=True):
             body = self.client.get_object(
