@@ -15,19 +15,21 @@ import boto3
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.exams.test_sittings import WINDOW_END
 from tests.helpers import app_ctx
 from tests.uploads.conftest import TUS, Submitted, create_upload, patch, sha256_header
 from tests.uploads.conftest import submitted_with as submitted_with
 from vexam.config import Settings
+from vexam.core.errors import VexamError
 from vexam.exams import upload_files, uploads
-from vexam.exams.models import Upload
+from vexam.exams.models import StagedPiece, Upload
 from vexam.exams.upload_s3 import S3UploadStore
 from vexam.exams.upload_staged import STAGED_MEMORY
 from vexam.main import create_app
 
+KiB = 1 << 10
 MiB = 1 << 20
 REGION = "us-east-1"
 PREFIX = "vx"
@@ -121,6 +123,27 @@ async def send(
     return offset + len(body)
 
 
+async def pieces_of(app: Any, upload: str) -> dict[tuple[int, int], int]:
+    """(parts, start) → size of the upload's bytes staged in the database."""
+    async with app_ctx(app) as ctx:
+        found = await ctx.session.execute(
+            select(StagedPiece.parts, StagedPiece.start, StagedPiece.data).where(
+                StagedPiece.upload_id == upload
+            )
+        )
+        return {(parts, start): len(data) for parts, start, data in found}
+
+
+async def leave_cut_object(app: Any, s3: Any, bucket: str, key: str, body: bytes) -> None:
+    """What a PATCH cut before the row counted its bytes leaves: an S3 object at `key`, put
+    after the row said that staged objects may exist."""
+    upload = key.rsplit("/", 1)[1].split(".")[0]
+    async with app_ctx(app) as ctx:
+        await ctx.session.execute(update(Upload).where(Upload.id == upload).values(s3_staged=True))
+        await ctx.session.commit()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
 def sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
     """Object key → size, of the keys under `prefix`."""
     found = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
@@ -133,9 +156,9 @@ def staged_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real = S3UploadStore._read_staged
 
-    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int) -> Any:
+    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int, pieces: Any) -> Any:
         reads.append(count)  # not called when this process's memory holds them
-        return real(self, upload_id, parts, count)
+        return real(self, upload_id, parts, count, pieces)
 
     monkeypatch.setattr(S3UploadStore, "_read_staged", spy)
     return reads
@@ -238,6 +261,106 @@ def s3_calls(app: Any) -> list[tuple[str, str]]:
     events.unregister("before-parameter-build.s3", seen)
 
 
+async def test_small_patches_are_staged_in_the_database_and_the_last_puts_the_file(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls
+) -> None:
+    """A short recording in PATCHes of a few hundred bytes (a phone on a bad network, or a
+    client with small chunks): each PATCH's bytes go into the database with the count, with
+    no S3 call; the last PATCH takes them from this process's memory or, as another process
+    would, from the database, puts the whole file as its one S3 call, lists nothing (no PATCH
+    staged an S3 object), and the completion deletes the pieces."""
+    for remembered in (True, False):
+        data = os.urandom(2795)
+        sub = await submitted_with(app, client, inbox, new_phone, world, data)
+        location = (await create_upload(client, sub)).headers["location"]
+        key = f"{PREFIX}/uploads/{upload_id(location)}"
+        s3_calls.clear()
+        offset = 0
+        for size in (700, 700, 700):
+            offset = await send(client, sub, location, offset, size)
+        assert s3_calls == []
+        assert await pieces_of(app, upload_id(location)) == {
+            (0, 0): 700,
+            (0, 700): 700,
+            (0, 1400): 700,
+        }
+        if not remembered:
+            STAGED_MEMORY.forget(upload_id(location))
+            upload_files.forget_running_hash(upload_id(location))
+        last = await patch(client, sub, location, offset, data[offset:])
+        assert last.status_code == 204, last.text
+        assert s3_calls == [("PutObject", key)]
+        assert await pieces_of(app, upload_id(location)) == {}
+        assert_only_the_object_left(s3, bucket, key)
+        assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+        async with app_ctx(app) as ctx:
+            row = await ctx.session.get(Upload, upload_id(location))
+            assert row is not None and row.state == "received" and not row.s3_staged
+    await app.state.queue.drain()
+
+
+async def test_a_part_staged_in_pieces_and_objects_is_sent_whole(
+    app, client, inbox, new_phone, world, s3, bucket, s3_calls, staged_reads
+) -> None:
+    """A part's staged bytes may be partly in the database (PATCHes of up to 64 KiB while
+    the part's staged bytes stay within 256 KiB) and partly S3 objects (larger ones, after
+    the row says so): the PATCH that fills the part reads both, once, when this process does
+    not hold them; the pieces of the sent part are deleted, and the upload completes
+    byte-exact with nothing left."""
+    data = os.urandom(7 * MiB + 3)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    offset = 0
+    for size in (60 * KiB, 60 * KiB, 100 * KiB, 60 * KiB, 200 * KiB):
+        offset = await send(client, sub, location, offset, size)
+    # 100 KiB is above a piece; the 60 KiB after 220 KiB would pass 256 KiB in the database
+    assert await pieces_of(app, upload_id(location)) == {(0, 0): 60 * KiB, (0, 60 * KiB): 60 * KiB}
+    assert sizes(s3, bucket, f"{key}.staged.") == {
+        f"{key}.staged.0.{120 * KiB:010d}": 100 * KiB,
+        f"{key}.staged.0.{220 * KiB:010d}": 60 * KiB,
+        f"{key}.staged.0.{280 * KiB:010d}": 200 * KiB,
+    }
+    STAGED_MEMORY.forget(upload_id(location))  # as if another process had staged them
+    offset = await send(client, sub, location, offset, 5 * MiB)  # fills part 1, 480 KiB on
+    assert staged_reads == [480 * KiB]
+    assert await pieces_of(app, upload_id(location)) == {}
+    assert sizes(s3, bucket, f"{key}.staged.") == {f"{key}.staged.1.0000000000": 480 * KiB}
+    offset = await send(client, sub, location, offset, len(data) - offset)
+    assert_only_the_object_left(s3, bucket, key)
+    assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
+    await app.state.queue.drain()
+
+
+async def test_a_piece_is_kept_only_with_its_count(app, client, inbox, new_phone, world) -> None:
+    """The count and the piece are written together or not at all: a PATCH whose lease was
+    taken over (another token holds the row) writes neither, and is refused with 423."""
+    data = os.urandom(3000)
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    await send(client, sub, location, 0, 1000)
+    async with app_ctx(app) as ctx:
+        store = S3UploadStore.over(ctx.blobs, ctx.settings)
+        lease = await store.take_lease(ctx, upload_id(location))
+        assert lease is not None and lease.received == 1000
+        counted = {"counted": 2000, "parts": 0, "now": ctx.now()}
+        with pytest.raises(VexamError) as refused:
+            await store._count_with_piece(
+                ctx, upload_id(location), "not-the-holder", counted, (0, 1000, data[1000:2000])
+            )
+        assert refused.value.code == "upload_locked"
+        row = await ctx.session.get(Upload, upload_id(location))
+        assert row is not None and row.received == 1000
+        await store._count_with_piece(
+            ctx, upload_id(location), lease.token, counted, (0, 1000, data[1000:2000])
+        )
+    assert await pieces_of(app, upload_id(location)) == {(0, 0): 1000, (0, 1000): 1000}
+    assert await offset_of(client, sub, location) == 2000
+    STAGED_MEMORY.forget(upload_id(location))
+    await send(client, sub, location, 2000, 1000)
+    await app.state.queue.drain()
+
+
 async def test_a_short_recording_completes_without_reading_or_listing_it_again(
     app, client, inbox, new_phone, world, s3, bucket, s3_calls
 ) -> None:
@@ -302,7 +425,7 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     sub = await submitted_with(app, client, inbox, new_phone, world, data)
     location = (await create_upload(client, sub)).headers["location"]
     key = f"{PREFIX}/uploads/{upload_id(location)}"
-    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000", Body=b"cut" * 100)
+    await leave_cut_object(app, s3, bucket, f"{key}.staged.0.0000000000", b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, 0, data)).status_code == 204
     assert [name for name, _ in s3_calls] == ["PutObject", "ListObjectsV2", "DeleteObjects"]
@@ -314,9 +437,9 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     location = (await create_upload(client, sub)).headers["location"]
     key = f"{PREFIX}/uploads/{upload_id(location)}"
     offset = await send(client, sub, location, 0, MiB // 2)
-    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{offset:010d}", Body=b"cut" * 100)
+    await leave_cut_object(app, s3, bucket, f"{key}.staged.0.{offset:010d}", b"cut" * 100)
     offset = await send(client, sub, location, offset, MiB // 4)  # overwrites the cut one
-    s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{offset:010d}", Body=b"cut" * 100)
+    await leave_cut_object(app, s3, bucket, f"{key}.staged.0.{offset:010d}", b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, offset, data[offset:])).status_code == 204
     assert [name for name, _ in s3_calls] == ["PutObject", "DeleteObjects"]
@@ -328,7 +451,7 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     location = (await create_upload(client, sub)).headers["location"]
     key = f"{PREFIX}/uploads/{upload_id(location)}"
     offset = await send(client, sub, location, 0, MiB)
-    s3.put_object(Bucket=bucket, Key=f"{key}.staged.1.0000000000", Body=b"cut" * 100)
+    await leave_cut_object(app, s3, bucket, f"{key}.staged.1.0000000000", b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, offset, data[offset:])).status_code == 204
     names = [name for name, _ in s3_calls]
@@ -518,13 +641,18 @@ async def test_termination_and_expiry_abort_the_multipart_upload(
 ) -> None:
     """DELETE, and the sweep after the grace period, abort the multipart upload and delete
     the staged bytes: nothing is left in the bucket."""
-    data = os.urandom(6 * MiB + 100)
+    data = os.urandom(7 * MiB + 100)
     ended = await submitted_with(app, client, inbox, new_phone, world, data)
     ended_at = (await create_upload(client, ended)).headers["location"]
-    await send(client, ended, ended_at, 0, len(data) - 50)  # one part + staged bytes
+    staged = 5 * MiB + 100 * KiB  # one part + 100 KiB staged in S3
+    await send(client, ended, ended_at, 0, staged)
+    await send(client, ended, ended_at, staged, 10)  # 10 bytes more: in the database
     late = await submitted_with(app, client, inbox, new_phone, world, data)
     late_at = (await create_upload(client, late)).headers["location"]
-    await send(client, late, late_at, 0, 5 * MiB + 1)
+    await send(client, late, late_at, 0, staged)
+    await send(client, late, late_at, staged, 10)
+    for sub_at in (ended_at, late_at):
+        assert await pieces_of(app, upload_id(sub_at)) == {(1, 100 * KiB): 10}
     objects, pending = leftovers(s3, bucket)
     assert len(pending) == 2 and len(objects) == 2  # two staged objects
     gone = await client.delete(ended_at, headers={**ended.who, **TUS})
@@ -532,9 +660,11 @@ async def test_termination_and_expiry_abort_the_multipart_upload(
     objects, pending = leftovers(s3, bucket)
     assert pending == [f"{PREFIX}/uploads/{upload_id(late_at)}"]
     assert objects == [f"{PREFIX}/uploads/{upload_id(late_at)}.staged.1.0000000000"]
+    assert await pieces_of(app, upload_id(ended_at)) == {}  # with the upload's row
     clock.set(WINDOW_END + timedelta(days=2))
     await app.state.queue.run(uploads.SWEEP_JOB, {})
     assert leftovers(s3, bucket) == ([], [])
+    assert await pieces_of(app, upload_id(late_at)) == {}
     head = await client.head(late_at, headers={**late.who, **TUS})
     assert head.status_code == 410
 

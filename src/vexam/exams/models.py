@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vexam.core.models import Base, BigId, CreatedMixin, IdMixin, UTCDateTime
@@ -354,3 +364,22 @@ class Upload(CreatedMixin, Base):
     parts_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_token: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Whether a PATCH may have staged bytes as S3 objects (set before it puts one); until
+    # then every staged byte is in `StagedPiece` rows and nothing need be listed in S3.
+    s3_staged: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class StagedPiece(Base):
+    """A few KiB of an S3 upload's current part staged in the database (`upload_s3`): the
+    bytes of one PATCH from byte `start` of the part after `parts` full parts, written in the
+    statement that counts them, so there is never a piece the row does not count. Deleted
+    once the part is sent, and with the upload's completion, expiry or termination."""
+
+    __tablename__ = "exam_upload_staged"
+
+    upload_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("exam_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    parts: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

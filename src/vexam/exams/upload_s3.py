@@ -10,24 +10,31 @@ Everything a PATCH leaves is durable in S3 and the database before it is answere
 - the row holds `multipart_id`, `part_size` and `parts_done`: parts 1..parts_done hold the
   first parts_done × part_size bytes, and `received` = those + the staged bytes (or the
   length, once every part is in);
-- bytes that do not fill a part are staged, each PATCH's in an object of its own,
+- bytes that do not fill a part are staged, each PATCH's by itself: a few KiB (at most
+  `PIECE_BYTES`, within the part's first `PIECES_PER_PART_BYTES`) as a row of the database
+  (`StagedPiece`), written in the statement that counts them, so no piece is ever left that
+  the row does not count; more as an S3 object of its own,
   `uploads/<id>.staged.<parts_done>.<start>` (`start`: where in the next part they begin, ten
-  digits); the staged objects whose start is below `received - parts_done × part_size` tile
-  those bytes, each counting up to the next one's start. A PATCH below a part writes only its
-  own bytes (nothing is read back); the PATCH that fills a part (or ends the upload) reads the
-  staged bytes once, sends the part and, once the row counts it, deletes them. A crash before
-  the row counts a staged object leaves it at the row's offset, where the retry overwrites it
-  (the key is the offset), or past it, where it is ignored and deleted with the rest. An
-  object `uploads/<id>.staged.<parts_done>` without a start (written by an earlier version,
-  which rewrote one object per PATCH) counts as staged from byte 0.
+  digits), after the row says that staged objects may exist (`s3_staged`). The pieces and
+  staged objects whose start is below `received - parts_done × part_size` tile those bytes,
+  each counting up to the next one's start. A PATCH below a part writes only its own bytes
+  (nothing is read back); the PATCH that fills a part (or ends the upload) reads the staged
+  bytes once, sends the part and, once the row counts it, deletes them (the last part's
+  pieces go with the completion). A crash before the row counts a staged object leaves it at
+  the row's offset, where the retry overwrites it (the key is the offset) or a piece takes
+  its place, or past it, where it is ignored and deleted with the rest; while `s3_staged`
+  is false there is none, and nothing is listed in S3. An object
+  `uploads/<id>.staged.<parts_done>` without a start (written by an earlier version, which
+  rewrote one object per PATCH) counts as staged from byte 0, and so do objects an earlier
+  version staged without saying so: S3 is listed when the pieces do not hold every byte.
 
 One PATCH at a time per upload across hosts: a lease on the row (a conditional UPDATE of a
 holder token and an expiry), renewed while the body streams; only the holder records
 progress. A PATCH's bytes belong to the upload only once the row says so: a checksummed PATCH
 that fails (460) leaves parts past `parts_done`, which later PATCHes overwrite and completion
 never lists. Completion lists the parts and completes the multipart upload, hashes the object,
-and deletes staged objects left behind; expiry and termination abort it and delete the staged
-objects.
+and deletes staged objects left behind and the pieces; expiry and termination abort it and
+delete the staged objects and the pieces (`uploads`).
 
 Completion reads the object back to hash it only when no hash of the whole file is at hand:
 a process that wrote every byte of an upload so far keeps its running hash between PATCHes
@@ -39,15 +46,15 @@ nor the staged objects when its own listing found none it did not delete.
 Likewise the PATCH that fills a part (or ends the upload) reads no staged bytes from S3 when
 this process staged them all itself and the row counts exactly them: it keeps the current
 part's staged bytes in memory between PATCHes (`upload_staged`, bounded), with the start of
-each staged object it put. Nor does it list them then: the objects of the part that may
-exist are those starts and its own. A staged object the row does not count was put by a PATCH
-cut before the row counted it, so at an offset where the row stood; the PATCH that the row
-counted next from there began at it, and either staged its bytes under the same key (one of
-the starts held) or filled the part or ended the upload (the PATCH at hand: its own start).
-Had another process counted a PATCH of the part, what is held would not be what the row
-counts. So it deletes those keys (a key that is not there is no error) and lists nothing;
-staged objects of other parts, which only an upload with a multipart upload has, are listed
-by its completion.
+each PATCH's bytes it staged (as a piece or an object). Nor does it list them then: the
+objects of the part that may exist are at those starts and its own. A staged object the row
+does not count was put by a PATCH cut before the row counted it, so at an offset where the
+row stood; the PATCH that the row counted next from there began at it, and either staged its
+bytes (one of the starts held) or filled the part or ended the upload (the PATCH at hand: its
+own start). Had another process counted a PATCH of the part, what is held would not be what
+the row counts. So it deletes those keys (a key that is not there is no error) and lists
+nothing; staged objects of other parts, which only an upload with a multipart upload has,
+are listed by its completion.
 """
 
 from __future__ import annotations
@@ -81,11 +88,28 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
 
 READ_CHUNK = 4 << 20
+# Staged bytes go to the database (a `StagedPiece` row, written with their count) instead of
+# an S3 object of their own when a PATCH leaves at most this many, and the part's staged bytes
+# up to them stay within the second bound: an S3 PUT costs far more than a row for a few KiB
+# (a cut PATCH's fragment, a short recording sent in small PATCHes), and the database holds
+# at most that much of a receiving upload.
+PIECE_BYTES = 64 << 10
+PIECES_PER_PART_BYTES = 256 << 10
 _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _tile(pieces: dict[int, bytes], count: int) -> bytes | None:
+    """The `count` bytes the database's pieces stage from byte 0, if they hold them all."""
+    data = bytearray()
+    for start in sorted(pieces):
+        if start != len(data) or start >= count:
+            break
+        data += pieces[start]
+    return bytes(data[:count]) if len(data) >= count else None
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,7 @@ class Lease:
     multipart_id: str | None
     part_size: int | None
     parts_done: int
+    s3_staged: bool  # whether a PATCH may have staged bytes as S3 objects
 
 
 class S3UploadStore:
@@ -283,9 +308,10 @@ class S3UploadStore:
         unread = staged  # staged bytes at the start of the current part not in `buf` yet
         remembered = STAGED_MEMORY.take(upload_id, start_parts, staged)  # None: read, list
         staged_keys: list[str] = []  # read once a part is filled: deleted once it counts
-        # Whether staged objects this PATCH will not delete may be left: unknown (so yes)
-        # until it takes the staged bytes; then, whether any of another generation may be.
-        others = True
+        # Whether staged objects this PATCH will not delete may be left: none when no PATCH
+        # staged an object in S3; else unknown (so yes) until it takes the staged bytes, then
+        # whether any of another generation may be.
+        others = lease.s3_staged
         buf = bytearray()
         done = start_parts
         hasher = hashlib.sha256() if checksum is not None else None
@@ -314,7 +340,7 @@ class S3UploadStore:
             buf += chunk
             if unread and unread + len(buf) >= part_size:
                 staged_keys, others = await self._prepend_staged(
-                    upload_id, start_parts, staged, buf, remembered, single=ref is None
+                    ctx, upload_id, lease, staged, buf, remembered
                 )
                 unread = 0
             while ref is not None and len(buf) >= part_size:
@@ -351,25 +377,36 @@ class S3UploadStore:
         if total == length:
             if unread:
                 staged_keys, others = await self._prepend_staged(
-                    upload_id, start_parts, staged, buf, remembered, single=ref is None
+                    ctx, upload_id, lease, staged, buf, remembered
                 )
             if ref is None:  # no multipart upload: the whole file in one object
                 await in_s3_thread(self._put_whole, upload_id, bytes(buf), parts_hash)
             elif buf:
                 etags.append(await self._put_part(upload_id, ref, done + 1, bytes(buf), parts_hash))
                 done += 1
-        elif buf:
+        piece: tuple[int, int, bytes] | None = None  # staged in the database: parts, start
+        if total < length and buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
             start = staged if done == start_parts else 0
-            await in_s3_thread(
-                self.client.put_object,
-                Bucket=self.bucket,
-                Key=self.staged_key(upload_id, done, start),
-                Body=bytes(buf),
-            )
-        await self._record(
-            ctx, sql.COUNT_AND_RELEASE, upload_id, token, counted=total, parts=done, now=ctx.now()
-        )
+            if len(buf) <= PIECE_BYTES and start + len(buf) <= PIECES_PER_PART_BYTES:
+                piece = (done, start, bytes(buf))
+            else:
+                if not lease.s3_staged:  # said before the object exists: see `others`
+                    await self._record(ctx, sql.MARK_S3_STAGED, upload_id, token)
+                await in_s3_thread(
+                    self.client.put_object,
+                    Bucket=self.bucket,
+                    Key=self.staged_key(upload_id, done, start),
+                    Body=bytes(buf),
+                )
+        counted = {"counted": total, "parts": done, "now": ctx.now()}
+        if piece is None:
+            await self._record(ctx, sql.COUNT_AND_RELEASE, upload_id, token, **counted)
+        else:
+            await self._count_with_piece(ctx, upload_id, token, counted, piece)
+        if done != start_parts and total < length and staged:
+            # The pieces of the parts sent (the completion deletes the last part's).
+            await self.drop_pieces(ctx, upload_id, below=done)
         if staged_keys and (done != start_parts or total == length):
             await in_s3_thread(self._delete, staged_keys)
         if total < length:
@@ -387,30 +424,89 @@ class S3UploadStore:
 
     async def _prepend_staged(
         self,
+        ctx: Ctx,
         upload_id: str,
-        parts: int,
+        lease: Lease,
         count: int,
         buf: bytearray,
         remembered: Staged | None,
-        *,
-        single: bool,
     ) -> tuple[list[str], bool]:
-        """Put the `count` bytes staged after `parts` parts before `buf`; returns every staged
-        key of `parts` that may exist, and whether staged objects of another generation may
-        (see `_read_staged`). When this process holds them (`remembered`), from memory, with
-        the keys of its objects and of this PATCH's start (the module docstring says why no
-        other can be left), and none of another generation when the upload is `single` (no
-        multipart upload: one generation); else read and listed from S3."""
+        """Put the `count` bytes staged after the lease's parts before `buf`; returns every
+        staged S3 key of those parts that may exist, and whether staged objects of another
+        generation may (see `_read_staged`).
+
+        When this process holds them (`remembered`), from memory, with the keys of the pieces'
+        starts and of this PATCH's (the module docstring says why no other can be left): none
+        when no PATCH staged an object in S3 (`lease.s3_staged`), and none of another
+        generation when the upload has no multipart upload (one generation). Else the
+        database's pieces, and what S3 holds when a PATCH staged objects there or the pieces
+        do not cover the bytes (an earlier version's PATCH staged them)."""
+        parts = lease.parts_done
         if remembered is not None:
             buf[:0] = remembered.data
+            if not lease.s3_staged:
+                return [], False
             starts = (*remembered.starts, count)
             # The key without a start is an earlier version's: only a cut PATCH of a process
             # of that version, during an upgrade, could have left it. Deleting it costs nothing.
             keys = [self.staged_key(upload_id, parts, start) for start in starts]
-            return [*keys, self.staged_key(upload_id, parts)], not single
-        prefix, keys, others = await in_s3_thread(self._read_staged, upload_id, parts, count)
+            return [*keys, self.staged_key(upload_id, parts)], lease.multipart_id is not None
+        await autocommit_next(ctx.session)
+        found = await ctx.session.execute(sql.READ_PIECES, {"upload_id": upload_id, "parts": parts})
+        pieces = {int(row.start): bytes(row.data) for row in found}
+        await ctx.session.commit()
+        if not lease.s3_staged:
+            tiled = _tile(pieces, count)
+            if tiled is not None:
+                buf[:0] = tiled
+                return [], False
+        prefix, keys, others = await in_s3_thread(
+            self._read_staged, upload_id, parts, count, pieces
+        )
         buf[:0] = prefix
         return keys, others
+
+    async def _count_with_piece(
+        self,
+        ctx: Ctx,
+        upload_id: str,
+        token: str,
+        counted: dict[str, Any],
+        piece: tuple[int, int, bytes],
+    ) -> None:
+        """The PATCH's last write with its bytes staged in the database: the count (as
+        `sql.COUNT_AND_RELEASE`) and the piece together, or neither (`upload_locked`)."""
+        parts, start, data = piece
+        params = {
+            "upload_id": upload_id,
+            "token": token,
+            **counted,
+            "piece_parts": parts,
+            "piece_start": start,
+            "piece_data": data,
+        }
+        if await autocommit_next(ctx.session):  # PostgreSQL: one statement does both
+            done = await ctx.session.execute(sql.COUNT_STAGE_AND_RELEASE, params)
+            await ctx.session.commit()
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise VexamError("upload_locked")
+            return
+        done = await ctx.session.execute(sql.COUNT_AND_RELEASE, params)
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            await ctx.session.rollback()
+            raise VexamError("upload_locked")
+        await ctx.session.execute(
+            sql.STAGE_PIECE, {"upload_id": upload_id, "parts": parts, "start": start, "data": data}
+        )
+        await ctx.session.commit()
+
+    @staticmethod
+    async def drop_pieces(ctx: Ctx, upload_id: str, *, below: int = sql.EVERY_PART) -> None:
+        """Delete the upload's pieces staged in the database before part `below` (by default
+        all of them), committed at once."""
+        await autocommit_next(ctx.session)
+        await ctx.session.execute(sql.DROP_PIECES, {"upload_id": upload_id, "parts": below})
+        await ctx.session.commit()
 
     def _keys(self, prefix: str) -> list[str]:
         """The full keys of the bucket's objects under the full key `prefix`."""
@@ -420,12 +516,14 @@ class S3UploadStore:
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def _read_staged(
-        self, upload_id: str, parts: int, count: int
+        self, upload_id: str, parts: int, count: int, pieces: dict[int, bytes] | None = None
     ) -> tuple[bytes | bytearray, list[str], bool]:
-        """The `count` bytes staged after `parts` parts; every staged key of `parts` (those
-        past `count`, left by a PATCH cut before the row counted them, included); and whether
-        staged objects of another generation exist (left by a cut PATCH). One listing of
-        every generation."""
+        """The `count` bytes staged after `parts` parts, in S3 objects and in the database's
+        `pieces` (by start; a piece, which the row counts, wins over an object at its start,
+        which a cut PATCH left); every staged key of `parts` (those past `count`, left by a
+        PATCH cut before the row counted them, included); and whether staged objects of
+        another generation exist (left by a cut PATCH). One listing of every generation."""
+        pieces = pieces or {}
         base = self.staged_key(upload_id, parts)
         every = self.blobs.object_key(f"uploads/{upload_id}.staged.")
         starts: dict[int, str] = {}
@@ -441,14 +539,20 @@ class S3UploadStore:
                 others = True
         if legacy is not None and 0 not in starts:
             starts[0] = legacy
-        counted = sorted(start for start in starts if start < count)
-        if not counted or counted[0] != 0:
-            raise RuntimeError(f"upload {upload_id}: staged bytes lost (none from byte 0)")
         keys = sorted(starts.values())
         if legacy is not None and legacy not in keys:
             keys.append(legacy)
+        starts.update(dict.fromkeys(pieces, ""))
+        counted = sorted(start for start in starts if start < count)
+        if not counted or counted[0] != 0:
+            raise RuntimeError(f"upload {upload_id}: staged bytes lost (none from byte 0)")
         data = bytearray()
         for start, end in zip(counted, [*counted[1:], count], strict=True):
+            if start in pieces:
+                data += pieces[start][: end - start]
+                if len(data) != end:
+                    raise RuntimeError(f"upload {upload_id}: staged piece at {start} too short")
+                continue
             body = self.client.get_object(
                 Bucket=self.bucket, Key=starts[start], Range=f"bytes=0-{end - start - 1}"
             )["Body"]

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Staged:
-    """The staged bytes of the current part, from its first byte (`data`), and the start of
-    every staged object this process put for them (`starts`, ascending): the objects that
-    tile them."""
+    """The staged bytes of the current part, from its first byte (`data`), and where each
+    PATCH's bytes among them begin (`starts`, ascending): the pieces and S3 objects this
+    process staged, which tile them."""
 
     data: bytearray = field(default_factory=bytearray)
     starts: list[int] = field(default_factory=list)
 
     def add(self, start: int, data: bytes | bytearray) -> None:
-        """Count `data`, staged as one object from `start` (the bytes held so far)."""
+        """Count `data`, staged as one piece or object from `start` (the bytes held so far)."""
         if data:
             self.starts.append(start)
             self.data += data
@@ -31,10 +31,10 @@ class StagedMemory:
     the PATCH filling the part need not read them back from S3.
 
     An entry says: after `parts` full parts, these bytes are staged from the part's first byte,
-    in objects starting where it says, and the row counts exactly them. It is kept only once
-    the row has recorded that (as the running hash is), and a PATCH takes it out while it
-    works, so a failed PATCH leaves none. Bounded by bytes: the oldest entries go first; a miss
-    only costs the reads and the listing it would save.
+    in pieces or objects starting where it says, and the row counts exactly them. It is kept
+    only once the row has recorded that (as the running hash is), and a PATCH takes it out
+    while it works, so a failed PATCH leaves none. Bounded by bytes: the oldest entries go
+    first; a miss only costs the reads and the listing it would save.
     """
 
     def __init__(self, budget: int) -> None:

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, column, func, or_, select, table
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    and_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    table,
+)
 
-from vexam.exams.models import Accommodation, Exam, Sitting, Submission, Upload
+from vexam.exams.models import Accommodation, Exam, Sitting, StagedPiece, Submission, Upload
 
 FINISHED = ("received", "verified")
 
@@ -132,8 +145,18 @@ TAKE_LEASE = (
     )
     .values(lease_token=bindparam("token"), lease_until=bindparam("until"))
     .returning(
-        UPLOADS.c.received, UPLOADS.c.multipart_id, UPLOADS.c.part_size, UPLOADS.c.parts_done
+        UPLOADS.c.received,
+        UPLOADS.c.multipart_id,
+        UPLOADS.c.part_size,
+        UPLOADS.c.parts_done,
+        UPLOADS.c.s3_staged,
     )
+)
+# Said by the lease holder, and committed, before it puts a staged object in S3.
+MARK_S3_STAGED = (
+    UPLOADS.update()
+    .where(_HOLDER, _RECEIVING)
+    .values(s3_staged=True, lease_until=bindparam("until"))
 )
 RENEW_LEASE = UPLOADS.update().where(_HOLDER, _RECEIVING).values(lease_until=bindparam("until"))
 COUNT_PARTS = (
@@ -157,3 +180,32 @@ COUNT_AND_RELEASE = (
     )
 )
 RELEASE_LEASE = UPLOADS.update().where(_HOLDER).values(lease_token=None, lease_until=None)
+
+# Bytes staged in the database (`StagedPiece`): written with the count that includes them.
+PIECES = cast(Table, StagedPiece.__table__)
+STAGE_PIECE = PIECES.insert()
+_COUNTED = COUNT_AND_RELEASE.returning(UPLOADS.c.id).cte("counted")
+# PostgreSQL: the count and the piece in one statement (a row only when the holder counted).
+COUNT_STAGE_AND_RELEASE = PIECES.insert().from_select(
+    ["upload_id", "parts", "start", "data"],
+    select(
+        _COUNTED.c.id,
+        bindparam("piece_parts", type_=Integer),
+        bindparam("piece_start", type_=BigInteger),
+        bindparam("piece_data", type_=LargeBinary),
+    ),
+)
+READ_PIECES = (
+    select(PIECES.c.start, PIECES.c.data)
+    .where(PIECES.c.upload_id == bindparam("upload_id"), PIECES.c.parts == bindparam("parts"))
+    .order_by(PIECES.c.start)
+)
+# The pieces of the parts before `parts` (sent), or, with `EVERY_PART`, all of them.
+EVERY_PART = 2**31 - 1
+DROP_PIECES = PIECES.delete().where(
+    PIECES.c.upload_id == bindparam("upload_id", type_=String),
+    PIECES.c.parts < bindparam("parts", type_=Integer),
+)
+DROP_EXPIRED_PIECES = PIECES.delete().where(
+    PIECES.c.upload_id.in_(bindparam("upload_ids", expanding=True))
+)

@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from vexam.config import Settings
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.db import after_commit, after_rollback, set_committed
+from vexam.core.db import after_commit, after_rollback, execute_flushed, set_committed
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import upload_files as files
 from vexam.exams import upload_statements as sql
@@ -462,6 +462,10 @@ async def complete(ctx: Ctx, upload_id: str, stored: files.Stored | None = None)
     if settled is None:  # another request settled it meanwhile
         again = await ctx.session.scalar(select(Upload.state).where(Upload.id == upload_id))
         return bool(again != "hash_mismatch")
+    if store.name == "s3":  # the bytes it staged in the database are in the object now
+        await ctx.session.execute(
+            sql.DROP_PIECES, {"upload_id": upload_id, "parts": sql.EVERY_PART}
+        )
     return await _settled(ctx, upload_id, settled, digest, now)
 
 
@@ -563,6 +567,10 @@ async def sweep(ctx: Ctx, limit: int = 500) -> tuple[int, int]:
         upload.updated_at = now
         _remove_after_commit(ctx, upload.id, upload.multipart_id)
         await audit.record(ctx, "upload.expired", "upload", upload.id, received=upload.received)
+    if expired:  # the S3 store's bytes staged in the database go with the rest
+        await execute_flushed(
+            ctx.session, sql.DROP_EXPIRED_PIECES, {"upload_ids": [u.id for u in expired]}
+        )
     stranded = list(
         (
             await ctx.session.execute(
