@@ -26,6 +26,7 @@ from vexam.core.errors import VexamError
 from vexam.exams import upload_files, uploads
 from vexam.exams.models import StagedPiece, Upload
 from vexam.exams.upload_s3 import S3UploadStore
+from vexam.exams.upload_s3_staging import Staging
 from vexam.exams.upload_staged import STAGED_MEMORY
 from vexam.main import create_app
 
@@ -154,13 +155,13 @@ def sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
 def staged_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The byte counts the store read back from staged objects, in order."""
     reads: list[int] = []
-    real = S3UploadStore._read_staged
+    real = Staging.read
 
-    def spy(self: S3UploadStore, upload_id: str, parts: int, count: int, pieces: Any) -> Any:
+    def spy(self: Staging, upload_id: str, parts: int, count: int, pieces: Any) -> Any:
         reads.append(count)  # not called when this process's memory holds them
         return real(self, upload_id, parts, count, pieces)
 
-    monkeypatch.setattr(S3UploadStore, "_read_staged", spy)
+    monkeypatch.setattr(Staging, "read", spy)
     return reads
 
 
@@ -345,13 +346,13 @@ async def test_a_piece_is_kept_only_with_its_count(app, client, inbox, new_phone
         assert lease is not None and lease.received == 1000
         counted = {"counted": 2000, "parts": 0, "now": ctx.now()}
         with pytest.raises(VexamError) as refused:
-            await store._count_with_piece(
+            await store.staging.count_with_piece(
                 ctx, upload_id(location), "not-the-holder", counted, (0, 1000, data[1000:2000])
             )
         assert refused.value.code == "upload_locked"
         row = await ctx.session.get(Upload, upload_id(location))
         assert row is not None and row.received == 1000
-        await store._count_with_piece(
+        await store.staging.count_with_piece(
             ctx, upload_id(location), lease.token, counted, (0, 1000, data[1000:2000])
         )
     assert await pieces_of(app, upload_id(location)) == {(0, 0): 1000, (0, 1000): 1000}

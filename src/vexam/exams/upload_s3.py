@@ -10,10 +10,10 @@ Everything a PATCH leaves is durable in S3 and the database before it is answere
 - the row holds `multipart_id`, `part_size` and `parts_done`: parts 1..parts_done hold the
   first parts_done × part_size bytes, and `received` = those + the staged bytes (or the
   length, once every part is in);
-- bytes that do not fill a part are staged, each PATCH's by itself: a few KiB (at most
-  `PIECE_BYTES`, within the part's first `PIECES_PER_PART_BYTES`) as a row of the database
-  (`StagedPiece`), written in the statement that counts them, so no piece is ever left that
-  the row does not count; more as an S3 object of its own,
+- bytes that do not fill a part are staged (`upload_s3_staging`), each PATCH's by itself: a
+  few KiB (at most `PIECE_BYTES`, within the part's first `PIECES_PER_PART_BYTES`) as a row
+  of the database (`StagedPiece`), written in the statement that counts them, so no piece is
+  ever left that the row does not count; more as an S3 object of its own,
   `uploads/<id>.staged.<parts_done>.<start>` (`start`: where in the next part they begin, ten
   digits), after the row says that staged objects may exist (`s3_staged`). The pieces and
   staged objects whose start is below `received - parts_done × part_size` tile those bytes,
@@ -82,34 +82,18 @@ from vexam.core.storage import BlobStore
 from vexam.exams import upload_statements as sql
 from vexam.exams.models import Upload
 from vexam.exams.upload_files import Stored, keep_running_hash, take_running_hash
+from vexam.exams.upload_s3_staging import Staging, in_database
 from vexam.exams.upload_staged import STAGED_MEMORY, Staged
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 READ_CHUNK = 4 << 20
-# Staged bytes go to the database (a `StagedPiece` row, written with their count) instead of
-# an S3 object of their own when a PATCH leaves at most this many, and the part's staged bytes
-# up to them stay within the second bound: an S3 PUT costs far more than a row for a few KiB
-# (a cut PATCH's fragment, a short recording sent in small PATCHes), and the database holds
-# at most that much of a receiving upload.
-PIECE_BYTES = 64 << 10
-PIECES_PER_PART_BYTES = 256 << 10
 _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404", "NotFound"})
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _tile(pieces: dict[int, bytes], count: int) -> bytes | None:
-    """The `count` bytes the database's pieces stage from byte 0, if they hold them all."""
-    data = bytearray()
-    for start in sorted(pieces):
-        if start != len(data) or start >= count:
-            break
-        data += pieces[start]
-    return bytes(data[:count]) if len(data) >= count else None
 
 
 @dataclass(frozen=True)
@@ -135,6 +119,7 @@ class S3UploadStore:
         self.bucket = blobs.bucket
         self.part_size = part_size
         self.lease = lease
+        self.staging = Staging(blobs)
 
     @classmethod
     def over(cls, blobs: BlobStore, settings: Settings) -> S3UploadStore:
@@ -150,13 +135,6 @@ class S3UploadStore:
     def key(self, upload_id: str) -> str:
         """The object key of the assembled upload."""
         return self.blobs.object_key(f"uploads/{upload_id}")
-
-    def staged_key(self, upload_id: str, parts: int, start: int | None = None) -> str:
-        """The object key of bytes staged after `parts` full parts, from byte `start` of the
-        next part (without `start`: the prefix of every such key, and the one object an
-        earlier version staged)."""
-        key = self.blobs.object_key(f"uploads/{upload_id}.staged.{parts}")
-        return key if start is None else f"{key}.{start:010d}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,7 +162,7 @@ class S3UploadStore:
                 if _code(exc) not in _GONE:
                     raise
         STAGED_MEMORY.forget(upload_id)
-        await in_s3_thread(self._drop_staged, upload_id)
+        await in_s3_thread(self.staging.drop_objects, upload_id)
         await self.blobs.delete(f"uploads/{upload_id}")
 
     async def held(self, upload_id: str, recorded: int) -> tuple[int, bool]:
@@ -388,27 +366,22 @@ class S3UploadStore:
         if total < length and buf:
             # No part filled: `buf` is this PATCH's bytes, from `staged`; else the next part's.
             start = staged if done == start_parts else 0
-            if len(buf) <= PIECE_BYTES and start + len(buf) <= PIECES_PER_PART_BYTES:
+            if in_database(start, len(buf)):
                 piece = (done, start, bytes(buf))
             else:
                 if not lease.s3_staged:  # said before the object exists: see `others`
                     await self._record(ctx, sql.MARK_S3_STAGED, upload_id, token)
-                await in_s3_thread(
-                    self.client.put_object,
-                    Bucket=self.bucket,
-                    Key=self.staged_key(upload_id, done, start),
-                    Body=bytes(buf),
-                )
+                await self.staging.put(upload_id, done, start, bytes(buf))
         counted = {"counted": total, "parts": done, "now": ctx.now()}
         if piece is None:
             await self._record(ctx, sql.COUNT_AND_RELEASE, upload_id, token, **counted)
         else:
-            await self._count_with_piece(ctx, upload_id, token, counted, piece)
+            await self.staging.count_with_piece(ctx, upload_id, token, counted, piece)
         if done != start_parts and total < length and staged:
             # The pieces of the parts sent (the completion deletes the last part's).
-            await self.drop_pieces(ctx, upload_id, below=done)
+            await self.staging.drop_pieces(ctx, upload_id, below=done)
         if staged_keys and (done != start_parts or total == length):
-            await in_s3_thread(self._delete, staged_keys)
+            await in_s3_thread(self.staging.delete, staged_keys)
         if total < length:
             keep_running_hash(upload_id, total, running)
             if kept is not None:
@@ -431,145 +404,19 @@ class S3UploadStore:
         buf: bytearray,
         remembered: Staged | None,
     ) -> tuple[list[str], bool]:
-        """Put the `count` bytes staged after the lease's parts before `buf`; returns every
-        staged S3 key of those parts that may exist, and whether staged objects of another
-        generation may (see `_read_staged`).
-
-        When this process holds them (`remembered`), from memory, with the keys of the pieces'
-        starts and of this PATCH's (the module docstring says why no other can be left): none
-        when no PATCH staged an object in S3 (`lease.s3_staged`), and none of another
-        generation when the upload has no multipart upload (one generation). Else the
-        database's pieces, and what S3 holds when a PATCH staged objects there or the pieces
-        do not cover the bytes (an earlier version's PATCH staged them)."""
-        parts = lease.parts_done
-        if remembered is not None:
-            buf[:0] = remembered.data
-            if not lease.s3_staged:
-                return [], False
-            starts = (*remembered.starts, count)
-            # The key without a start is an earlier version's: only a cut PATCH of a process
-            # of that version, during an upgrade, could have left it. Deleting it costs nothing.
-            keys = [self.staged_key(upload_id, parts, start) for start in starts]
-            return [*keys, self.staged_key(upload_id, parts)], lease.multipart_id is not None
-        await autocommit_next(ctx.session)
-        found = await ctx.session.execute(sql.READ_PIECES, {"upload_id": upload_id, "parts": parts})
-        pieces = {int(row.start): bytes(row.data) for row in found}
-        await ctx.session.commit()
-        if not lease.s3_staged:
-            tiled = _tile(pieces, count)
-            if tiled is not None:
-                buf[:0] = tiled
-                return [], False
-        prefix, keys, others = await in_s3_thread(
-            self._read_staged, upload_id, parts, count, pieces
+        """Put the `count` bytes staged after the lease's parts before `buf` (`Staging.take`);
+        returns the staged S3 keys that may exist, and whether others of another part may."""
+        prefix, keys, others = await self.staging.take(
+            ctx,
+            upload_id,
+            parts=lease.parts_done,
+            count=count,
+            s3_staged=lease.s3_staged,
+            single=lease.multipart_id is None,
+            remembered=remembered,
         )
         buf[:0] = prefix
         return keys, others
-
-    async def _count_with_piece(
-        self,
-        ctx: Ctx,
-        upload_id: str,
-        token: str,
-        counted: dict[str, Any],
-        piece: tuple[int, int, bytes],
-    ) -> None:
-        """The PATCH's last write with its bytes staged in the database: the count (as
-        `sql.COUNT_AND_RELEASE`) and the piece together, or neither (`upload_locked`)."""
-        parts, start, data = piece
-        params = {
-            "upload_id": upload_id,
-            "token": token,
-            **counted,
-            "piece_parts": parts,
-            "piece_start": start,
-            "piece_data": data,
-        }
-        if await autocommit_next(ctx.session):  # PostgreSQL: one statement does both
-            done = await ctx.session.execute(sql.COUNT_STAGE_AND_RELEASE, params)
-            await ctx.session.commit()
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                raise VexamError("upload_locked")
-            return
-        done = await ctx.session.execute(sql.COUNT_AND_RELEASE, params)
-        if done.rowcount != 1:  # type: ignore[attr-defined]
-            await ctx.session.rollback()
-            raise VexamError("upload_locked")
-        await ctx.session.execute(
-            sql.STAGE_PIECE, {"upload_id": upload_id, "parts": parts, "start": start, "data": data}
-        )
-        await ctx.session.commit()
-
-    @staticmethod
-    async def drop_pieces(ctx: Ctx, upload_id: str, *, below: int = sql.EVERY_PART) -> None:
-        """Delete the upload's pieces staged in the database before part `below` (by default
-        all of them), committed at once."""
-        await autocommit_next(ctx.session)
-        await ctx.session.execute(sql.DROP_PIECES, {"upload_id": upload_id, "parts": below})
-        await ctx.session.commit()
-
-    def _keys(self, prefix: str) -> list[str]:
-        """The full keys of the bucket's objects under the full key `prefix`."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
-        return [item["Key"] for page in pages for item in page.get("Contents", [])]
-
-    def _read_staged(
-        self, upload_id: str, parts: int, count: int, pieces: dict[int, bytes] | None = None
-    ) -> tuple[bytes | bytearray, list[str], bool]:
-        """The `count` bytes staged after `parts` parts, in S3 objects and in the database's
-        `pieces` (by start; a piece, which the row counts, wins over an object at its start,
-        which a cut PATCH left); every staged key of `parts` (those past `count`, left by a
-        PATCH cut before the row counted them, included); and whether staged objects of
-        another generation exist (left by a cut PATCH). One listing of every generation."""
-        pieces = pieces or {}
-        base = self.staged_key(upload_id, parts)
-        every = self.blobs.object_key(f"uploads/{upload_id}.staged.")
-        starts: dict[int, str] = {}
-        legacy: str | None = None
-        others = False
-        for key in self._keys(every):
-            rest = key[len(base) :] if key.startswith(base) else None
-            if key == base:
-                legacy = key
-            elif rest is not None and rest[:1] == "." and rest[1:].isdigit():
-                starts[int(rest[1:])] = key
-            else:
-                others = True
-        if legacy is not None and 0 not in starts:
-            starts[0] = legacy
-        keys = sorted(starts.values())
-        if legacy is not None and legacy not in keys:
-            keys.append(legacy)
-        starts.update(dict.fromkeys(pieces, ""))
-        counted = sorted(start for start in starts if start < count)
-        if not counted or counted[0] != 0:
-            raise RuntimeError(f"upload {upload_id}: staged bytes lost (none from byte 0)")
-        data = bytearray()
-        for start, end in zip(counted, [*counted[1:], count], strict=True):
-            if start in pieces:
-                data += pieces[start][: end - start]
-                if len(data) != end:
-                    raise RuntimeError(f"upload {upload_id}: staged piece at {start} too short")
-                continue
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=starts[start], Range=f"bytes=0-{end - start - 1}"
-            )["Body"]
-            try:
-                data += body.read()
-            finally:
-                body.close()
-            if len(data) != end:
-                raise RuntimeError(
-                    f"upload {upload_id}: staged bytes lost ({len(data)} of {end} at {start})"
-                )
-        return data, keys, others
-
-    def _delete(self, keys: list[str]) -> None:
-        for first in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
-            batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[first : first + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
 
     async def _put_part(
         self, upload_id: str, ref: str, number: int, data: bytes, digest: Any | None
@@ -610,7 +457,7 @@ class S3UploadStore:
         if ref is not None:
             await in_s3_thread(self._assemble, upload_id, ref, parts, stored)
         elif stored is None or not stored.staged_cleared:  # put whole by its last PATCH
-            await in_s3_thread(self._drop_staged, upload_id)
+            await in_s3_thread(self.staging.drop_objects, upload_id)
 
     def _assemble(self, upload_id: str, ref: str, parts: int, stored: Stored | None) -> None:
         sent = stored.parts if stored is not None else None
@@ -618,7 +465,7 @@ class S3UploadStore:
             self._finish(upload_id, ref, parts)
         elif stored is not None and stored.staged_cleared:
             return
-        self._drop_staged(upload_id)
+        self.staging.drop_objects(upload_id)
 
     def _complete_sent(self, upload_id: str, ref: str, etags: tuple[str, ...]) -> bool:
         """Complete the multipart upload from parts with these ETags; False when S3 refuses
@@ -636,12 +483,6 @@ class S3UploadStore:
         except ClientError:
             return False
         return True
-
-    def _drop_staged(self, upload_id: str) -> None:
-        """Delete every staged object of the upload (all generations)."""
-        left = self._keys(self.blobs.object_key(f"uploads/{upload_id}.staged."))
-        if left:
-            self._delete(left)
 
     def _finish(self, upload_id: str, ref: str, parts: int) -> None:
         key = self.key(upload_id)
