@@ -124,6 +124,15 @@ async def send(
     return offset + len(body)
 
 
+async def started(
+    app: Any, client: httpx.AsyncClient, inbox: Any, new_phone: Any, world: Any, data: bytes
+) -> tuple[Submitted, str, str]:
+    """A submission declaring `data`, its upload created: (submission, location, object key)."""
+    sub = await submitted_with(app, client, inbox, new_phone, world, data)
+    location = (await create_upload(client, sub)).headers["location"]
+    return sub, location, f"{PREFIX}/uploads/{upload_id(location)}"
+
+
 async def pieces_of(app: Any, upload: str) -> dict[tuple[int, int], int]:
     """(parts, start) → size of the upload's bytes staged in the database."""
     async with app_ctx(app) as ctx:
@@ -272,9 +281,7 @@ async def test_small_patches_are_staged_in_the_database_and_the_last_puts_the_fi
     staged an S3 object), and the completion deletes the pieces."""
     for remembered in (True, False):
         data = os.urandom(2795)
-        sub = await submitted_with(app, client, inbox, new_phone, world, data)
-        location = (await create_upload(client, sub)).headers["location"]
-        key = f"{PREFIX}/uploads/{upload_id(location)}"
+        sub, location, key = await started(app, client, inbox, new_phone, world, data)
         s3_calls.clear()
         offset = 0
         for size in (700, 700, 700):
@@ -309,9 +316,7 @@ async def test_a_part_staged_in_pieces_and_objects_is_sent_whole(
     not hold them; the pieces of the sent part are deleted, and the upload completes
     byte-exact with nothing left."""
     data = os.urandom(7 * MiB + 3)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = 0
     for size in (60 * KiB, 60 * KiB, 100 * KiB, 60 * KiB, 200 * KiB):
         offset = await send(client, sub, location, offset, size)
@@ -423,9 +428,7 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
       that sent a part the row never counted): its completion lists them, but not the parts,
       whose ETags the last PATCH kept."""
     data = os.urandom(2 * MiB + 3)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     await leave_cut_object(app, s3, bucket, f"{key}.staged.0.0000000000", b"cut" * 100)
     s3_calls.clear()
     assert (await patch(client, sub, location, 0, data)).status_code == 204
@@ -434,9 +437,7 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
 
     data = os.urandom(2 * MiB + 5)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, MiB // 2)
     await leave_cut_object(app, s3, bucket, f"{key}.staged.0.{offset:010d}", b"cut" * 100)
     offset = await send(client, sub, location, offset, MiB // 4)  # overwrites the cut one
@@ -448,9 +449,7 @@ async def test_the_last_patch_deletes_what_a_cut_patch_may_have_left(
     assert object_sha256(s3, bucket, key) == hashlib.sha256(data).hexdigest()
 
     data = os.urandom(6 * MiB + 7)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, MiB)
     await leave_cut_object(app, s3, bucket, f"{key}.staged.1.0000000000", b"cut" * 100)
     s3_calls.clear()
@@ -471,9 +470,7 @@ async def test_one_part_or_less_is_one_object_and_more_a_multipart_upload(
     upload terminated, or swept after its period, leaves nothing in the bucket."""
     part = 5 * MiB
     data = os.urandom(part)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, 2 * MiB)
     s3_calls.clear()
     await send(client, sub, location, offset, part - offset)
@@ -585,9 +582,7 @@ async def test_a_running_hash_that_disagrees_is_checked_against_the_object(
     """Were a process's running hash ever wrong, the upload is not refused on its word: the
     completion reads the object back, finds the declared hash and accepts it."""
     data = os.urandom(6 * MiB + 1)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, 2 * MiB)
     upload_files.keep_running_hash(upload_id(location), offset, hashlib.sha256(b"not the data"))
     s3_calls.clear()
@@ -743,9 +738,7 @@ async def test_staged_bytes_the_row_does_not_count_are_overwritten_or_ignored(
     after its part counted leaves the part's staged bytes (the completion deletes them): the
     upload still completes byte-exact and nothing is left in the bucket."""
     data = os.urandom(7 * MiB + 5)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, MiB)
     for start in (MiB, 3 * MiB):  # cut PATCHes' bytes: wrong ones, and longer than the retry
         s3.put_object(Bucket=bucket, Key=f"{key}.staged.0.{start:010d}", Body=b"x" * 2 * MiB)
@@ -770,9 +763,7 @@ async def test_an_upload_staged_by_the_earlier_layout_completes(
     object `.staged.<parts>` (longer than counted, as a cut PATCH left it) count from byte
     0; the PATCHes that follow stage beside it and the upload completes byte-exact."""
     data = os.urandom(6 * MiB + 9)
-    sub = await submitted_with(app, client, inbox, new_phone, world, data)
-    location = (await create_upload(client, sub)).headers["location"]
-    key = f"{PREFIX}/uploads/{upload_id(location)}"
+    sub, location, key = await started(app, client, inbox, new_phone, world, data)
     offset = await send(client, sub, location, 0, MiB)
     s3.delete_object(Bucket=bucket, Key=f"{key}.staged.0.0000000000")
     s3.put_object(Bucket=bucket, Key=f"{key}.staged.0", Body=data[:MiB] + b"cut" * 1000)

@@ -1,7 +1,7 @@
 """What a web process keeps of the S3 uploads it stages (see `upload_s3`): the current part's
-staged bytes and where each staged object starts, so that the PATCH filling the part need
-not read them back from S3, nor list them to delete them. A cache, not a record: S3 and the
-upload's row stay the truth."""
+staged bytes and where each PATCH's bytes among them begin, so that the PATCH filling the
+part need not read them back, nor list S3 to delete them. A cache, not a record: the
+database, S3 and the upload's row stay the truth."""
 
 from __future__ import annotations
 

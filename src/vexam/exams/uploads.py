@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from vexam.config import Settings
 from vexam.core import audit
 from vexam.core.context import Ctx, Principal
-from vexam.core.db import after_commit, after_rollback, execute_flushed, set_committed
+from vexam.core.db import after_commit, after_rollback, set_committed
 from vexam.core.errors import CountedRefusal, VexamError
 from vexam.exams import upload_files as files
 from vexam.exams import upload_statements as sql
@@ -568,9 +568,7 @@ async def sweep(ctx: Ctx, limit: int = 500) -> tuple[int, int]:
         _remove_after_commit(ctx, upload.id, upload.multipart_id)
         await audit.record(ctx, "upload.expired", "upload", upload.id, received=upload.received)
     if expired:  # the S3 store's bytes staged in the database go with the rest
-        await execute_flushed(
-            ctx.session, sql.DROP_EXPIRED_PIECES, {"upload_ids": [u.id for u in expired]}
-        )
+        await ctx.session.execute(sql.DROP_EXPIRED_PIECES, {"upload_ids": [u.id for u in expired]})
     stranded = list(
         (
             await ctx.session.execute(
